@@ -1,0 +1,1 @@
+"""Subcommands of the ``fieldlab`` CLI (see :data:`fieldlab.cli.COMMANDS`)."""

@@ -1,0 +1,1 @@
+"""Corpus conventions (schema), loading and transforms."""

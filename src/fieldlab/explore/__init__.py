@@ -1,0 +1,1 @@
+"""The exploration loop: UCB tree search over INR configurations, agents, memory files and the driver."""

@@ -1,0 +1,1 @@
+"""Physics of the potential study: the limb phantom, the finite-element solver and analytic solutions."""

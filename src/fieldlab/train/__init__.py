@@ -1,0 +1,1 @@
+"""Training loops: the operator trainer and the INR fit."""

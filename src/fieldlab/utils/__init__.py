@@ -1,0 +1,1 @@
+"""Shared utilities: seeding, device selection, atomic file output, masking, metrics, figures, checkpoints."""
