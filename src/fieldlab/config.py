@@ -13,7 +13,9 @@ Ranges and choices live in the field metadata (:func:`spec`), next to the defaul
 from __future__ import annotations
 
 import argparse
+import copy
 import dataclasses
+import re
 import types
 import typing
 from collections.abc import Mapping, Sequence
@@ -26,6 +28,29 @@ import yaml
 from fieldlab.errors import ConfigError
 
 T = TypeVar("T")
+
+
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 safe loader that also reads ``1e-3`` (no dot) as a float, as YAML 1.2 and ``dvc -S`` do."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+]?[0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def yaml_load(text: str) -> Any:
+    """Parse YAML text with the project's loader (scientific notation without a dot is a float)."""
+    return yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader: no arbitrary objects
 
 
 def spec(
@@ -276,7 +301,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
     if not sep or not key or any(not part for part in key.split(".")):
         raise ConfigError(f"override {text!r}: expected KEY.SUBKEY=VALUE (e.g. model.backbone=unet)")
     try:
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        value = yaml_load(raw) if raw.strip() else ""
     except yaml.YAMLError as exc:
         raise ConfigError(f"override {text!r}: value is not valid YAML ({exc.__class__.__name__})") from None
     return key.split("."), value
@@ -284,7 +309,7 @@ def parse_override(text: str) -> tuple[list[str], Any]:
 
 def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
     """Return a copy of ``raw`` with every ``a.b=value`` override set (intermediate mappings created)."""
-    out: dict[str, Any] = yaml.safe_load(yaml.safe_dump(raw)) if raw else {}
+    out: dict[str, Any] = copy.deepcopy(dict(raw)) if raw else {}
     for text in overrides:
         path, value = parse_override(text)
         node = out
@@ -310,7 +335,7 @@ def read_params(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        raw = yaml.safe_load(path.read_text())
+        raw = yaml_load(path.read_text())
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
