@@ -123,7 +123,15 @@ def render_memory(nodes: list[Node], name: str, n_iter_block: int) -> str:
     blocks = sorted({n.block for n in nodes})
     done = finished_blocks(nodes, n_iter_block)
     summaries = [summarise(block_nodes(nodes, b)) for b in done]
-    head = [f"# {name}: exploration memory", "", "## Knowledge base", "", "### Regime comparison", "", TABLE_HEADER]
+    head = [
+        f"# {name}: exploration memory",
+        "",
+        "## Knowledge base",
+        "",
+        "### Regime comparison",
+        "",
+        *TABLE_HEADER.splitlines(),
+    ]
     head += [s.table_row() for s in summaries] + ["", "### Established principles", ""]
     head += [*principles(nodes)[:60], ""]
     if summaries:
