@@ -14,7 +14,7 @@ from fieldlab.cli import main
 from fieldlab.errors import ConfigError
 from fieldlab.explore.driver import Study, run_study
 from fieldlab.explore.journal import Journal
-from fieldlab.explore.runners import RunResult, SubprocessRunner
+from fieldlab.explore.runners import DvcRunner, RunResult, SubprocessRunner
 
 
 def check_tree(nodes: list, n_blocks: int, n_iter: int) -> None:
@@ -117,3 +117,8 @@ def test_dvc_exp_run_study_and_cli_resume(tmp_path: Path, monkeypatch: pytest.Mo
     again = Journal(ws / "out" / "journal.jsonl").load()
     assert again[:2] == nodes and [n.exp_name for n in again] == ["b1-i1", "b1-i2", "b1-i3"]
     assert os.path.getsize(ws / "out" / "ucb_scores.txt") > 0
+    # 1e-05 must reach the stage as a float (the fake stage exits otherwise), nested values too
+    runner = DvcRunner(ws, "inr_block", "metrics/inr.json", baseline)
+    res = runner.run("direct", {**BASE_INR, "lr": 1e-5, "ngp": {"levels": 4}})
+    assert res.metrics is not None, res.error
+    assert yaml.safe_load(git(ws, "show", f"{res.commit}:params.yaml"))["inr"]["lr"] == 1e-5

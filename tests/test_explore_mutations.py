@@ -87,3 +87,11 @@ def test_budget_steps_hand_case() -> None:
     assert mut.budget_steps(new, hist, 30.0, ranges) == 1500
     assert mut.budget_steps(new, hist, 1e-6, ranges) == 100  # never below the range
     assert mut.budget_steps(new, [], 30.0, ranges) is None
+
+
+def test_dvc_safe_values() -> None:
+    """DVC writes 1e-05 back as `1e-05`, which PyYAML reads as a string: such values bypass -S."""
+    from fieldlab.explore.runners import dvc_safe
+
+    assert [dvc_safe(v) for v in (1e-4, 1e-5, 2.5e20, 256, "ngp", True, {"levels": 16}, [1, 2])] == [
+        True, False, False, True, True, True, False, False]  # fmt: skip

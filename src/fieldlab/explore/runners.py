@@ -4,7 +4,7 @@ Both take the full ``inr`` section of the configuration and return the stage's m
 
 ``dvc exp run -S inr.lr=1e-05`` writes ``lr: 1e-05`` into params.yaml, which a YAML 1.1 reader (PyYAML, used by
 the stages) reads back as the *string* ``'1e-05'``. So the runner first writes the whole configuration itself
-(PyYAML writes ``1.0e-05``), then passes ``-S`` for every value whose text survives DVC's rewrite (all but floats
+(PyYAML writes ``1.0e-05``), then passes ``-S`` for every scalar whose text survives DVC's rewrite (all but floats
 in exponent notation); the experiment records the same values either way.
 """
 
@@ -60,8 +60,13 @@ def params_text(baseline: dict[str, Any], inr: dict[str, Any]) -> str:
 
 
 def dvc_safe(value: Any) -> bool:
-    """Whether ``-S key=value`` keeps ``value``'s type for a YAML 1.1 reader (not a float written with an exponent)."""
-    return not (isinstance(value, float) and "e" in repr(value))
+    """Whether ``-S key=value`` keeps ``value`` for a YAML 1.1 reader: a scalar, not a float with an exponent.
+
+    Nested values (e.g. ``inr.ngp``) are left to the params file written before the run.
+    """
+    if isinstance(value, float):
+        return "e" not in repr(value)
+    return isinstance(value, str | int | bool)
 
 
 def read_metrics(path: Path) -> tuple[dict[str, Any] | None, str]:
