@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -122,3 +123,20 @@ def test_dvc_exp_run_study_and_cli_resume(tmp_path: Path, monkeypatch: pytest.Mo
     res = runner.run("direct", {**BASE_INR, "lr": 1e-5, "ngp": {"levels": 4}})
     assert res.metrics is not None, res.error
     assert yaml.safe_load(git(ws, "show", f"{res.commit}:params.yaml"))["inr"]["lr"] == 1e-5
+
+
+def test_command_agent_study_logs_reverts(tmp_path: Path) -> None:
+    """agent: command in a --no-dvc study: the agent's lr edit is run, its out-of-range edit reverted and logged."""
+    ws = make_workspace(tmp_path / "ws", dvc=False)
+    (ws / "agent.py").write_text(
+        "import yaml\np = yaml.safe_load(open('params.yaml'))\np['inr']['lr'] = p['inr']['lr'] / 2\n"
+        "p['inr']['hidden_layers'] = 9\nopen('params.yaml', 'w').write(yaml.safe_dump(p))\nprint('STRATEGY: halve')\n"
+    )
+    baseline = (ws / "params.yaml").read_text()
+    cfg = small_config(agent="command", agent_command=f"{sys.executable} agent.py")
+    nodes = run_study(cfg, Study(ws, ws / "out", 1, 3, use_dvc=False), log=lambda s: None)
+    assert [n.params["lr"] for n in nodes] == [1e-4, 5e-5, 2.5e-5]  # best UCB: node 1, then node 2 (fewer visits)
+    assert all(n.params["hidden_layers"] == 3 for n in nodes)
+    assert nodes[1].strategy == "halve" and "inr.hidden_layers = 9: expected a value in [2, 6]" in nodes[1].rationale
+    assert (ws / "params.yaml").read_text() == baseline
+    assert "hidden_layers = 9" in (ws / "out" / "inr_analysis.md").read_text()

@@ -141,7 +141,11 @@ def run_study(
                 prop = rule.fit_budget(Proposal(None, params, "root", "", f"block root: {why}"), ctx)
             elif command is not None:
                 memory = render_memory(nodes, ex.name, study.n_iter_block)
-                prop = rule.fit_budget(command.propose(ctx, baseline, memory, render_scores(ucb_scores(cur, c))), ctx)
+                try:
+                    prop = command.propose(ctx, baseline, memory, render_scores(ucb_scores(cur, c)))
+                finally:
+                    (ws / "params.yaml").write_text(baseline_text)  # the agent saw the parent's config there
+                prop = rule.fit_budget(prop, ctx)
             else:
                 prop = rule.propose(ctx)
             node_id = len(nodes) + 1
