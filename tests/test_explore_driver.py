@@ -113,6 +113,7 @@ def test_dvc_exp_run_study_and_cli_resume(tmp_path: Path, monkeypatch: pytest.Mo
         committed = yaml.safe_load(git(ws, "show", f"{n.commit}:params.yaml"))["inr"]
         assert committed == n.params  # the experiment ran exactly the journal's config
     assert nodes[0].r2 == pytest.approx(1.0)
+    assert nodes[0].metrics["ssim"] == [0.9, 0.7]  # lists kept although dvc exp show drops them
     assert (ws / "params.yaml").read_text() == baseline  # reset after every run
     assert main(["explore", "--blocks", "1", "--iters", "3", "--out", "out", "--resume", *overrides]) == 0
     again = Journal(ws / "out" / "journal.jsonl").load()

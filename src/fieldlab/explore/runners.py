@@ -150,6 +150,9 @@ class DvcRunner:
         if proc.returncode != 0:
             return RunResult(None, f"exit {proc.returncode}: {_tail(proc.stderr or proc.stdout)}", name, "", cmd)
         metrics, commit, why = self.exp_metrics(name)
+        local, _ = read_metrics(self.repo / self.metrics_file)  # the run just applied to the workspace
+        if metrics is not None and local is not None and local["final_r2"] == metrics["final_r2"]:
+            metrics = {**local, **metrics}  # dvc exp show drops list values (e.g. per-component ssim)
         return RunResult(metrics, why, name, commit, cmd)
 
     def exp_metrics(self, name: str) -> tuple[dict[str, Any] | None, str, str]:
