@@ -4,8 +4,9 @@ Both take the full ``inr`` section of the configuration and return the stage's m
 
 ``dvc exp run -S inr.lr=1e-05`` writes ``lr: 1e-05`` into params.yaml, which a YAML 1.1 reader (PyYAML, used by
 the stages) reads back as the *string* ``'1e-05'``. So the runner first writes the whole configuration itself
-(PyYAML writes ``1.0e-05``), then passes ``-S`` for every scalar whose text survives DVC's rewrite (all but floats
-in exponent notation); the experiment records the same values either way.
+(PyYAML writes ``1.0e-05``), then passes ``-S`` for every value that differs from the baseline and whose text
+survives DVC's rewrite (scalars, but not floats in exponent notation); the experiment records the same values
+either way.
 """
 
 from __future__ import annotations
@@ -138,7 +139,9 @@ class DvcRunner:
     def run(self, name: str, inr: dict[str, Any]) -> RunResult:
         self._drop_existing(name)
         (self.repo / "params.yaml").write_text(params_text(self.baseline, inr))
-        sets = [a for k, v in inr.items() if dvc_safe(v) for a in ("-S", f"inr.{k}={json.dumps(v)}")]
+        base = self.baseline.get("inr") or {}
+        changed = {k: v for k, v in inr.items() if base.get(k) != v and dvc_safe(v)}
+        sets = [a for k, v in changed.items() for a in ("-S", f"inr.{k}={json.dumps(v)}")]
         cmd = [self.dvc, "exp", "run", "-n", name, *sets, self.stage]
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         try:
