@@ -20,7 +20,6 @@ def warp_cache_dir() -> Path:
 def init_warp() -> ModuleType:
     """Import and initialise Warp once, with its kernel cache in :func:`warp_cache_dir`; return the module."""
     import warp as wp
-
     from warp._src import context  # Warp keeps its runtime there; None until wp.init()
 
     if getattr(context, "runtime", None) is None:

@@ -50,12 +50,12 @@ def load_trajectory(path: str | Path) -> MPMTrajectory:
         raise InputError(f"{npz}: trajectory file not found (run `fieldlab simulate-mpm` or `dvc repro simulate_mpm`)")
     try:
         with np.load(npz, allow_pickle=False) as data:
-            missing = [k for k in REQUIRED if k not in data.files]
-            if missing:
-                raise InputError(f"{npz}: missing array(s) {', '.join(missing)}; expected {', '.join(REQUIRED)}")
-            arrays = {k: data[k] for k in REQUIRED}
+            arrays = {k: data[k] for k in REQUIRED if k in data.files}
     except (OSError, ValueError, zipfile.BadZipFile) as exc:
         raise InputError(f"{npz}: not a readable .npz file ({exc.__class__.__name__})") from None
+    missing = [k for k in REQUIRED if k not in arrays]
+    if missing:
+        raise InputError(f"{npz}: missing array(s) {', '.join(missing)}; expected {', '.join(REQUIRED)}")
     meta = {}
     manifest = npz.parent / MANIFEST_FILE
     if manifest.is_file():
