@@ -141,3 +141,12 @@ def test_command_agent_study_logs_reverts(tmp_path: Path) -> None:
     assert nodes[1].strategy == "halve" and "inr.hidden_layers = 9: expected a value in [2, 6]" in nodes[1].rationale
     assert (ws / "params.yaml").read_text() == baseline
     assert "hidden_layers = 9" in (ws / "out" / "inr_analysis.md").read_text()
+
+
+def test_nan_r2_is_a_failed_node(tmp_path: Path) -> None:
+    """A fit that reports final_r2 = NaN (e.g. a constant target) cannot be scored: it becomes a failed node."""
+    ws = make_workspace(tmp_path / "ws", dvc=False)
+    stage = (ws / "stages" / "inr_block.py").read_text().replace('"final_r2": r2', '"final_r2": float("nan")')
+    (ws / "stages" / "inr_block.py").write_text(stage)
+    nodes = run_study(small_config(), Study(ws, tmp_path / "out", 1, 2, use_dvc=False), log=lambda s: None)
+    assert [n.status for n in nodes] == ["failed", "failed"] and "finite" in nodes[0].error

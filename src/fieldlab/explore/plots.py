@@ -37,7 +37,7 @@ def plot_block(nodes: list[Node], out_dir: str | Path, block: int) -> list[Path]
     low = min([n.r2 for n in ok] + [0.9])
     norm = colors.Normalize(vmin=max(low, -1.0), vmax=1.0)
 
-    fig, ax = plt.subplots(figsize=(max(4.0, 0.8 * len(nodes) + 2), 4))
+    fig, ax = plt.subplots(figsize=(max(5.0, 0.8 * len(nodes) + 2), 4), layout="constrained")
     for n in nodes:
         if n.parent in pos:
             (x0, y0), (x1, y1) = pos[n.parent], pos[n.id]
@@ -61,11 +61,10 @@ def plot_block(nodes: list[Node], out_dir: str | Path, block: int) -> list[Path]
     ax.set(xlabel="iteration", ylabel="depth", title=f"block {block}: search tree")
     ax.set_yticks(sorted({-d for d in depth.values()}), [str(d) for d in sorted(set(depth.values()), reverse=True)])
     tree = out_dir / f"tree_block{block}.png"
-    fig.tight_layout()
     fig.savefig(tree, dpi=100)
     plt.close(fig)
 
-    fig, ax = plt.subplots(figsize=(5, 3.5))
+    fig, ax = plt.subplots(figsize=(5, 3.5), layout="constrained")
     its = [n.iteration for n in ok]
     r2 = [n.r2 for n in ok]
     best = [max(r2[: i + 1]) for i in range(len(r2))]
@@ -76,7 +75,6 @@ def plot_block(nodes: list[Node], out_dir: str | Path, block: int) -> list[Path]
     ax.set(xlabel="iteration", ylabel="final R2", title=f"block {block}: R2 per iteration")
     ax.legend()
     curve = out_dir / f"r2_block{block}.png"
-    fig.tight_layout()
     fig.savefig(curve, dpi=100)
     plt.close(fig)
     return [tree, curve]

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import json
+import math
 import os
 import shlex
 import signal
@@ -78,9 +79,15 @@ def read_metrics(path: Path) -> tuple[dict[str, Any] | None, str]:
         data = json.loads(path.read_text())
     except json.JSONDecodeError:
         return None, f"{path} is not valid JSON"
-    if not isinstance(data, dict) or not isinstance(data.get("final_r2"), int | float):
-        return None, f"{path} has no numeric final_r2"
+    got = data.get("final_r2") if isinstance(data, dict) else None
+    if not finite_r2(got):
+        return None, f"{path}: final_r2 = {got!r}: expected a finite number"
     return data, ""
+
+
+def finite_r2(value: Any) -> bool:
+    """A usable R2: a finite number (a NaN fit is a failed node, not a score)."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
 
 
 class SubprocessRunner:
@@ -174,7 +181,9 @@ class DvcRunner:
                         continue
                     entry = ((rev.get("data") or {}).get("metrics") or {}).get(self.metrics_file) or {}
                     data = entry.get("data")
-                    if not isinstance(data, dict) or not isinstance(data.get("final_r2"), int | float):
-                        return None, rev.get("rev", ""), f"experiment {name}: {self.metrics_file} has no final_r2"
+                    if not isinstance(data, dict) or not finite_r2(data.get("final_r2")):
+                        got = data.get("final_r2") if isinstance(data, dict) else None
+                        why = f"experiment {name}: {self.metrics_file}: final_r2 = {got!r}: expected a finite number"
+                        return None, rev.get("rev", ""), why
                     return data, rev.get("rev", ""), ""
         return None, "", f"experiment {name} not found in dvc exp show"
