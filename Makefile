@@ -49,6 +49,11 @@ format: setup ## apply ruff's fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
+explore: setup ## a 2-block x 4-iteration exploration study on a tiny budget (dvc exp run of inr_block)
+	$(BIN)/fieldlab explore --blocks 2 --iters 4 --out experiments/explore-tiny --resume \
+	  explore.time_budget_s=20 "explore.ranges.total_steps=[100,1000]"
+	$(BIN)/dvc exp list --name-only
+
 docker-build: ## build the CUDA image (needs a Docker engine)
 	docker build -f docker/Dockerfile -t $(IMAGE):cuda .
 

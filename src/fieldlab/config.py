@@ -137,29 +137,149 @@ class LogConfig:
 
 # ---- mpm: the MLS-MPM corpus ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class MPMSceneConfig:
+    """Grid, time step, elasticity, gravity, densities and recording cadence of one MPM scene.
+
+    The domain is the unit square; ``dx = 1 / n_grid``; particle volume ``V_p = (particle_size dx)^2``;
+    particle mass ``m_p = density[material] V_p``; Lame constants ``mu_0 = E / (2 (1 + nu))``,
+    ``lambda_0 = E nu / ((1 + nu) (1 - 2 nu))``.
+    """
+
+    n_grid: int = spec(128, ge=8, doc="grid nodes per side of the unit square")
+    dt: float = spec(1e-4, gt=0, doc="substep, s")
+    E: float = spec(5e3, gt=0, doc="Young's modulus")
+    nu: float = spec(0.2, ge=0, lt=0.5, doc="Poisson's ratio")
+    gravity: tuple[float, float] = spec((0.0, -30.0), doc="m/s^2 (x, y)")
+    density: tuple[float, float, float] = spec((1.0, 1.0, 1.0), gt=0, doc="liquid, jelly, snow")
+    particle_size: float = spec(0.5, gt=0, doc="particle side in cells: V_p = (particle_size dx)^2")
+    substeps: int = spec(20, ge=1, doc="substeps per stored frame")
+    particles: int = spec(3000, ge=1, doc="particles per block (mpm128) or per disc (discs_3types)")
+    max_speed: float = spec(2.0, ge=0, doc="discs_3types: initial disc velocity ~ U(-max_speed, max_speed)^2")
+
+
+@dataclass(frozen=True)
+class MPM128SceneConfig(MPMSceneConfig):
+    """Taichi's mpm128: three 0.2 x 0.2 blocks (liquid, jelly, snow) falling into the box."""
+
+
+@dataclass(frozen=True)
+class DiscsSceneConfig(MPMSceneConfig):
+    """discs_3types: nine discs of radius 0.075 on a 3 x 3 layout, three per material, random velocities."""
+
+    dt: float = spec(7.5e-5, gt=0, doc="substep, s")
+    E: float = spec(1e3, gt=0, doc="Young's modulus")
+    gravity: tuple[float, float] = spec((0.0, -50.0), doc="m/s^2 (x, y)")
+    density: tuple[float, float, float] = spec((1.0, 0.5, 0.25), gt=0, doc="liquid, jelly, snow")
+    particles: int = spec(1000, ge=1, doc="particles per disc")
+
+
+@dataclass(frozen=True)
 class MPMConfig:
-    """Scene, constants and recording of the 2D MLS-MPM simulation."""
+    """Scene, constants, engine and recording of the 2D MLS-MPM simulation (fieldlab.mpm.simulate)."""
 
     scene: Literal["mpm128", "discs_3types"] = "discs_3types"
-    frames: int = spec(48, ge=1)
+    frames: int = spec(200, ge=1, doc="stored frames, the initial state included")
+    root: str = "data/mpm"
+    # material laws shared by the scenes (Taichi mpm128)
+    hardening: float = spec(10.0, ge=0, doc="xi in h = exp(xi (1 - Jp))")
+    h_min: float = spec(0.1, gt=0, doc="lower clamp of h")
+    h_max: float = spec(5.0, gt=0, doc="upper clamp of h")
+    jelly_h: float = spec(0.3, gt=0, doc="fixed hardening of jelly")
+    snow_clamp: tuple[float, float] = spec((0.975, 1.0045), gt=0, doc="snow singular values [1 - theta_c, 1 + theta_s]")
+    wall_cells: int = spec(3, ge=0, doc="wall band in nodes (0: no walls)")
+    # engine
+    device: str = spec("cpu", doc="Warp device: cpu, cuda, cuda:N or auto (cuda when present)")
+    threads: int = spec(2, ge=0, doc="CPU threads (particle chunks with private grids); 0 = all cores")
+    mpm128: MPM128SceneConfig = field(default_factory=MPM128SceneConfig)
+    discs_3types: DiscsSceneConfig = field(default_factory=DiscsSceneConfig)
+
+    def __post_init__(self) -> None:
+        lo, hi = self.snow_clamp
+        if not lo <= 1.0 <= hi:
+            raise ConfigError(f"mpm.snow_clamp = {list(self.snow_clamp)!r}: expected [lo, hi] with lo <= 1 <= hi")
+        if self.h_min > self.h_max:
+            raise ConfigError(f"mpm.h_min = {self.h_min!r} > mpm.h_max = {self.h_max!r}: expected h_min <= h_max")
+
+    @property
+    def scene_config(self) -> MPMSceneConfig:
+        """Constants of the selected scene."""
+        return getattr(self, self.scene)
 
 
 # ---- inr: one implicit-neural-representation fit ----------------------------------------------------------------
+@dataclass(frozen=True)
+class NGPConfig:
+    """Hash-grid encoding (Instant-NGP) and its MLP, used when ``inr.model = ngp``."""
+
+    levels: int = spec(16, ge=1, le=32)
+    features: int = spec(2, ge=1, le=16, doc="features per level")
+    log2_table_size: int = spec(19, ge=4, le=26, doc="T = 2**log2_table_size entries per hashed level")
+    base_resolution: int = spec(16, ge=1)
+    growth: float = spec(1.5, ge=1.0, le=4.0, doc="level l has resolution floor(base_resolution * growth**l)")
+    mlp_width: int = spec(64, ge=1)
+    mlp_layers: int = spec(2, ge=0, le=16, doc="hidden ReLU layers")
+
+
 @dataclass(frozen=True)
 class INRConfig:
     """One INR fit on one MPM field (the inr_block stage)."""
 
     model: Literal["siren_t", "siren_id", "siren_txy", "ngp"] = "siren_txy"
     field_name: Literal["F", "Jp", "S", "C"] = "Jp"
+    scene: str = "discs_3types"
+    data_root: str = "data/mpm"
+    n_training_frames: int = spec(48, ge=1)
+    frame_start: int = spec(0, ge=0)
+    hidden_features: int = spec(256, ge=1, le=8192)
+    hidden_layers: int = spec(3, ge=1, le=16)
+    omega: float = spec(30.0, gt=0, le=1000)
+    learn_omega: bool = False
+    omega_lr: float = spec(1e-4, gt=0, le=1)
+    lr: float = spec(1e-4, gt=0, le=1)
+    batch_size: int = spec(4, ge=1, doc="frames per step")
+    total_steps: int = spec(1000, ge=1)
+    grad_clip: float = spec(0.0, ge=0, doc="max gradient norm; 0 = off")
+    t_period: float = spec(1.0, gt=0, doc="time input divided by this (larger = slower variation)")
+    xy_period: float = spec(1.0, gt=0, doc="position/id input divided by this")
+    device: str = "auto"
+    ngp: NGPConfig = field(default_factory=NGPConfig)
 
 
 # ---- explore: the UCB exploration loop --------------------------------------------------------------------------
 @dataclass(frozen=True)
-class ExploreConfig:
-    """Blocks, iterations, UCB constant and agent of the exploration loop."""
+class ExploreRanges:
+    """Allowed ranges of the ``inr.*`` values the agents may set (inclusive bounds)."""
 
-    ucb_c: float = spec(1.414, ge=0)
+    lr: tuple[float, float] = spec((1e-7, 1e-3), gt=0)
+    batch_size: tuple[int, int] = spec((1, 32), ge=1)
+    hidden_features: tuple[int, int] = spec((64, 2048), ge=1)
+    hidden_layers: tuple[int, int] = spec((2, 6), ge=1)
+    omega: tuple[float, float] = spec((1.0, 100.0), gt=0)
+    total_steps: tuple[int, int] = spec((1000, 200000), ge=1, doc="a tiny study lowers this range")
+    t_period: tuple[float, float] = spec((0.01, 100.0), gt=0)
+    xy_period: tuple[float, float] = spec((0.01, 100.0), gt=0)
+    n_training_frames: tuple[int, int] = spec((2, 100000), ge=1)
+
+
+@dataclass(frozen=True)
+class ExploreConfig:
+    """Blocks, iterations, UCB constant, agent, time budget and mutation ranges of the exploration loop."""
+
+    ucb_c: float = spec(1.414, ge=0, doc="UCB = R2 + c sqrt(ln N / n)")
     agent: Literal["rule", "command"] = "rule"
+    agent_command: str = spec("", doc="shell command of the command agent; prompt on stdin, run in the workspace")
+    agent_timeout_s: float = spec(900.0, gt=0)
+    agent_may_edit: tuple[str, ...] = spec((), doc="source files the command agent may edit (empty: none)")
+    time_budget_s: float = spec(600.0, gt=0, doc="wall time allowed per fit; total_steps is scaled to fit it")
+    n_blocks: int = spec(2, ge=1)
+    n_iter_block: int = spec(8, ge=1)
+    next_block: Literal["field", "frames", "none"] = spec("field", doc="rotate Jp->F->S->C, raise frames, or keep")
+    frames_schedule: tuple[int, ...] = spec((48, 100, 200, 500), ge=1)
+    stage: str = spec("inr_block", doc="DVC stage run by `dvc exp run`")
+    stage_cmd: str = spec("python stages/inr_block.py", doc="command of the stage for --no-dvc (gets --params)")
+    metrics_file: str = "metrics/inr.json"
+    name: str = spec("inr", doc="prefix of <name>_analysis.md and <name>_memory.md")
+    ranges: ExploreRanges = field(default_factory=ExploreRanges)
 
 
 # ---- root -------------------------------------------------------------------------------------------------------

@@ -1,0 +1,196 @@
+"""The exploration driver: blocks of iterations, each one fit, recorded in the journal, outputs re-rendered.
+
+For block b = 1..n_blocks and iteration i = 1..n_iter_block: iteration 1 runs the block's root (block 1: the
+baseline ``inr`` section clipped into the ranges; later blocks: the previous block's best config moved to the
+next regime, see :mod:`fieldlab.explore.blocks`); later iterations ask the agent. Each fit runs as experiment
+``b{b}-i{i}`` (or in a subprocess with ``--no-dvc``), becomes one journal node (a failed fit a failed node), and
+``ucb_scores.txt``, ``configs/iter_NNN.yaml``, the markdown files and the block's pictures are rewritten.
+
+Resume: the journal holds only finished nodes, so the loop skips every (block, iteration) already there and
+re-runs the interrupted one; every decision depends only on the journal and the seed, so it is the same one.
+The baseline params are saved as ``baseline_params.yaml`` in the output directory on the first start and
+re-used on resume (an interrupted run may have left params.yaml rewritten).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+
+import yaml
+
+from fieldlab.config import Config
+from fieldlab.errors import ConfigError
+from fieldlab.explore import blocks as blk
+from fieldlab.explore.agents import Context, Proposal, RuleAgent, observe
+from fieldlab.explore.command_agent import CommandAgent
+from fieldlab.explore.journal import FAILED, OK, Journal, Node, block_nodes
+from fieldlab.explore.memory import render_analysis, render_memory
+from fieldlab.explore.mutations import clamp_params
+from fieldlab.explore.runners import DvcRunner, RunResult, SubprocessRunner
+from fieldlab.explore.ucb import render_scores, ucb_scores
+from fieldlab.utils.io import atomic_open
+
+
+class Runner(Protocol):
+    def run(self, name: str, inr: dict[str, Any]) -> RunResult: ...
+
+
+@dataclass(frozen=True)
+class Study:
+    """Where and how long: workspace (repo root), output directory, blocks and iterations per block."""
+
+    workspace: Path
+    out: Path
+    n_blocks: int
+    n_iter_block: int
+    use_dvc: bool = True
+    resume: bool = False
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _write(path: Path, text: str) -> None:
+    with atomic_open(path) as fh:
+        fh.write(text)
+
+
+def block_c(nodes: list[Node], block: int, c0: float) -> float:
+    """ucb_c of ``block``: c0 for block 1, then adjusted after each finished block (pure function of the journal)."""
+    c = c0
+    for b in range(1, block):
+        done = block_nodes(nodes, b)
+        if done:
+            c, _ = blk.adjust_c(blk.summarise(done), c)
+    return c
+
+
+def block_root(nodes: list[Node], block: int, baseline_inr: dict[str, Any], cfg: Config) -> tuple[dict, str]:
+    """Root params of ``block`` and why."""
+    ex = cfg.explore
+    if block == 1 or not block_nodes(nodes, block - 1):
+        return clamp_params(baseline_inr, ex.ranges), "baseline config"
+    params, why = blk.next_root(blk.summarise(block_nodes(nodes, block - 1)), ex.next_block, ex.frames_schedule)
+    return clamp_params(params, ex.ranges), why
+
+
+def render_outputs(nodes: list[Node], cfg: Config, out: Path, n_iter_block: int, block: int,
+                   pictures: bool = True) -> None:  # fmt: skip
+    """Rewrite ucb_scores.txt, both markdown files and (with ``pictures``) the block's pictures from ``nodes``."""
+    from fieldlab.explore.plots import plot_block
+
+    cur = block_nodes(nodes, block)
+    _write(out / "ucb_scores.txt", render_scores(ucb_scores(cur, block_c(nodes, block, cfg.explore.ucb_c))))
+    _write(out / f"{cfg.explore.name}_analysis.md", render_analysis(nodes, cfg.explore.name, n_iter_block))
+    _write(out / f"{cfg.explore.name}_memory.md", render_memory(nodes, cfg.explore.name, n_iter_block))
+    if cur and pictures:
+        plot_block(cur, out, block)
+
+
+def run_study(
+    cfg: Config, study: Study, runner: Runner | None = None, log: Callable[[str], None] = print
+) -> list[Node]:
+    """Run (or resume) a study; return every node of the journal."""
+    out, ws = study.out, study.workspace
+    journal = Journal(out / "journal.jsonl")
+    nodes = journal.load()
+    if nodes and not study.resume:
+        raise ConfigError(f"{journal.path}: a study is already recorded there: pass --resume or choose another --out")
+    base_file = out / "baseline_params.yaml"
+    if study.resume and base_file.is_file():
+        baseline_text = base_file.read_text()
+    else:
+        if not (ws / "params.yaml").is_file():
+            raise ConfigError(f"{ws / 'params.yaml'}: params file not found")
+        baseline_text = (ws / "params.yaml").read_text()
+        out.mkdir(parents=True, exist_ok=True)
+        _write(base_file, baseline_text)
+    baseline = yaml.safe_load(baseline_text) or {}
+    if not isinstance(baseline.get("inr"), dict) or not baseline["inr"]:
+        raise ConfigError(f"{base_file}: inr section missing or empty: expected the INR parameters to explore")
+    ex = cfg.explore
+    if runner is None:
+        if study.use_dvc:
+            runner = DvcRunner(ws, ex.stage, ex.metrics_file, baseline_text)
+            runner.reset_params()
+        else:
+            runner = SubprocessRunner(ws, ex.stage_cmd, ex.metrics_file, baseline)
+    rule = RuleAgent(ex.ranges, ex.time_budget_s, cfg.seed)
+    command = None
+    if ex.agent == "command":
+        inside = out.resolve().is_relative_to(ws.resolve())
+        skip = (out.resolve().relative_to(ws.resolve()).as_posix(),) if inside else ()
+        command = CommandAgent(ex, ws, "params.yaml", skip)
+    done = {(n.block, n.iteration) for n in nodes}
+
+    for b in range(1, study.n_blocks + 1):
+        for i in range(1, study.n_iter_block + 1):
+            if (b, i) in done:
+                continue
+            cur = block_nodes(nodes, b)
+            c = block_c(nodes, b, ex.ucb_c)
+            ctx = Context(b, i, study.n_iter_block, c, cur, nodes)
+            if i == 1 or not cur:
+                _write(out / "ucb_scores.txt", "")  # block boundary: the next parent is the root
+                params, why = block_root(nodes, b, baseline["inr"], cfg)
+                prop = rule.fit_budget(Proposal(None, params, "root", "", f"block root: {why}"), ctx)
+            elif command is not None:
+                memory = render_memory(nodes, ex.name, study.n_iter_block)
+                try:
+                    prop = command.propose(ctx, baseline, memory, render_scores(ucb_scores(cur, c)))
+                finally:
+                    (ws / "params.yaml").write_text(baseline_text)  # the agent saw the parent's config there
+                prop = rule.fit_budget(prop, ctx)
+            else:
+                prop = rule.propose(ctx)
+            node_id = len(nodes) + 1
+            name = f"b{b}-i{i}"
+            _write(
+                out / "configs" / f"iter_{node_id:03d}.yaml",
+                yaml.safe_dump(
+                    {
+                        "node": node_id,
+                        "parent": prop.parent,
+                        "block": b,
+                        "iteration": i,
+                        "strategy": prop.strategy,
+                        "mutation": prop.mutation,
+                        "inr": prop.params,
+                    },
+                    sort_keys=False,
+                ),
+            )
+            log(f"[{name}] node {node_id} parent {prop.parent} {prop.strategy}: {prop.mutation or '-'}")
+            started = _now()
+            res = runner.run(name, prop.params)
+            node = Node(
+                id=node_id,
+                parent=prop.parent,
+                block=b,
+                iteration=i,
+                params=prop.params,
+                metrics=res.metrics or {},
+                status=OK if res.metrics is not None else FAILED,
+                error=res.error,
+                strategy=prop.strategy,
+                mutation=prop.mutation,
+                rationale=prop.rationale,
+                observation=observe(res.metrics) if res.metrics is not None else "",
+                ucb_c=c,
+                started=started,
+                finished=_now(),
+                exp_name=res.exp_name,
+                commit=res.commit,
+            )
+            journal.append(node)
+            nodes.append(node)
+            log(f"[{name}] " + (f"R2={node.r2:.5f}" if node.r2 is not None else f"FAILED: {node.error[-200:]}"))
+            render_outputs(nodes, cfg, out, study.n_iter_block, b, pictures=i == study.n_iter_block)
+    if nodes:
+        render_outputs(nodes, cfg, out, study.n_iter_block, max(n.block for n in nodes))
+    return nodes

@@ -1,0 +1,194 @@
+"""One MPM field over a window of frames, standardised per component, with the INR input coordinates.
+
+Shapes: particles ``(T, N, ...)``; a field is flattened to ``(T, N, C)`` components (F, S, C: ``C = 4`` in the
+order ``11, 12, 21, 22``; Jp: ``C = 1``). Targets are standardised per component,
+``y_std = (y - mean_c) / std_c``, with mean and std over all frames and particles of the window.
+
+Coordinates of the per-point models, before the ``period`` division, are in ``[-1, 1]`` for SIREN and ``[0, 1]``
+for the hash grid: time ``2 k / (T - 1) - 1`` for frame ``k`` of the window, position ``2 x - 1`` (the MPM domain
+is the unit square), particle id ``2 i / (N - 1) - 1``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy.ndimage import distance_transform_edt
+
+from fieldlab.errors import ConfigError, InputError
+
+#: components per field and their labels
+FIELD_COMPONENTS: dict[str, tuple[str, ...]] = {
+    "F": ("F11", "F12", "F21", "F22"),
+    "Jp": ("Jp",),
+    "S": ("S11", "S12", "S21", "S22"),
+    "C": ("C11", "C12", "C21", "C22"),
+}
+
+
+@dataclass(frozen=True)
+class FieldWindow:
+    """``n_frames`` frames of one field: values ``(T, N, C)``, positions ``(T, N, 2)``, frame indices ``(T,)``."""
+
+    field_name: str
+    values: np.ndarray
+    positions: np.ndarray
+    frames: np.ndarray
+    material: np.ndarray
+
+    def __post_init__(self) -> None:
+        t, n, c = self.values.shape
+        if self.positions.shape != (t, n, 2) or self.frames.shape != (t,) or self.material.shape != (n,):
+            raise InputError(
+                f"field window: values {self.values.shape}, positions {self.positions.shape}, frames "
+                f"{self.frames.shape}, material {self.material.shape}: expected (T, N, C), (T, N, 2), (T,), (N,)"
+            )
+        if len(FIELD_COMPONENTS[self.field_name]) != c:
+            expected = len(FIELD_COMPONENTS[self.field_name])
+            raise InputError(f"field {self.field_name}: {c} components, expected {expected}")
+
+    @property
+    def n_frames(self) -> int:
+        return self.values.shape[0]
+
+    @property
+    def n_particles(self) -> int:
+        return self.values.shape[1]
+
+    @property
+    def n_components(self) -> int:
+        return self.values.shape[2]
+
+    @property
+    def n_values(self) -> int:
+        return int(self.values.size)
+
+    def stats(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per-component mean and std ``(C,)`` over frames and particles (std of a constant component is 1)."""
+        flat = self.values.reshape(-1, self.n_components).astype(np.float64)
+        mean, std = flat.mean(0), flat.std(0)
+        return mean, np.where(std > 0, std, 1.0)
+
+    def time_coordinate(self) -> np.ndarray:
+        """Frame position in the window, ``(T,)`` in ``[-1, 1]`` (0 for a single frame)."""
+        t = self.n_frames
+        return np.zeros(1) if t == 1 else np.linspace(-1.0, 1.0, t)
+
+
+def field_components(field_name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:
+    """``(T, N, C)`` components of ``field_name`` from trajectory arrays (``(T, N)`` or ``(T, N, 2, 2)``)."""
+    a = arrays[field_name]
+    t, n = a.shape[:2]
+    return a.reshape(t, n, -1)  # (T, N, 2, 2) -> (T, N, 4) in the order 11, 12, 21, 22; (T, N) -> (T, N, 1)
+
+
+def load_field_window(path: str | Path, field_name: str, frame_start: int, n_frames: int) -> FieldWindow:
+    """Read ``n_frames`` frames of ``field_name`` from an MPM ``trajectory.npz`` (or its directory).
+
+    Raises
+    ------
+    InputError
+        The file is missing or lacks a key or has inconsistent shapes.
+    ConfigError
+        The window ``[frame_start, frame_start + n_frames)`` is outside the recorded frames.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / "trajectory.npz"
+    if field_name not in FIELD_COMPONENTS:
+        raise ConfigError(f"inr.field_name = {field_name!r}: expected one of {', '.join(FIELD_COMPONENTS)}")
+    if not path.is_file():
+        raise InputError(f"{path}: MPM trajectory not found (run the simulate_mpm stage first)")
+    try:
+        with np.load(path) as npz:
+            missing = [k for k in ("x", field_name, "material") if k not in npz.files]
+            if missing:
+                raise InputError(f"{path}: missing arrays {missing}; found {sorted(npz.files)}")
+            n_total = npz["x"].shape[0]
+            if frame_start + n_frames > n_total:
+                raise ConfigError(
+                    f"inr.frame_start + inr.n_training_frames = {frame_start} + {n_frames}: expected <= {n_total}, "
+                    f"the frames recorded in {path}"
+                )
+            window = slice(frame_start, frame_start + n_frames)
+            arrays = {field_name: npz[field_name][window]}
+            positions = np.asarray(npz["x"][window], dtype=np.float32)
+            material = np.asarray(npz["material"])
+    except (OSError, ValueError) as exc:
+        if isinstance(exc, InputError | ConfigError):
+            raise
+        raise InputError(f"{path}: not a readable .npz trajectory ({exc.__class__.__name__})") from None
+    values = np.asarray(field_components(field_name, arrays), dtype=np.float32)
+    if not np.all(np.isfinite(values)):
+        raise InputError(f"{path}: field {field_name} has non-finite values in frames {frame_start}..")
+    frames = np.arange(frame_start, frame_start + n_frames)
+    return FieldWindow(field_name, values, positions, frames, material)
+
+
+def particle_grid(
+    positions: np.ndarray, values: np.ndarray, resolution: int, bounds: tuple[float, float, float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Average particle values per cell of a ``resolution x resolution`` grid over ``bounds``.
+
+    Parameters
+    ----------
+    positions, values
+        ``(N, 2)`` positions and ``(N,)`` values of one frame.
+    bounds
+        ``(x_min, x_max, y_min, y_max)`` of the grid.
+
+    Returns
+    -------
+    image, mask
+        ``(resolution, resolution)`` map (row = y, column = x) and the occupied cells. Empty cells take the value
+        of the nearest occupied cell, so that they neither add structure nor hide it in SSIM windows.
+    """
+    x0, x1, y0, y1 = bounds
+    ix = np.clip(((positions[:, 0] - x0) / max(x1 - x0, 1e-12) * resolution).astype(int), 0, resolution - 1)
+    iy = np.clip(((positions[:, 1] - y0) / max(y1 - y0, 1e-12) * resolution).astype(int), 0, resolution - 1)
+    flat = iy * resolution + ix
+    total = np.bincount(flat, weights=values.astype(np.float64), minlength=resolution * resolution)
+    count = np.bincount(flat, minlength=resolution * resolution)
+    image = (total / np.maximum(count, 1)).reshape(resolution, resolution)
+    mask = (count > 0).reshape(resolution, resolution)
+    nearest = distance_transform_edt(~mask, return_distances=False, return_indices=True)  # (2, R, R)
+    return image[nearest[0], nearest[1]], mask
+
+
+def synthetic_trajectory(n_frames: int = 16, n_particles: int = 400, seed: int = 0) -> dict[str, np.ndarray]:
+    """A smooth analytic trajectory in the MPM file layout (for tests, demos and benchmarks).
+
+    Particles start uniformly in ``[0.3, 0.7]^2`` and move with ``x(t) = x0 + 0.1 t (cos(2 pi y0), sin(2 pi x0))``
+    for ``t`` in ``[0, 1]``; every field is a smooth function of the Lagrangian ``(t, x0, y0)``, e.g.
+    ``Jp = 1 + 0.2 sin(2 pi x0) cos(pi t) + 0.1 y0``.
+    """
+    rng = np.random.default_rng(seed)
+    x0 = rng.uniform(0.3, 0.7, size=(n_particles, 2))
+    t = np.linspace(0.0, 1.0, n_frames)
+    tt, a, b = t[:, None], x0[None, :, 0], x0[None, :, 1]  # (T, 1), (1, N), (1, N)
+    x = np.stack([a + 0.1 * tt * np.cos(2 * np.pi * b), b + 0.1 * tt * np.sin(2 * np.pi * a)], axis=-1)
+    v = np.gradient(x, t, axis=0) if n_frames > 1 else np.zeros_like(x)
+
+    def tensor(s: float) -> np.ndarray:
+        m = np.empty((n_frames, n_particles, 2, 2))
+        m[..., 0, 0] = 1 + s * np.sin(2 * np.pi * a) * np.cos(np.pi * tt)
+        m[..., 0, 1] = s * np.cos(2 * np.pi * b) * tt
+        m[..., 1, 0] = s * np.sin(np.pi * (a + b + tt))
+        m[..., 1, 1] = 1 - s * np.cos(2 * np.pi * a * b) * np.sin(np.pi * tt)
+        return m
+
+    arrays = {
+        "x": x,
+        "v": v,
+        "F": tensor(0.2),
+        "Jp": 1 + 0.2 * np.sin(2 * np.pi * a) * np.cos(np.pi * tt) + 0.1 * b,
+        "S": 50.0 * (tensor(0.5) - np.eye(2)),
+        "C": 3.0 * (tensor(0.3) - np.eye(2)),
+        "t": t,
+    }
+    out = {k: np.asarray(v_, dtype=np.float32) for k, v_ in arrays.items()}
+    out["material"] = (np.arange(n_particles) * 3 // n_particles).astype(np.int32)
+    out["particle_id"] = np.arange(n_particles, dtype=np.int64)
+    return out

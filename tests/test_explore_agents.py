@@ -1,0 +1,142 @@
+"""Rule agent: every strategy trigger on a hand-built block, classification, observations, budget cap."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+from explore_fakes import BASE_INR, node
+
+from fieldlab.config import ExploreRanges
+from fieldlab.explore.agents import Context, Proposal, RuleAgent, branching_rate, classify, observe
+from fieldlab.explore.journal import Node
+from fieldlab.explore.mutations import check_value, cost_units
+from fieldlab.explore.ucb import ucb_scores
+
+RANGES = ExploreRanges()
+
+
+def propose(nodes: list[Node], n_iter_block: int = 8, iteration: int | None = None, budget: float = 1e9):
+    agent = RuleAgent(RANGES, budget, seed=0)
+    it = len(nodes) + 1 if iteration is None else iteration
+    return agent.propose(Context(1, it, n_iter_block, 1.0, nodes, nodes))
+
+
+def changed(a: dict, b: dict) -> list[str]:
+    return [k for k in a if a[k] != b[k]]
+
+
+def test_classify_thresholds() -> None:
+    assert [classify(r) for r in (0.996, 0.995, 0.99, 0.95, 0.9, 0.5, None)] == [
+        "excellent", "good", "good", "moderate", "moderate", "poor", "failed"]  # fmt: skip
+
+
+def test_robustness_test_repeats_the_best_good_config() -> None:
+    nodes = [node(1, None, 0.992), node(2, 1, 0.95, {"lr": 2e-4}), node(3, 2, 0.5, {"lr": 4e-4})]
+    p = propose(nodes)
+    assert (p.strategy, p.parent, p.params) == ("robustness-test", 1, nodes[0].params)
+    rerun = node(4, 1, 0.991, strategy="robustness-test")
+    assert propose([*nodes, rerun]).strategy != "robustness-test"  # once per block
+
+
+def test_failure_probe_after_three_strong_results() -> None:
+    nodes = [node(1, None, 0.96), node(2, 1, 0.97, {"omega": 40.0}), node(3, 2, 0.98, {"omega": 50.0})]
+    p = propose(nodes)
+    assert p.strategy == "failure-probe"
+    parent = next(n for n in nodes if n.id == p.parent)
+    keys = changed(parent.params, p.params)
+    assert len(keys) == 1
+    k = keys[0]
+    assert k == "model" or p.params[k] in getattr(RANGES, k)  # moved to an end of its range
+    probe = node(4, 3, 0.97, {"omega": 1.0}, strategy="failure-probe")
+    assert propose([*nodes, probe]).strategy != "failure-probe"  # not twice within three nodes
+
+
+def test_recombine_two_non_adjacent_strong_nodes() -> None:
+    nodes = [node(1, None, 0.8), node(2, 1, 0.96, {"omega": 40.0}), node(3, 1, 0.97, {"lr": 2e-4}),
+             node(4, 3, 0.5, {"lr": 4e-4})]  # fmt: skip
+    p = propose(nodes)
+    assert (p.strategy, p.parent) == ("recombine", 3)
+    keys = changed(nodes[2].params, p.params)
+    assert len(keys) == 1 and p.params[keys[0]] == nodes[1].params[keys[0]]
+
+
+def test_explore_branches_outside_the_recent_chain() -> None:
+    nodes = [node(1, None, 0.93), node(2, 1, 0.5, {"lr": 1e-5}), node(3, 1, 0.91, {"omega": 40.0}),
+             node(4, 3, 0.92, {"omega": 50.0})]  # fmt: skip
+    p = propose(nodes, n_iter_block=8)  # 2 consecutive successes >= 8 // 4
+    assert (p.strategy, p.parent) == ("explore", 2)
+    assert len(changed(nodes[1].params, p.params)) == 1
+
+
+def test_forced_branch_when_the_tree_is_a_chain() -> None:
+    nodes = [node(1, None, 0.5), node(2, 1, 0.6, {"lr": 2e-4}), node(3, 2, 0.7, {"lr": 4e-4}),
+             node(4, 3, 0.8, {"lr": 8e-4})]  # fmt: skip
+    assert branching_rate(nodes) == 0.0
+    p = propose(nodes)
+    assert p.strategy == "forced-branch" and p.parent != 4
+    assert p.parent == next(s.node for s in ucb_scores(nodes, 1.0) if s.node != 4)
+
+
+def test_random_branch_fires_sometimes_and_never_from_the_last_node() -> None:
+    nodes = [node(1, None, 0.5), node(2, 1, 0.6, {"lr": 2e-4}), node(3, 2, 0.7, {"lr": 4e-4})]
+    props = [propose(nodes, iteration=i) for i in range(4, 104)]
+    counts = Counter(p.strategy for p in props)
+    assert set(counts) == {"random-branch", "exploit"}
+    assert 5 <= counts["random-branch"] <= 40  # probability 0.2 over 100 independent draws
+    assert all(p.parent != 3 for p in props if p.strategy == "random-branch")
+
+
+def test_switch_param_after_four_mutations_of_one_key() -> None:
+    nodes = [node(1, None, 0.5)] + [
+        node(k, par, 0.5, {"lr": 1e-4 * 2**k}, strategy="exploit", mutation=f"lr {1e-4} -> {1e-4 * 2**k}")
+        for k, par in ((2, 1), (3, 1), (4, 2), (5, 1))
+    ]  # fmt: skip
+    assert branching_rate(nodes) == 0.75
+    for it in range(6, 30):
+        p = propose(nodes, iteration=it)
+        assert p.strategy == "switch-param"
+        keys = changed(next(n for n in nodes if n.id == p.parent).params, p.params)
+        assert len(keys) == 1 and keys[0] != "lr"
+
+
+def test_exploit_mutates_one_key_of_the_best_ucb_node() -> None:
+    nodes = [node(1, None, 0.5), node(2, 1, 0.6, {"lr": 2e-4}), node(3, 1, 0.55, {"omega": 40.0})]
+    assert branching_rate(nodes) == 0.5
+    p = propose(nodes)
+    assert p.strategy == "exploit" and p.parent == ucb_scores(nodes, 1.0)[0].node
+    parent = next(n for n in nodes if n.id == p.parent)
+    assert len(changed(parent.params, p.params)) == 1
+    assert all(check_value(k, v, RANGES) is None for k, v in p.params.items())
+
+
+def test_all_failed_mutates_the_last_config() -> None:
+    p = propose([node(1, None, None)])
+    assert p.parent == 1 and len(changed(BASE_INR, p.params)) == 1
+
+
+def test_decisions_are_reproducible() -> None:
+    nodes = [node(1, None, 0.5), node(2, 1, 0.6, {"lr": 2e-4}), node(3, 1, 0.55, {"omega": 40.0})]
+    assert propose(nodes, iteration=7) == propose(nodes, iteration=7)
+
+
+def test_time_budget_caps_total_steps() -> None:
+    """History: 2000 steps of cost u0 = 4 * 3 * 256^2 units took 1 s each (r = 1 / (2000 u0)).
+
+    Same size, budget 0.5 s -> floor(0.5 / (r u0)) = 1000 steps; any proposal is predicted within the budget.
+    """
+    nodes = [node(1, None, 0.5), node(2, 1, 0.6, {"lr": 2e-4}), node(3, 1, 0.55, {"omega": 40.0})]
+    agent = RuleAgent(ExploreRanges(total_steps=(100, 200_000)), 0.5, seed=0)
+    ctx = Context(1, 4, 8, 1.0, nodes, nodes)
+    capped = agent.fit_budget(Proposal(None, dict(BASE_INR), "root", "", "root"), ctx)
+    assert capped.params["total_steps"] == 1000 and "budget" in capped.rationale
+    rate = 1.0 / (2000 * cost_units(BASE_INR))
+    for it in range(4, 20):
+        p = agent.propose(Context(1, it, 8, 1.0, nodes, nodes))
+        assert rate * p.params["total_steps"] * cost_units(p.params) <= 0.5 * (1 + 1e-9)
+
+
+def test_observe_reads_the_panel_numbers() -> None:
+    text = observe({"ssim": {"xx": 0.95, "xy": 0.62}, "slope": 0.9, "intercept": 0.01})
+    assert text.startswith("Visual: ")
+    assert "component xy" in text and "under-predicted" in text
+    assert "amplitude right" in observe({"slope": 1.0})
