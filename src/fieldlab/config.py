@@ -91,23 +91,47 @@ class TrainConfig:
     batch_size: int = spec(1, ge=1)
     lr: float = spec(1e-3, gt=0, le=1)
     weight_decay: float = spec(1e-4, ge=0)
+    scheduler: Literal["cosine", "step", "none"] = "cosine"
+    warmup_steps: int = spec(0, ge=0, doc="linear warm-up steps before the schedule")
+    step_size: int = spec(10, ge=1, doc="epochs between decays (step)")
+    gamma: float = spec(0.5, gt=0, le=1, doc="decay factor (step)")
+    min_lr_ratio: float = spec(0.01, ge=0, le=1, doc="final lr / lr (cosine)")
+    grad_clip: float = spec(1.0, ge=0, doc="max global gradient norm; 0 = off")
+    workers: int = spec(0, ge=0, doc="DataLoader worker processes")
+    amp: bool = True
+    compile: bool = False
+    max_train_samples: int = spec(0, ge=0, doc="use only the first N training samples; 0 = all")
 
 
 @dataclass(frozen=True)
 class LossConfig:
-    """Masked MSE (muscle minus a sphere around the source) plus gradient consistency."""
+    """Masked MSE (muscle minus a sphere around every source pole) plus gradient consistency."""
 
-    singularity_radius: int = spec(3, ge=0, doc="voxels")
+    singularity_radius: float = spec(3.0, ge=0, doc="base-grid voxels around each source pole")
     lambda_mse: float = spec(1.0, ge=0)
     lambda_grad: float = spec(0.1, ge=0)
+    region: Literal["muscle", "tissue"] = "muscle"
+    muscle_sigma: tuple[float, float, float, float, float, float] = (0.2455, 0.2455, 1.2275, 0.0, 0.0, 0.0)
+    muscle_rtol: float = spec(1e-3, gt=0, lt=1, doc="eigenvalue match tolerance of the muscle mask")
 
 
 @dataclass(frozen=True)
 class LogConfig:
-    """TensorBoard logging cadence."""
+    """TensorBoard logging cadence and where runs go."""
 
+    root: str = "experiments"
     norms_every: int = spec(10, ge=1, doc="steps")
     vis_every: int = spec(10, ge=1, doc="epochs")
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Zero-shot evaluation at base and 2x resolution (the eval_sr stage)."""
+
+    splits: tuple[str, str] = ("test", "test_2x")
+    figures: int = spec(2, ge=0, doc="error-map figures per split")
+    timing_repeats: int = spec(1, ge=1)
 
 
 # ---- mpm: the MLS-MPM corpus ------------------------------------------------------------------------------------
@@ -150,6 +174,7 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     loss: LossConfig = field(default_factory=LossConfig)
     log: LogConfig = field(default_factory=LogConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
     mpm: MPMConfig = field(default_factory=MPMConfig)
     inr: INRConfig = field(default_factory=INRConfig)
     explore: ExploreConfig = field(default_factory=ExploreConfig)
