@@ -76,10 +76,55 @@ class PhysicsConfig:
 
 # ---- model: operator backbones ----------------------------------------------------------------------------------
 @dataclass(frozen=True)
+class EncoderConfig:
+    """Geometry encoder: conductivity tensor (S/m) -> feature volume shared by both backbones."""
+
+    kind: Literal["pointwise", "conv"] = "pointwise"  # conv: 3x3x3 voxel kernels (not resolution-invariant)
+    channels: int = spec(16, ge=1, doc="output feature channels")
+    hidden: int = spec(32, ge=1, doc="hidden channels of the pointwise MLP")
+    layers: int = spec(2, ge=1, doc="layers of the encoder MLP")
+    sigma_ref: float = spec(0.1, gt=0, doc="S/m, reference of the log-conductivity log(sigma / sigma_ref)")
+
+
+@dataclass(frozen=True)
+class ConditioningConfig:
+    """Spacing conditioner: (dx, dy, dz) -> FiLM scale and shift of the backbone latent."""
+
+    enabled: bool = True
+    hidden: int = spec(32, ge=1)
+    reference_spacing: tuple[float, float, float] = spec((2e-3, 2e-3, 2e-3), gt=0, doc="m, (dx, dy, dz)")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """3D UNet: levels (depth), channels at the first level (base, doubled per level), GroupNorm groups."""
+
+    base: int = spec(16, ge=1)
+    depth: int = spec(3, ge=1)
+    groups: int = spec(4, ge=1, doc="GroupNorm groups; must divide base")
+
+
+@dataclass(frozen=True)
+class FNOConfig:
+    """3D FNO: width, kept modes (D, H, W-half-spectrum), Fourier layers and domain padding fraction."""
+
+    width: int = spec(16, ge=1)
+    modes: tuple[int, int, int] = spec((8, 8, 8), ge=1, doc="kept modes along (D, H, W)")
+    layers: int = spec(4, ge=1)
+    padding: float = spec(1 / 6, ge=0, lt=1, doc="domain padding per side as a fraction of the grid")
+    lifting_ratio: int = spec(2, ge=1, doc="hidden channels of the lifting MLP / width")
+    projection_ratio: int = spec(2, ge=1, doc="hidden channels of the projection MLP / width")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The operator (sigma, f, X, Y, Z, spacing) -> Phi: backbone choice and every size."""
 
     backbone: Literal["unet", "fno"] = "fno"
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    fno: FNOConfig = field(default_factory=FNOConfig)
 
 
 # ---- train / loss / log: operator training --------------------------------------------------------------------
