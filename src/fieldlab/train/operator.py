@@ -55,7 +55,8 @@ def default_model_factory(model_cfg: ModelConfig, backbone: str) -> nn.Module:
 
 
 def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
+    """Real trainable numbers (a complex weight counts twice)."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters() if p.requires_grad)
 
 
 def lr_factor(step: int, total: int, cfg_train: Any) -> float:
@@ -332,7 +333,8 @@ class OperatorTrainer:
                 loss_sum += float(check)
                 n_batches += 1
                 if writer is not None and step % cfg.log.norms_every == 0:
-                    param_norm = float(torch.sqrt(sum((p.detach().float() ** 2).sum() for p in model.parameters())))
+                    norms = torch.stack([torch.linalg.vector_norm(p.detach()) for p in model.parameters()])
+                    param_norm = float(torch.linalg.vector_norm(norms))
                     writer.add_scalar("norms/grad", grad_norm, step)
                     writer.add_scalar("norms/param", param_norm, step)
                     writer.add_scalar("train/loss_step", float(check), step)
