@@ -67,11 +67,87 @@ class DataConfig:
 
 
 # ---- physics: phantom, conductivities, source, solver ---------------------------------------------------------
+def _check_ranges(obj: Any, section: str) -> None:
+    """Every ``tuple[float, float]`` field of ``obj`` is a (low, high) range: require low <= high."""
+    for f in dataclasses.fields(obj):
+        value = getattr(obj, f.name)
+        if f.metadata.get("range") and value[0] > value[1]:
+            raise ConfigError(f"params: {section}.{f.name} = {list(value)}: expected [low, high] with low <= high")
+
+
+def _range(default: tuple[float, float], *, gt: float | None = None, ge: float | None = None, doc: str = "") -> Any:
+    """A (low, high) range field; each sample draws uniformly from it."""
+    return field(default=default, metadata={"gt": gt, "ge": ge, "doc": doc, "range": True})
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """Ranges of the limb geometry (metres); each sample draws every value uniformly from its range."""
+
+    box_m: tuple[float, float, float] = spec((0.096, 0.096, 0.192), gt=0, doc="physical box (Lx, Ly, Lz)")
+    radius_m: tuple[float, float] = _range((0.030, 0.042), gt=0, doc="outer limb radius at z = 0")
+    ellipticity: tuple[float, float] = _range((0.0, 0.1), ge=0, doc="semi-axes R (1 +- e)")
+    taper: tuple[float, float] = _range((-0.1, 0.1), doc="relative radius change from z = 0 to the box end")
+    skin_m: tuple[float, float] = _range((0.001, 0.002), gt=0)
+    fat_m: tuple[float, float] = _range((0.003, 0.006), gt=0)
+    bones: tuple[int, int] = spec((1, 2), ge=1, le=2, doc="range of the number of bones")
+    bone_radius_m: tuple[float, float] = _range((0.006, 0.009), gt=0)
+    subsamples: int = spec(4, ge=1, le=8, doc="partial-volume sub-samples per axis per base voxel")
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, "physics.phantom")
+        if self.bones[0] > self.bones[1]:
+            raise ConfigError(f"params: physics.phantom.bones = {list(self.bones)}: expected [low, high], low <= high")
+
+
+@dataclass(frozen=True)
+class ConductivityConfig:
+    """Tissue conductivities (S/m); muscle is the full tensor (xx, yy, zz, xy, xz, yz), the others isotropic."""
+
+    # Muscle 1:5 anisotropy, stiff along the fibres (z); layered-cylinder EMG models use 0.1 / 0.5 S/m.
+    muscle: tuple[float, float, float, float, float, float] = (0.2455, 0.2455, 1.2275, 0.0, 0.0, 0.0)
+    # Skin: reported values span 0.1-1 S/m (dry to wet); 0.5 is mid-range.
+    skin: float = spec(0.5, gt=0)
+    # Fat 0.04 S/m and cortical bone 0.02 S/m (Gabriel et al. 1996; layered EMG models, e.g. Lowery et al. 2002).
+    fat: float = spec(0.04, gt=0)
+    bone: float = spec(0.02, gt=0)
+    fibre_tilt_deg: tuple[float, float] = _range((0.0, 0.0), ge=0, doc="fibre tilt from z; 0 = diagonal tensor")
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, "physics.conductivity")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Bipolar current source: two Gaussian poles of fixed physical width in the muscle."""
+
+    current_a: float = spec(1e-3, gt=0, doc="current of each pole (A)")
+    width_m: float = spec(0.002, gt=0, doc="Gaussian standard deviation of each pole")
+    separation_m: tuple[float, float] = _range((0.015, 0.04), gt=0, doc="distance between the poles")
+    margin_m: float = spec(0.004, ge=0, doc="least distance of a pole from fat, bone and the box ends")
+
+    def __post_init__(self) -> None:
+        _check_ranges(self, "physics.source")
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """AMG-preconditioned CG on the Q1 finite-element system."""
+
+    tol: float = spec(1e-8, gt=0, lt=1, doc="true relative residual ||b - A u|| / ||b||")
+    maxiter: int = spec(300, ge=1)
+    method: Literal["sa", "rs"] = "sa"
+    attempts: int = spec(3, ge=1, doc="AMG hierarchies tried (alternating sa / rs) before failing")
+
+
 @dataclass(frozen=True)
 class PhysicsConfig:
     """Phantom geometry ranges, tissue conductivities, source and solver settings."""
 
-    solver_tol: float = spec(1e-8, gt=0, lt=1)
+    phantom: PhantomConfig = field(default_factory=PhantomConfig)
+    conductivity: ConductivityConfig = field(default_factory=ConductivityConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
 
 
 # ---- model: operator backbones ----------------------------------------------------------------------------------
