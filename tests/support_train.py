@@ -66,16 +66,16 @@ def make_sample(rng: np.random.Generator, grid: tuple[int, int, int], factor: in
 
 def write_corpus(root: Path, counts=(4, 2, 2), grid=BASE_GRID, seed: int = 0) -> Path:
     """``root/{train,val,test,test_2x}/NNNN.npz`` plus a manifest with per-sample solve seconds."""
-    manifest: dict[str, dict[str, list]] = {"samples": {}}
+    records = []
     for split, n in zip(("train", "val", "test"), counts, strict=True):
-        manifest["samples"][split] = []
         for i in range(n):
             save_npz(root / split / f"{i:04d}.npz", **make_sample(np.random.default_rng([seed, len(split), i]), grid))
-            manifest["samples"][split].append({"file": f"{i:04d}.npz", "solve_time_s": 0.5})
+            records.append({"split": split, "file": f"{split}/{i:04d}.npz", "solver_seconds": 0.5})
             if split == "test":
                 arrays = make_sample(np.random.default_rng([seed, len(split), i]), grid, factor=2)
                 save_npz(root / "test_2x" / f"{i:04d}.npz", **arrays)
-                manifest["samples"].setdefault("test_2x", []).append({"file": f"{i:04d}.npz", "solve_time_s": 4.0})
+                records.append({"split": "test_2x", "file": f"test_2x/{i:04d}.npz", "solver_seconds": 4.0})
+    manifest = {"source": "synthetic", "samples": records}
     (root / "manifest.json").write_text(json.dumps(manifest))
     return root
 

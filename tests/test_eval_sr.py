@@ -76,7 +76,9 @@ def test_trained_checkpoint_round_trip_and_stage_error(root, tmp_path):
     out_dir = tmp_path / "experiments" / "fno"
     train_operator(cfg, "fno", out_dir, model_factory=tiny_factory)
     model, ckpt = evaluate.load_trained(out_dir / "checkpoints" / "best.pt", torch.device("cpu"), tiny_factory)
-    assert ckpt["backbone"] == "fno"
+    assert ckpt["backbone"] == "fno" and not model.training
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, ckpt["model"][key])
     res = evaluate.evaluate_sr(cfg, out_dir / "checkpoints" / "best.pt", None, model_factory=tiny_factory)
     assert "x2_restricted" not in res
     assert res["ratio_x2_base"] == pytest.approx(res["x2"]["rel_l2"] / res["base"]["rel_l2"])

@@ -45,7 +45,11 @@ def load_trained(path: str | Path, device: torch.device, model_factory=None) -> 
 
 
 def solver_seconds(root: str | Path, split: str) -> dict[str, float]:
-    """Per-sample solve time (s) of ``split`` from ``root/manifest.json``; empty when the manifest has none."""
+    """Per-sample solve time (s) of ``split`` from ``root/manifest.json``; empty when the manifest has none.
+
+    The manifest written by the prepare stage lists ``samples`` as records with ``split``, ``file``
+    (``<split>/NNNN.npz``) and ``solver_seconds``; a user-supplied (raw) corpus may have no timings.
+    """
     path = Path(root) / "manifest.json"
     if not path.is_file():
         return {}
@@ -53,19 +57,10 @@ def solver_seconds(root: str | Path, split: str) -> dict[str, float]:
         manifest = json.loads(path.read_text())
     except json.JSONDecodeError:
         raise InputError(f"{path}: not valid JSON") from None
-    samples = manifest.get("samples", {})
-    entries = samples.get(split, []) if isinstance(samples, dict) else [s for s in samples if s.get("split") == split]
-    if isinstance(entries, dict):
-        entries = [{"name": k, **v} for k, v in entries.items()]
     out: dict[str, float] = {}
-    for i, entry in enumerate(entries):
-        keys = ("solve_time_s", "solve_seconds", "seconds", "solve_time")
-        seconds = next((entry[k] for k in keys if k in entry), None)
-        if seconds is None and isinstance(entry.get("info"), dict):
-            seconds = entry["info"].get("seconds")
-        name = Path(str(entry.get("file", entry.get("name", f"{i:04d}")))).stem
-        if seconds is not None:
-            out[name] = float(seconds)
+    for record in manifest.get("samples", []) if isinstance(manifest.get("samples"), list) else []:
+        if isinstance(record, dict) and record.get("split") == split and "solver_seconds" in record:
+            out[Path(str(record.get("file", ""))).stem] = float(record["solver_seconds"])
     return out
 
 
