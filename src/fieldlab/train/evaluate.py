@@ -67,7 +67,7 @@ def solver_seconds(root: str | Path, split: str) -> dict[str, float]:
 def _summary(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> dict[str, Any]:
     out: dict[str, Any] = {m: float(np.mean([r[m] for r in rows.values()])) for m in MEASURES}
     out["seconds_per_sample"] = float(np.mean(list(seconds.values())))
-    out["per_sample"] = {m: {name: r[m] for name, r in rows.items()} for m in ("rel_l2", "mse")}
+    out["per_sample"] = {m: {name: r[m] for name, r in rows.items()} for m in ("rel_l2", "rel_l2_tissue", "mse")}
     return out
 
 
@@ -80,19 +80,33 @@ def evaluate_split(
     figures_dir: Path | None = None,
     n_figures: int = 0,
     tag: str = "",
+    repeats: int = 1,
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Errors per sample and the surrogate's seconds per sample (synchronised on CUDA)."""
+    """Errors per sample and the surrogate's seconds per sample.
+
+    The time is the median of ``repeats`` forward passes (synchronised on CUDA), after one untimed warm-up pass
+    on the first sample (lazy initialisation, allocator growth).
+    """
     rows: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
     for i in range(len(dataset)):
         item = {k: v[None].to(device) for k, v in dataset[i].items()}  # add the batch axis
         name = dataset.files[i].stem
         args = (item["sigma"], item["f"], item["coords"], item["spacing"])
-        t0 = time.perf_counter()
-        pred = model.predict_restricted(*args, grid=restricted_grid) if restricted_grid else model(*args)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
-        seconds[name] = time.perf_counter() - t0
+
+        def forward(args=args):
+            return model.predict_restricted(*args, grid=restricted_grid) if restricted_grid else model(*args)
+
+        if i == 0:
+            forward()
+        times = []
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            pred = forward()
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            times.append(time.perf_counter() - t0)
+        seconds[name] = float(np.median(times))
         pred = pred.float()
         phi, mask, tissue = item["phi"], item["mask"], item["tissue"]
         rows[name] = {
@@ -143,7 +157,8 @@ def evaluate_sr(
     timing: dict[str, Any] = {}
     for key, split in zip(("base", "x2"), cfg.eval.splits, strict=True):
         ds = PotentialDataset(split_files(cfg.data.root, split), **kw)
-        rows, seconds = evaluate_split(model, ds, device, None, figures, cfg.eval.figures, tag=f"{backbone}_{key}")
+        n_fig, reps = cfg.eval.figures, cfg.eval.timing_repeats
+        rows, seconds = evaluate_split(model, ds, device, None, figures, n_fig, f"{backbone}_{key}", reps)
         out[key] = _summary(rows, seconds)
         solver = solver_seconds(cfg.data.root, split)
         shared = [n for n in seconds if n in solver]
@@ -153,7 +168,7 @@ def evaluate_sr(
             timing[key] = {"surrogate_s": s_model, "solver_s": s_solver, "speedup": s_solver / s_model}
         if key == "x2" and backbone == "unet":
             grid = tuple(int(g) for g in ckpt["grid"])
-            rows_r, seconds_r = evaluate_split(model, ds, device, grid, figures, cfg.eval.figures, f"{backbone}_x2r")
+            rows_r, seconds_r = evaluate_split(model, ds, device, grid, figures, n_fig, f"{backbone}_x2r", reps)
             out["x2_restricted"] = _summary(rows_r, seconds_r)
     out["ratio_x2_base"] = out["x2"]["rel_l2"] / out["base"]["rel_l2"]
     if "x2_restricted" in out:
