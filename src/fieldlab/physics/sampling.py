@@ -48,18 +48,22 @@ def sample_limb(
     inner = (radius * (1 - abs(taper)) - skin - fat) * (1 - ellipticity)  # muscle radius everywhere, conservative
     clearance = 0.002
     bones: list[tuple[float, float, float]] = []
-    for _ in range(MAX_TRIES):
-        if len(bones) == n_bones:
+    for _ in range(MAX_TRIES):  # draw the whole set of bones until it fits without overlap
+        bones = []
+        for _ in range(n_bones):
+            br = _uniform(rng, phantom.bone_radius_m)
+            reach = max(inner - br - clearance, 0.0)
+            rho, theta = reach * math.sqrt(rng.uniform()), rng.uniform(0, 2 * math.pi)
+            bones.append((rho * math.cos(theta), rho * math.sin(theta), br))
+        fits = all(math.hypot(bx, by) + br + clearance <= inner for bx, by, br in bones)
+        apart = all(
+            math.hypot(a[0] - b[0], a[1] - b[1]) > a[2] + b[2] + clearance
+            for i, a in enumerate(bones)
+            for b in bones[i + 1 :]
+        )
+        if fits and apart:
             break
-        br = _uniform(rng, phantom.bone_radius_m)
-        reach = inner - br - clearance
-        if reach <= 0:
-            continue
-        rho, theta = reach * math.sqrt(rng.uniform()), rng.uniform(0, 2 * math.pi)
-        bx, by = rho * math.cos(theta), rho * math.sin(theta)
-        if all(math.hypot(bx - ox, by - oy) > br + orad + clearance for ox, oy, orad in bones):
-            bones.append((bx, by, br))
-    if len(bones) != n_bones:
+    else:
         raise PhysicsError(f"could not place {n_bones} bone(s) in a muscle of radius {inner:.4f} m; shrink bones")
     limb = LimbParams(
         box_m=tuple(phantom.box_m),  # type: ignore[arg-type]
