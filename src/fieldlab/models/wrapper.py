@@ -1,0 +1,140 @@
+"""The operator model ``(sigma, f, X, Y, Z, spacing) -> phi``: encoder + backbone + spacing FiLM, and its registry.
+
+Adding a backbone is one module exposing a builder ``(cfg, in_channels, out_channels) -> nn.Module`` whose
+``forward(x, modulate=None)`` maps ``(B, C_in, D, H, W) -> (B, C_out, D, H, W)``, applies ``modulate`` to its
+latent and has an attribute ``latent_channels``; plus one line in :data:`BACKBONES`.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from fieldlab.config import ModelConfig
+from fieldlab.errors import ConfigError, InputError
+from fieldlab.models.conditioning import SpacingConditioner
+from fieldlab.models.fno import FNO3d
+from fieldlab.models.geometry import GeometryEncoder
+from fieldlab.models.unet import UNet3d
+
+#: Channels of the source term ``f`` and of the coordinates ``(X, Y, Z)``.
+F_CHANNELS = 1
+COORD_CHANNELS = 3
+
+
+def _build_fno(cfg: ModelConfig, in_channels: int, out_channels: int) -> nn.Module:
+    c = cfg.fno
+    return FNO3d(in_channels, out_channels, c.width, c.modes, c.layers, c.padding, c.lifting_ratio, c.projection_ratio)
+
+
+def _build_unet(cfg: ModelConfig, in_channels: int, out_channels: int) -> nn.Module:
+    c = cfg.unet
+    return UNet3d(in_channels, out_channels, c.base, c.depth, c.groups)
+
+
+#: backbone name -> builder ``(cfg, in_channels, out_channels) -> nn.Module``.
+BACKBONES: dict[str, Callable[[ModelConfig, int, int], nn.Module]] = {
+    "fno": _build_fno,
+    "unet": _build_unet,
+}
+
+
+def count_parameters(module: nn.Module) -> int:
+    """Number of real trainable numbers (a complex weight counts twice)."""
+    return sum(p.numel() * (2 if p.is_complex() else 1) for p in module.parameters() if p.requires_grad)
+
+
+class PotentialModel(nn.Module):
+    """Scaled potential from conductivity, scaled source, coordinates and spacing.
+
+    ``x = [E(sigma), f, X, Y, Z]`` (channels), ``phi = B(x; FiLM(spacing))`` with ``E`` the
+    :class:`~fieldlab.models.geometry.GeometryEncoder`, ``B`` the backbone of ``model.backbone`` and ``FiLM`` the
+    :class:`~fieldlab.models.conditioning.SpacingConditioner` acting on the backbone's latent.
+
+    Parameters
+    ----------
+    cfg : ModelConfig
+        The ``model`` section of params.yaml.
+    backbone : str, optional
+        Overrides ``cfg.backbone`` (a key of :data:`BACKBONES`).
+    """
+
+    def __init__(self, cfg: ModelConfig, backbone: str | None = None) -> None:
+        super().__init__()
+        name = cfg.backbone if backbone is None else backbone
+        if name not in BACKBONES:
+            raise ConfigError(f"model.backbone = {name!r}: expected one of {', '.join(sorted(BACKBONES))}")
+        self.backbone_name = name
+        self.encoder = GeometryEncoder(cfg.encoder)
+        in_channels = self.encoder.out_channels + F_CHANNELS + COORD_CHANNELS
+        self.backbone = BACKBONES[name](cfg, in_channels, 1)
+        c = cfg.conditioning
+        self.conditioner = (
+            SpacingConditioner(self.backbone.latent_channels, c.hidden, c.reference_spacing) if c.enabled else None
+        )
+
+    @staticmethod
+    def check_inputs(sigma: torch.Tensor, f: torch.Tensor, coords: torch.Tensor, spacing: torch.Tensor) -> None:
+        """Raise :class:`InputError` (one line) unless the shapes are (B,6,D,H,W), (B,1,D,H,W), (B,3,D,H,W), (B,3)."""
+        if sigma.ndim != 5 or sigma.shape[1] != 6:
+            raise InputError(f"sigma has shape {tuple(sigma.shape)}: expected (B, 6, D, H, W) in S/m")
+        b, _, d, h, w = sigma.shape
+        for name, t, c in (("f", f, F_CHANNELS), ("coords", coords, COORD_CHANNELS)):
+            if tuple(t.shape) != (b, c, d, h, w):
+                raise InputError(f"{name} has shape {tuple(t.shape)}: expected {(b, c, d, h, w)} to match sigma")
+        if tuple(spacing.shape) != (b, 3):
+            raise InputError(f"spacing has shape {tuple(spacing.shape)}: expected {(b, 3)} = (dx, dy, dz) in metres")
+        if not bool((spacing > 0).all()):
+            raise InputError(f"spacing = {spacing.tolist()}: expected positive (dx, dy, dz) in metres")
+
+    def forward(
+        self, sigma: torch.Tensor, f: torch.Tensor, coords: torch.Tensor, spacing: torch.Tensor, **kwargs: Any
+    ) -> torch.Tensor:
+        """(B,6,D,H,W) S/m, (B,1,D,H,W) scaled source, (B,3,D,H,W) in [-1, 1], (B,3) m -> (B,1,D,H,W) scaled phi."""
+        if kwargs:
+            warnings.warn(f"PotentialModel.forward ignores {sorted(kwargs)}", stacklevel=2)
+        self.check_inputs(sigma, f, coords, spacing)
+        x = torch.cat([self.encoder(sigma), f, coords], dim=1)  # (B, C_enc + 1 + 3, D, H, W)
+        modulate = None if self.conditioner is None else partial(self.conditioner, spacing=spacing)
+        return self.backbone(x, modulate)
+
+    def predict_restricted(
+        self,
+        sigma: torch.Tensor,
+        f: torch.Tensor,
+        coords: torch.Tensor,
+        spacing: torch.Tensor,
+        grid: tuple[int, int, int],
+    ) -> torch.Tensor:
+        """Honest baseline on a grid other than the training grid: restrict the inputs, predict, interpolate back.
+
+        The inputs are resampled to ``grid`` = (D', H', W') (cell averages when every axis shrinks: the mean
+        conductivity and current density of each coarse cell, and exact coarse cell centres for ``coords`` when the
+        factor is an integer; trilinear otherwise), the spacing becomes ``(dx W/W', dy H/H', dz D/D')``, the model
+        runs on ``grid`` and its output is interpolated trilinearly back to the input grid.
+        """
+        self.check_inputs(sigma, f, coords, spacing)
+        if len(grid) != 3 or min(grid) < 1:
+            raise InputError(f"grid = {grid!r}: expected three positive integers (D, H, W)")
+        shape = tuple(sigma.shape[-3:])
+        grid = tuple(int(n) for n in grid)
+
+        def resample(t: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+            if all(n <= m for n, m in zip(size, t.shape[-3:], strict=True)):
+                return F.adaptive_avg_pool3d(t, size)
+            return F.interpolate(t, size=size, mode="trilinear", align_corners=False)
+
+        ratio = torch.tensor([shape[2] / grid[2], shape[1] / grid[1], shape[0] / grid[0]], device=spacing.device)
+        phi = self(resample(sigma, grid), resample(f, grid), resample(coords, grid), spacing * ratio)
+        return F.interpolate(phi, size=shape, mode="trilinear", align_corners=False)
+
+
+def build_model(cfg: ModelConfig, backbone: str | None = None) -> PotentialModel:
+    """The :class:`PotentialModel` of ``cfg`` (``backbone`` overrides ``cfg.backbone``)."""
+    return PotentialModel(cfg, backbone)
