@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import random
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -73,6 +75,12 @@ def test_absent_devices_are_clear_errors(monkeypatch: pytest.MonkeyPatch) -> Non
 def test_atomic_writes(tmp_path: Path) -> None:
     write_json(tmp_path / "a" / "m.json", {"x": np.float32(1.5), "y": np.arange(2)})
     assert json.loads((tmp_path / "a" / "m.json").read_text()) == {"x": 1.5, "y": [0, 1]}
+    mask = os.umask(0o022)
+    try:
+        write_json(tmp_path / "p.json", {})
+    finally:
+        os.umask(mask)
+    assert stat.S_IMODE((tmp_path / "p.json").stat().st_mode) == 0o644
     save_npz(tmp_path / "s.npz", u=np.ones(3, np.float32))
     with np.load(tmp_path / "s.npz") as npz:
         assert npz["u"].tolist() == [1.0, 1.0, 1.0]
