@@ -33,7 +33,7 @@ def corpus(tmp_path_factory):
 
 
 def test_layout_and_schema(corpus):
-    root, manifest = corpus
+    root, _manifest = corpus
     for split, n, shape in [("train", 2, (24, 12, 12)), ("val", 1, (24, 12, 12)), ("test", 1, (24, 12, 12))]:
         files = sorted((root / split).glob("*.npz"))
         assert [f.name for f in files] == [f"{i:04d}.npz" for i in range(n)]
@@ -60,7 +60,7 @@ def test_samples_are_physical(corpus):
 
 
 def test_manifest_records_params_checksums_and_agreement(corpus):
-    root, manifest = corpus
+    root, _manifest = corpus
     on_disk = json.loads((root / "manifest.json").read_text())
     assert on_disk["params"] == {"data": to_dict(TINY_DATA), "physics": to_dict(TINY_PHYSICS)}
     assert on_disk["seed"] == 3
@@ -71,7 +71,7 @@ def test_manifest_records_params_checksums_and_agreement(corpus):
 
 
 def test_deterministic_across_worker_counts(corpus, tmp_path):
-    root, manifest = corpus
+    _root, manifest = corpus
     data = DataConfig(**{**TINY_DATA.__dict__, "workers": 2})
     again = generate_corpus(data, TINY_PHYSICS, seed=3, root=tmp_path, progress=False)
     assert [r["sha256"] for r in again["samples"]] == [r["sha256"] for r in manifest["samples"]]
@@ -126,7 +126,7 @@ def test_raw_import_names_the_bad_file(corpus, tmp_path, edit, message):
 
 def test_raw_import_with_too_few_files(tmp_path):
     data = DataConfig(source="raw", raw_dir=str(tmp_path), n_train=2, n_val=1, n_test=1)
-    with pytest.raises(InputError, match="found 0 .npz"):
+    with pytest.raises(InputError, match=r"found 0 \.npz"):
         import_raw(data, tmp_path / "out")
 
 
