@@ -9,6 +9,7 @@ import torch
 
 from fieldlab.errors import InputError
 from fieldlab.models.fno import FNO3d, SpectralConv3d, domain_padding
+from fieldlab.models.pointwise import Pointwise
 
 
 def dense_reference(x: torch.Tensor, weight: torch.Tensor, modes: tuple[int, int, int]) -> torch.Tensor:
@@ -128,3 +129,19 @@ def test_fno3d_forward_backward_every_parameter_gets_a_gradient(shape):
     y.square().mean().backward()
     for name, p in net.named_parameters():
         assert p.grad is not None and p.grad.abs().sum() > 0, name
+
+
+def test_pointwise_matches_conv3d_with_a_1x1x1_kernel():
+    """Pointwise(W, c) is nn.Conv3d with kernel 1: same values and same weight gradient (summed over the batch)."""
+    torch.manual_seed(6)
+    pw = Pointwise(3, 4)
+    ref = torch.nn.Conv3d(3, 4, 1)
+    with torch.no_grad():
+        ref.weight.copy_(pw.weight[:, :, None, None, None])
+        ref.bias.copy_(pw.bias)
+    x = torch.randn(2, 3, 5, 4, 3)
+    y, y_ref = pw(x), ref(x)
+    assert torch.allclose(y, y_ref, atol=1e-6)
+    (y * y_ref.detach()).sum().backward()
+    (y_ref * y_ref.detach()).sum().backward()
+    assert torch.allclose(pw.weight.grad, ref.weight.grad[:, :, 0, 0, 0], atol=1e-4)

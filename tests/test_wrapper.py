@@ -190,3 +190,26 @@ def test_models_summary_reports_default_counts():
     for name, row in rows.items():
         assert row["total"] == expected_count(cfg, name)
         assert row["encoder"] + row["backbone"] + row["conditioner"] == row["total"]
+
+
+def test_predict_restricted_keeps_air_out_of_tissue(monkeypatch):
+    """Coarse cells of the 2x2x2-block restriction: 5 of 8 fine cells at 0.2 S/m and 3 in air -> tissue at
+    exactly 0.2 S/m (mean over its tissue, not 5/8 * 0.2); 3 of 8 in tissue -> air (exactly 0)."""
+    sigma, f, coords, spacing = inputs((4, 4, 4), batch=1)
+    sigma.zero_()
+    block = torch.zeros(2, 2, 2, dtype=torch.bool)
+    block.view(-1)[:5] = True
+    sigma[0, :3, :2, :2, :2] = 0.2 * block  # coarse cell (0, 0, 0): 5/8 tissue
+    sigma[0, :3, 2:, 2:, 2:] = 0.2 * ~block  # coarse cell (1, 1, 1): 3/8 tissue
+    seen = {}
+    forward = PotentialModel.forward
+
+    def spy(self, sigma, f, coords, spacing):
+        seen["sigma"] = sigma.clone()
+        return forward(self, sigma, f, coords, spacing)
+
+    monkeypatch.setattr(PotentialModel, "forward", spy)
+    build_model(SMALL, "unet").eval().predict_restricted(sigma, f, coords, spacing, grid=(2, 2, 2))
+    coarse = seen["sigma"][0, :3]  # (3, 2, 2, 2)
+    assert torch.allclose(coarse[:, 0, 0, 0], torch.full((3,), 0.2))
+    assert torch.equal(coarse[:, 1, 1, 1], torch.zeros(3))

@@ -114,10 +114,12 @@ class PotentialModel(nn.Module):
     ) -> torch.Tensor:
         """Honest baseline on a grid other than the training grid: restrict the inputs, predict, interpolate back.
 
-        The inputs are resampled to ``grid`` = (D', H', W') (cell averages when every axis shrinks: the mean
-        conductivity and current density of each coarse cell, and exact coarse cell centres for ``coords`` when the
-        factor is an integer; trilinear otherwise), the spacing becomes ``(dx W/W', dy H/H', dz D/D')``, the model
-        runs on ``grid`` and its output is interpolated trilinearly back to the input grid.
+        The inputs are resampled to ``grid`` = (D', H', W'): cell averages when every axis shrinks (the mean
+        current density of each coarse cell, exact coarse cell centres for ``coords`` when the factor is an
+        integer; trilinear otherwise). Conductivity is restricted air-aware, so that air never blends into tissue:
+        with ``t`` the tissue fraction of a coarse cell, ``sigma' = mean(sigma) / t`` (the mean over its tissue)
+        where ``t >= 1/2`` and ``sigma' = 0`` (air) otherwise. The spacing becomes ``(dx W/W', dy H/H', dz D/D')``;
+        the model runs on ``grid`` and its output is interpolated trilinearly back to the input grid.
         """
         self.check_inputs(sigma, f, coords, spacing)
         if len(grid) != 3 or min(grid) < 1:
@@ -130,8 +132,11 @@ class PotentialModel(nn.Module):
                 return F.adaptive_avg_pool3d(t, size)
             return F.interpolate(t, size=size, mode="trilinear", align_corners=False)
 
+        tissue = (sigma[:, :3].sum(dim=1, keepdim=True) != 0).to(sigma.dtype)  # (B, 1, D, H, W)
+        t = resample(tissue, grid)
+        sigma_r = torch.where(t >= 0.5, resample(sigma, grid) / t.clamp_min(0.5), torch.zeros((), dtype=sigma.dtype))
         ratio = torch.tensor([shape[2] / grid[2], shape[1] / grid[1], shape[0] / grid[0]], device=spacing.device)
-        phi = self(resample(sigma, grid), resample(f, grid), resample(coords, grid), spacing * ratio)
+        phi = self(sigma_r, resample(f, grid), resample(coords, grid), spacing * ratio)
         return F.interpolate(phi, size=shape, mode="trilinear", align_corners=False)
 
 
