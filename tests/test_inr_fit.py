@@ -57,9 +57,13 @@ def test_metrics_are_in_physical_units_per_component():
     window = window_of("S")  # components of scale 25, far from unit variance
     result = fit_inr(replace(SMALL_SIREN, field_name="S", total_steps=40), window, seed=0, device=CPU)
     assert result.prediction.shape == window.values.shape
-    assert result.stats.r2 == pytest.approx(regression_stats(window.values, result.prediction).r2, rel=1e-9)
-    mean, _ = window.stats()
-    np.testing.assert_allclose(mean, window.values.reshape(-1, 4).mean(0), rtol=1e-5, atol=1e-5)
+    mean = window.values.reshape(-1, 4).mean(0)
+    centred = regression_stats(window.values - mean, result.prediction - mean)
+    assert result.stats.r2 == pytest.approx(centred.r2, rel=1e-6)
+    assert result.r2_pooled == pytest.approx(regression_stats(window.values, result.prediction).r2, rel=1e-9)
+    # a per-component constant prediction scores R2 = 0 on centred values, whatever the pooled R2 says
+    constant = np.broadcast_to(mean, window.values.shape)
+    assert regression_stats(window.values - mean, constant - mean).r2 == pytest.approx(0.0, abs=1e-9)
     assert len(result.r2_per_component) == 4 and len(result.ssim) == 4
 
 

@@ -1,5 +1,10 @@
 """Fit one INR to one MPM field window and score it in physical units.
 
+Scores (:func:`fieldlab.utils.regression.regression_stats`) are computed over all ``T x N x C`` values after
+subtracting each component's mean from truth and prediction alike, so that ``R2 = 1 - SS_res / SS_tot`` compares
+with the per-component mean and not with the spread between components (for one component, as Jp, this is the
+plain R2). ``r2_pooled_raw`` is the R2 of the raw pooled values, for reference.
+
 Training minimises the mean squared error of the per-component standardised field (:mod:`fieldlab.train.inr_data`)
 over ``batch_size`` random frames per step (all particles of those frames) with Adam: the hash table with
 ``betas = (0.9, 0.99), eps = 1e-15`` (Instant-NGP), learnable ``omega`` in its own group at ``omega_lr``. The
@@ -42,6 +47,7 @@ class FitResult:
     losses: np.ndarray
     stats: RegressionStats
     r2_per_component: list[float]
+    r2_pooled: float
     ssim: list[float]
     training_time: float
     total_params: int
@@ -151,7 +157,11 @@ def fit_inr(
         torch.cuda.synchronize()
     training_time = time.perf_counter() - start
     pred = predict(model, inputs, device) * std + mean  # physical units, (T, N, C)
-    stats = regression_stats(window.values, pred)
+    # Scores on values centred by each component's mean (truth and prediction alike): SS_tot is then the
+    # within-component variance, so a per-component constant prediction scores R2 = 0, not the between-component
+    # spread (F11 ~ 1, F12 ~ 0 would give any such constant R2 ~ 0.99 if pooled raw).
+    stats = regression_stats(window.values - mean, pred - mean)
+    r2_pooled = regression_stats(window.values, pred).r2
     per_comp = [regression_stats(window.values[..., c], pred[..., c]).r2 for c in range(n_c)]
     scores = component_ssim(window, pred)
     if writer is not None:
@@ -159,7 +169,7 @@ def fit_inr(
         writer.add_scalar("final/slope", stats.slope, cfg.total_steps)
         writer.close()
     return FitResult(
-        model, pred.astype(np.float32), losses, stats, per_comp, scores, training_time,
+        model, pred.astype(np.float32), losses, stats, per_comp, r2_pooled, scores, training_time,
         count_parameters(model), str(device), mean, std,
     )  # fmt: skip
 
@@ -174,6 +184,7 @@ def fit_metrics(cfg: INRConfig, window: FieldWindow, result: FitResult) -> dict:
         "slope": s.slope,
         "intercept": s.intercept,
         "r2_per_component": result.r2_per_component,
+        "r2_pooled_raw": result.r2_pooled,
         "ssim": result.ssim,
         "final_loss": float(result.losses[-1]),
         "total_params": result.total_params,

@@ -93,7 +93,8 @@ def inr_panel(
     ax.text(0.02, 0.98, info, va="top", family="monospace", fontsize=11, transform=ax.transAxes)
 
     ax = fig.add_subplot(grid[0, 3])
-    truth_flat, pred_flat = window.values.ravel(), prediction.ravel()
+    mean = window.values.reshape(-1, n_c).mean(0)  # scores are on component-centred values (fieldlab.train.inr)
+    truth_flat, pred_flat = (window.values - mean).ravel(), (prediction - mean).ravel()
     sel = np.random.default_rng(0).choice(truth_flat.size, min(max_scatter, truth_flat.size), replace=False)
     ax.scatter(truth_flat[sel], pred_flat[sel], s=1, alpha=0.3)
     lo, hi = float(truth_flat.min()), float(truth_flat.max())
@@ -101,8 +102,8 @@ def inr_panel(
     ax.plot(line, line, "k--", lw=1, label="ideal")
     ax.plot(line, metrics["slope"] * line + metrics["intercept"], "r-", lw=1, label="regression")
     ax.set(
-        xlabel="truth",
-        ylabel="prediction",
+        xlabel="truth - component mean",
+        ylabel="prediction - component mean",
         title=f"R2 = {metrics['final_r2']:.5f}, slope = {metrics['slope']:.4f}",
     )
     ax.legend()
