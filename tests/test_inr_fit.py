@@ -35,10 +35,12 @@ SMALL_SIREN = INRConfig(
 )
 SMALL_NGP = INRConfig(
     model="ngp",
-    lr=1e-2,
+    lr=2e-3,
     batch_size=4,
     total_steps=150,
-    ngp=NGPConfig(levels=6, features=2, log2_table_size=12, base_resolution=4, growth=1.5, mlp_width=32),
+    ngp=NGPConfig(
+        levels=6, features=2, log2_table_size=12, base_resolution=4, growth=1.5, mlp_width=32, table_lr_factor=5.0
+    ),
 )
 
 

@@ -7,8 +7,8 @@ plain R2). ``r2_pooled_raw`` is the R2 of the raw pooled values, for reference.
 
 Training minimises the mean squared error of the per-component standardised field (:mod:`fieldlab.train.inr_data`)
 over ``batch_size`` random frames per step (all particles of those frames) with Adam: the hash table with
-``betas = (0.9, 0.99), eps = 1e-15`` (Instant-NGP), learnable ``omega`` in its own group at ``omega_lr``. The
-learning rate follows a cosine from ``lr`` to ``lr / 100`` over ``total_steps``:
+``betas = (0.9, 0.99), eps = 1e-15`` (Instant-NGP) at ``lr * ngp.table_lr_factor``, learnable ``omega`` in its
+own group at ``omega_lr``. Every rate follows a cosine down to 1/100 of its start over ``total_steps``:
 ``lr_k = lr * (0.01 + 0.99 * (1 + cos(pi k / total_steps)) / 2)``. Gradient norms are clipped at ``grad_clip``
 when it is positive.
 """
@@ -65,7 +65,8 @@ def _optimizer(model: FieldINR, cfg: INRConfig) -> torch.optim.Optimizer:
     if omega:
         groups.append({"params": omega, "lr": cfg.omega_lr})
     if table:
-        groups.append({"params": table, "lr": cfg.lr, "betas": (0.9, 0.99), "eps": 1e-15})
+        lr_table = cfg.lr * cfg.ngp.table_lr_factor
+        groups.append({"params": table, "lr": lr_table, "betas": (0.9, 0.99), "eps": 1e-15})
     return torch.optim.Adam(groups)
 
 
