@@ -95,7 +95,9 @@ def test_inputs_of_every_variant(model):
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     (tmp_path / "data/mpm/syn").mkdir(parents=True)
-    np.savez(tmp_path / "data/mpm/syn/trajectory.npz", **synthetic_trajectory(6, 60))
+    traj = synthetic_trajectory(6, 60)
+    traj["F"][5] = traj["F"][5, 0]  # the last frame of F is uniform (one frame: nothing to fit)
+    np.savez(tmp_path / "data/mpm/syn/trajectory.npz", **traj)
     params = {
         "seed": 0,
         "inr": {"model": "siren_txy", "field_name": "F", "scene": "syn", "n_training_frames": 6,
@@ -135,13 +137,14 @@ def test_stage_writes_every_output_and_appends_the_log(workspace, monkeypatch):
     ("override", "message"),
     [
         ("inr.scene=missing", "trajectory not found"),
+        ("inr.frame_start=5 inr.n_training_frames=1", "constant over frames 5..5"),
         ("inr.n_training_frames=7", "expected <= 6"),
         ("inr.model=siren_xyz", "inr.model"),
         ("inr.total_steps=0", "inr.total_steps"),
     ],
 )
 def test_stage_bad_input_is_one_line_and_non_zero(workspace, override, message):
-    proc = run_stage(workspace, override)
+    proc = run_stage(workspace, *override.split())
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr

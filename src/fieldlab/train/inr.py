@@ -25,7 +25,7 @@ import torch
 from torch import nn
 
 from fieldlab.config import INRConfig
-from fieldlab.errors import ConfigError, PhysicsError
+from fieldlab.errors import ConfigError, InputError, PhysicsError
 from fieldlab.models.inr import FieldINR, build_inr, compression_ratio, count_parameters, make_inputs
 from fieldlab.train.inr_data import FieldWindow, particle_grid
 from fieldlab.utils.regression import RegressionStats, regression_stats
@@ -175,10 +175,17 @@ def fit_inr(
     )  # fmt: skip
 
 
+def _finite(value: float | list[float]) -> float | list[float | None] | None:
+    """JSON-safe score: NaN or infinity (e.g. R2 of a constant field) becomes null."""
+    if isinstance(value, list):
+        return [_finite(v) for v in value]  # type: ignore[misc]
+    return float(value) if math.isfinite(value) else None
+
+
 def fit_metrics(cfg: INRConfig, window: FieldWindow, result: FitResult) -> dict:
-    """The ``metrics/inr.json`` record of a fit (physical units)."""
+    """The ``metrics/inr.json`` record of a fit (physical units; undefined scores are null)."""
     s = result.stats
-    return {
+    record = {
         "final_mse": s.mse,
         "final_r2": s.r2,
         "pearson_r2": s.pearson_r2,
@@ -202,10 +209,18 @@ def fit_metrics(cfg: INRConfig, window: FieldWindow, result: FitResult) -> dict:
         "total_steps": cfg.total_steps,
         "device": result.device,
     }
+    return {k: _finite(v) if isinstance(v, float | list) else v for k, v in record.items()}
 
 
 def check_window(cfg: INRConfig, window: FieldWindow) -> None:
-    """Reject configurations that cannot fit this window (e.g. ``siren_t`` with a huge output layer)."""
+    """Reject configurations that cannot fit this window (a constant field, ``siren_t`` with a huge output layer)."""
+    flat = window.values.reshape(-1, window.n_components)
+    if np.all(flat.max(0) == flat.min(0)):
+        first, last = int(window.frames[0]), int(window.frames[-1])
+        raise InputError(
+            f"inr.field_name = {cfg.field_name}: constant over frames {first}..{last} (nothing to fit, R2 undefined); "
+            "choose another field or window"
+        )
     if cfg.model == "siren_t" and cfg.hidden_features * window.n_particles * window.n_components > 2**31:
         raise ConfigError(
             f"inr.model = siren_t: output layer {cfg.hidden_features} x {window.n_particles * window.n_components} "
