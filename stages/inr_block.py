@@ -17,8 +17,8 @@ def main() -> int:
         cfg = load_config(args.params, args.overrides)
         metrics = run_inr_block(cfg.inr, cfg.seed)
         print(
-            f"inr_block: {metrics['inr_type']} on {metrics['field_name']}: R2 {metrics['final_r2']:.6f}, "
-            f"slope {metrics['slope']:.4f}, {metrics['total_params']} params, {metrics['training_time']:.1f} s"
+            f"inr_block: {metrics['inr_type']} on {metrics['field_name']}: R2 {metrics['final_r2']}, "
+            f"slope {metrics['slope']}, {metrics['total_params']} params, {metrics['training_time']:.1f} s"
         )
         return 0
 

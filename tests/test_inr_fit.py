@@ -35,10 +35,12 @@ SMALL_SIREN = INRConfig(
 )
 SMALL_NGP = INRConfig(
     model="ngp",
-    lr=1e-2,
+    lr=2e-3,
     batch_size=4,
     total_steps=150,
-    ngp=NGPConfig(levels=6, features=2, log2_table_size=12, base_resolution=4, growth=1.5, mlp_width=32),
+    ngp=NGPConfig(
+        levels=6, features=2, log2_table_size=12, base_resolution=4, growth=1.5, mlp_width=32, table_lr_factor=5.0
+    ),
 )
 
 
@@ -57,9 +59,13 @@ def test_metrics_are_in_physical_units_per_component():
     window = window_of("S")  # components of scale 25, far from unit variance
     result = fit_inr(replace(SMALL_SIREN, field_name="S", total_steps=40), window, seed=0, device=CPU)
     assert result.prediction.shape == window.values.shape
-    assert result.stats.r2 == pytest.approx(regression_stats(window.values, result.prediction).r2, rel=1e-9)
-    mean, _ = window.stats()
-    np.testing.assert_allclose(mean, window.values.reshape(-1, 4).mean(0), rtol=1e-5, atol=1e-5)
+    mean = window.values.reshape(-1, 4).mean(0)
+    centred = regression_stats(window.values - mean, result.prediction - mean)
+    assert result.stats.r2 == pytest.approx(centred.r2, rel=1e-6)
+    assert result.r2_pooled == pytest.approx(regression_stats(window.values, result.prediction).r2, rel=1e-9)
+    # a per-component constant prediction scores R2 = 0 on centred values, whatever the pooled R2 says
+    constant = np.broadcast_to(mean, window.values.shape)
+    assert regression_stats(window.values - mean, constant - mean).r2 == pytest.approx(0.0, abs=1e-9)
     assert len(result.r2_per_component) == 4 and len(result.ssim) == 4
 
 
@@ -89,7 +95,9 @@ def test_inputs_of_every_variant(model):
 @pytest.fixture
 def workspace(tmp_path: Path) -> Path:
     (tmp_path / "data/mpm/syn").mkdir(parents=True)
-    np.savez(tmp_path / "data/mpm/syn/trajectory.npz", **synthetic_trajectory(6, 60))
+    traj = synthetic_trajectory(6, 60)
+    traj["F"][5] = traj["F"][5, 0]  # the last frame of F is uniform (one frame: nothing to fit)
+    np.savez(tmp_path / "data/mpm/syn/trajectory.npz", **traj)
     params = {
         "seed": 0,
         "inr": {"model": "siren_txy", "field_name": "F", "scene": "syn", "n_training_frames": 6,
@@ -129,13 +137,14 @@ def test_stage_writes_every_output_and_appends_the_log(workspace, monkeypatch):
     ("override", "message"),
     [
         ("inr.scene=missing", "trajectory not found"),
+        ("inr.frame_start=5 inr.n_training_frames=1", "constant over frames 5..5"),
         ("inr.n_training_frames=7", "expected <= 6"),
         ("inr.model=siren_xyz", "inr.model"),
         ("inr.total_steps=0", "inr.total_steps"),
     ],
 )
 def test_stage_bad_input_is_one_line_and_non_zero(workspace, override, message):
-    proc = run_stage(workspace, override)
+    proc = run_stage(workspace, *override.split())
     assert proc.returncode != 0
     lines = proc.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error:") and message in lines[0], proc.stderr

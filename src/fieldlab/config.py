@@ -363,13 +363,14 @@ class NGPConfig:
     growth: float = spec(1.5, ge=1.0, le=4.0, doc="level l has resolution floor(base_resolution * growth**l)")
     mlp_width: int = spec(64, ge=1)
     mlp_layers: int = spec(2, ge=0, le=16, doc="hidden ReLU layers")
+    table_lr_factor: float = spec(5.0, gt=0, le=1000, doc="hash-table learning rate = inr.lr * table_lr_factor")
 
 
 @dataclass(frozen=True)
 class INRConfig:
     """One INR fit on one MPM field (the inr_block stage)."""
 
-    model: Literal["siren_t", "siren_id", "siren_txy", "ngp"] = "siren_txy"
+    model: Literal["siren_t", "siren_id", "siren_txy", "ngp"] = "ngp"
     field_name: Literal["F", "Jp", "S", "C"] = "Jp"
     scene: str = "discs_3types"
     data_root: str = "data/mpm"
@@ -380,8 +381,8 @@ class INRConfig:
     omega: float = spec(30.0, gt=0, le=1000)
     learn_omega: bool = False
     omega_lr: float = spec(1e-4, gt=0, le=1)
-    lr: float = spec(1e-4, gt=0, le=1)
-    batch_size: int = spec(4, ge=1, doc="frames per step")
+    lr: float = spec(1e-3, gt=0, le=1)
+    batch_size: int = spec(2, ge=1, doc="frames per step")
     total_steps: int = spec(1000, ge=1)
     grad_clip: float = spec(0.0, ge=0, doc="max gradient norm; 0 = off")
     t_period: float = spec(1.0, gt=0, doc="time input divided by this (larger = slower variation)")

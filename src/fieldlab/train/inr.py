@@ -1,9 +1,14 @@
 """Fit one INR to one MPM field window and score it in physical units.
 
+Scores (:func:`fieldlab.utils.regression.regression_stats`) are computed over all ``T x N x C`` values after
+subtracting each component's mean from truth and prediction alike, so that ``R2 = 1 - SS_res / SS_tot`` compares
+with the per-component mean and not with the spread between components (for one component, as Jp, this is the
+plain R2). ``r2_pooled_raw`` is the R2 of the raw pooled values, for reference.
+
 Training minimises the mean squared error of the per-component standardised field (:mod:`fieldlab.train.inr_data`)
 over ``batch_size`` random frames per step (all particles of those frames) with Adam: the hash table with
-``betas = (0.9, 0.99), eps = 1e-15`` (Instant-NGP), learnable ``omega`` in its own group at ``omega_lr``. The
-learning rate follows a cosine from ``lr`` to ``lr / 100`` over ``total_steps``:
+``betas = (0.9, 0.99), eps = 1e-15`` (Instant-NGP) at ``lr * ngp.table_lr_factor``, learnable ``omega`` in its
+own group at ``omega_lr``. Every rate follows a cosine down to 1/100 of its start over ``total_steps``:
 ``lr_k = lr * (0.01 + 0.99 * (1 + cos(pi k / total_steps)) / 2)``. Gradient norms are clipped at ``grad_clip``
 when it is positive.
 """
@@ -20,7 +25,7 @@ import torch
 from torch import nn
 
 from fieldlab.config import INRConfig
-from fieldlab.errors import ConfigError, PhysicsError
+from fieldlab.errors import ConfigError, InputError, PhysicsError
 from fieldlab.models.inr import FieldINR, build_inr, compression_ratio, count_parameters, make_inputs
 from fieldlab.train.inr_data import FieldWindow, particle_grid
 from fieldlab.utils.regression import RegressionStats, regression_stats
@@ -42,6 +47,7 @@ class FitResult:
     losses: np.ndarray
     stats: RegressionStats
     r2_per_component: list[float]
+    r2_pooled: float
     ssim: list[float]
     training_time: float
     total_params: int
@@ -59,7 +65,8 @@ def _optimizer(model: FieldINR, cfg: INRConfig) -> torch.optim.Optimizer:
     if omega:
         groups.append({"params": omega, "lr": cfg.omega_lr})
     if table:
-        groups.append({"params": table, "lr": cfg.lr, "betas": (0.9, 0.99), "eps": 1e-15})
+        lr_table = cfg.lr * cfg.ngp.table_lr_factor
+        groups.append({"params": table, "lr": lr_table, "betas": (0.9, 0.99), "eps": 1e-15})
     return torch.optim.Adam(groups)
 
 
@@ -151,7 +158,11 @@ def fit_inr(
         torch.cuda.synchronize()
     training_time = time.perf_counter() - start
     pred = predict(model, inputs, device) * std + mean  # physical units, (T, N, C)
-    stats = regression_stats(window.values, pred)
+    # Scores on values centred by each component's mean (truth and prediction alike): SS_tot is then the
+    # within-component variance, so a per-component constant prediction scores R2 = 0, not the between-component
+    # spread (F11 ~ 1, F12 ~ 0 would give any such constant R2 ~ 0.99 if pooled raw).
+    stats = regression_stats(window.values - mean, pred - mean)
+    r2_pooled = regression_stats(window.values, pred).r2
     per_comp = [regression_stats(window.values[..., c], pred[..., c]).r2 for c in range(n_c)]
     scores = component_ssim(window, pred)
     if writer is not None:
@@ -159,21 +170,29 @@ def fit_inr(
         writer.add_scalar("final/slope", stats.slope, cfg.total_steps)
         writer.close()
     return FitResult(
-        model, pred.astype(np.float32), losses, stats, per_comp, scores, training_time,
+        model, pred.astype(np.float32), losses, stats, per_comp, r2_pooled, scores, training_time,
         count_parameters(model), str(device), mean, std,
     )  # fmt: skip
 
 
+def _finite(value: float | list[float]) -> float | list[float | None] | None:
+    """JSON-safe score: NaN or infinity (e.g. R2 of a constant field) becomes null."""
+    if isinstance(value, list):
+        return [_finite(v) for v in value]  # type: ignore[misc]
+    return float(value) if math.isfinite(value) else None
+
+
 def fit_metrics(cfg: INRConfig, window: FieldWindow, result: FitResult) -> dict:
-    """The ``metrics/inr.json`` record of a fit (physical units)."""
+    """The ``metrics/inr.json`` record of a fit (physical units; undefined scores are null)."""
     s = result.stats
-    return {
+    record = {
         "final_mse": s.mse,
         "final_r2": s.r2,
         "pearson_r2": s.pearson_r2,
         "slope": s.slope,
         "intercept": s.intercept,
         "r2_per_component": result.r2_per_component,
+        "r2_pooled_raw": result.r2_pooled,
         "ssim": result.ssim,
         "final_loss": float(result.losses[-1]),
         "total_params": result.total_params,
@@ -190,10 +209,18 @@ def fit_metrics(cfg: INRConfig, window: FieldWindow, result: FitResult) -> dict:
         "total_steps": cfg.total_steps,
         "device": result.device,
     }
+    return {k: _finite(v) if isinstance(v, float | list) else v for k, v in record.items()}
 
 
 def check_window(cfg: INRConfig, window: FieldWindow) -> None:
-    """Reject configurations that cannot fit this window (e.g. ``siren_t`` with a huge output layer)."""
+    """Reject configurations that cannot fit this window (a constant field, ``siren_t`` with a huge output layer)."""
+    flat = window.values.reshape(-1, window.n_components)
+    if np.all(flat.max(0) == flat.min(0)):
+        first, last = int(window.frames[0]), int(window.frames[-1])
+        raise InputError(
+            f"inr.field_name = {cfg.field_name}: constant over frames {first}..{last} (nothing to fit, R2 undefined); "
+            "choose another field or window"
+        )
     if cfg.model == "siren_t" and cfg.hidden_features * window.n_particles * window.n_components > 2**31:
         raise ConfigError(
             f"inr.model = siren_t: output layer {cfg.hidden_features} x {window.n_particles * window.n_components} "

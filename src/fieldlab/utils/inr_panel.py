@@ -16,6 +16,11 @@ from fieldlab.train.inr_data import FIELD_COMPONENTS, FieldWindow, particle_grid
 from fieldlab.utils.io import atomic_open
 
 
+def _num(value: float | None, fmt: str) -> str:
+    """Format a score that may be null (undefined, e.g. R2 of a constant field)."""
+    return "n/a" if value is None or not np.isfinite(value) else format(value, fmt)
+
+
 def moving_average(x: np.ndarray, width: int) -> np.ndarray:
     """Trailing mean over ``width`` samples (shorter at the start), same length as ``x``."""
     x = np.asarray(x, dtype=np.float64)
@@ -86,37 +91,42 @@ def inr_panel(
         f"frames     {window.n_frames}\n"
         f"params     {metrics.get('total_params', '?')}\n"
         f"compress.  {metrics.get('compression_ratio', float('nan')):.2f}\n"
-        f"MSE        {metrics['final_mse']:.4g}\n"
-        f"R2         {metrics['final_r2']:.5f}\n"
+        f"MSE        {_num(metrics['final_mse'], '.4g')}\n"
+        f"R2         {_num(metrics['final_r2'], '.5f')}\n"
         f"time       {metrics.get('training_time', float('nan')):.1f} s"
     )
     ax.text(0.02, 0.98, info, va="top", family="monospace", fontsize=11, transform=ax.transAxes)
 
     ax = fig.add_subplot(grid[0, 3])
-    truth_flat, pred_flat = window.values.ravel(), prediction.ravel()
+    mean = window.values.reshape(-1, n_c).mean(0)  # scores are on component-centred values (fieldlab.train.inr)
+    truth_flat, pred_flat = (window.values - mean).ravel(), (prediction - mean).ravel()
     sel = np.random.default_rng(0).choice(truth_flat.size, min(max_scatter, truth_flat.size), replace=False)
     ax.scatter(truth_flat[sel], pred_flat[sel], s=1, alpha=0.3)
     lo, hi = float(truth_flat.min()), float(truth_flat.max())
     line = np.array([lo, hi])
     ax.plot(line, line, "k--", lw=1, label="ideal")
-    ax.plot(line, metrics["slope"] * line + metrics["intercept"], "r-", lw=1, label="regression")
+    if metrics["slope"] is not None and metrics["intercept"] is not None:
+        ax.plot(line, metrics["slope"] * line + metrics["intercept"], "r-", lw=1, label="regression")
     ax.set(
-        xlabel="truth",
-        ylabel="prediction",
-        title=f"R2 = {metrics['final_r2']:.5f}, slope = {metrics['slope']:.4f}",
+        xlabel="truth - component mean",
+        ylabel="prediction - component mean",
+        title=f"R2 = {_num(metrics['final_r2'], '.5f')}, slope = {_num(metrics['slope'], '.4f')}",
     )
     ax.legend()
 
     k = window.n_frames // 2
     pos = window.positions[k]
     bounds = (pos[:, 0].min(), pos[:, 0].max(), pos[:, 1].min(), pos[:, 1].max())
-    ssims = metrics.get("ssim", [float("nan")] * n_c)
+    ssims = metrics.get("ssim") or [None] * n_c
     for c in range(n_c):
         truth, mask = particle_grid(pos, window.values[k, :, c], res, bounds)
         pred, _ = particle_grid(pos, prediction[k, :, c], res, bounds)
         vmin, vmax = float(truth[mask].min()), float(truth[mask].max())
         for row, (img, title) in enumerate(
-            ((truth, f"{names[c]} truth, frame {window.frames[k]}"), (pred, f"{names[c]} INR, SSIM {ssims[c]:.4f}"))
+            (
+                (truth, f"{names[c]} truth, frame {window.frames[k]}"),
+                (pred, f"{names[c]} INR, SSIM {_num(ssims[c], '.4f')}"),
+            )
         ):
             ax = fig.add_subplot(grid[1 + row, c])
             shown = np.ma.masked_where(~mask, img)
