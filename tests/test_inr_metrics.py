@@ -127,3 +127,14 @@ def test_ssim_properties():
     assert ssim(a, half, mask=mask) > ssim(a, half)
     with pytest.raises(ValueError, match="mask"):
         ssim(a, a, mask=np.zeros_like(mask))
+
+
+def test_ssim_stays_in_its_bounds_on_maps_with_large_offsets() -> None:
+    """|SSIM| <= 1 by Cauchy-Schwarz; maps with a large offset and tiny variation once broke it by cancellation."""
+    rng = np.random.default_rng(0)
+    for _ in range(200):
+        offset, eps = 10 ** rng.uniform(-3, 6), 10 ** rng.uniform(-12, 0)
+        a = offset + eps * rng.random((24, 24))
+        b = offset * rng.choice([-1, 1]) + eps * rng.uniform(-3, 3) * rng.random((24, 24))
+        span = float(a.max() - a.min())
+        assert abs(ssim(a, b, data_range=span if span > 0 else 1.0)) <= 1.0 + 1e-12

@@ -37,9 +37,16 @@ def ssim_map(a: np.ndarray, b: np.ndarray, data_range: float) -> np.ndarray:
         return gaussian_filter(x, sigma=SIGMA, truncate=TRUNCATE, mode="reflect")
 
     mu_a, mu_b = blur(a), blur(b)
-    var_a = blur(a * a) - mu_a**2
-    var_b = blur(b * b) - mu_b**2
-    cov = blur(a * b) - mu_a * mu_b
+    # Second moments of maps shifted by one common constant (variances and covariance do not change), so that
+    # E[x^2] - E[x]^2 does not cancel catastrophically on maps with a large offset; round-off is then clipped to
+    # the admissible set (var >= 0, |cov| <= sqrt(var_a var_b)), which keeps |SSIM| <= 1.
+    shift = float(np.mean(a))
+    a0, b0 = a - shift, b - shift
+    m_a0, m_b0 = mu_a - shift, mu_b - shift
+    var_a = np.maximum(blur(a0 * a0) - m_a0**2, 0.0)
+    var_b = np.maximum(blur(b0 * b0) - m_b0**2, 0.0)
+    bound = np.sqrt(var_a * var_b)
+    cov = np.clip(blur(a0 * b0) - m_a0 * m_b0, -bound, bound)
     c1, c2 = (K1 * data_range) ** 2, (K2 * data_range) ** 2
     return (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2))
 
