@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -137,6 +138,19 @@ class PotentialDataset(Dataset):
             "mask": masking.loss_mask(region, singular)[None],
             "tissue": tissue[None],
         }
+
+
+def dataset_options(cfg: Any, scaler: FieldScaler, reference_spacing: Sequence[float]) -> dict[str, Any]:
+    """Keyword arguments of :class:`PotentialDataset` from the ``data`` and ``loss`` sections of a config."""
+    return {
+        "scaler": scaler,
+        "coord_range": cfg.data.coord_range,
+        "singularity_radius": cfg.loss.singularity_radius,
+        "region": cfg.loss.region,
+        "muscle_sigma": cfg.loss.muscle_sigma,
+        "muscle_rtol": cfg.loss.muscle_rtol,
+        "reference_spacing": [float(s) for s in reference_spacing],
+    }
 
 
 def to_device(batch: dict[str, torch.Tensor], device: torch.device) -> dict[str, torch.Tensor]:

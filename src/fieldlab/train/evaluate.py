@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from fieldlab.config import Config, config_from_dict
-from fieldlab.data.loader import PotentialDataset, split_files
+from fieldlab.data.loader import PotentialDataset, dataset_options, split_files
 from fieldlab.data.transforms import FieldScaler
 from fieldlab.errors import InputError
 from fieldlab.utils import metrics
@@ -142,16 +142,7 @@ def evaluate_sr(
     model, ckpt = load_trained(checkpoint, device, model_factory)
     scaler = FieldScaler.from_dict(ckpt["transforms"])
     figures = None if figures_dir is None else Path(figures_dir)
-    kw = {
-        "scaler": scaler,
-        "coord_range": cfg.data.coord_range,
-        "singularity_radius": cfg.loss.singularity_radius,
-        "region": cfg.loss.region,
-        "muscle_sigma": cfg.loss.muscle_sigma,
-        "muscle_rtol": cfg.loss.muscle_rtol,
-        "reference_spacing": ckpt["reference_spacing"],
-        "cache": False,
-    }
+    kw = {**dataset_options(cfg, scaler, ckpt["reference_spacing"]), "cache": False}
     backbone = ckpt["backbone"]
     out: dict[str, Any] = {"backbone": backbone, "checkpoint_epoch": int(ckpt["epoch"])}
     timing: dict[str, Any] = {}

@@ -27,7 +27,7 @@ from torch import nn
 from torch.utils.data import DataLoader, DistributedSampler
 
 from fieldlab.config import Config, ModelConfig, to_dict
-from fieldlab.data.loader import PotentialDataset, split_files, to_device
+from fieldlab.data.loader import PotentialDataset, dataset_options, split_files, to_device
 from fieldlab.data.transforms import FieldScaler
 from fieldlab.errors import FieldlabError
 from fieldlab.train import ddp
@@ -155,15 +155,7 @@ class OperatorTrainer:
         if scaler is None:
             scaler = FieldScaler.fit(load_sample(f) for f in train_files)
         ref = [float(s) for s in first.spacing]
-        kw = {
-            "scaler": scaler,
-            "coord_range": cfg.data.coord_range,
-            "singularity_radius": cfg.loss.singularity_radius,
-            "region": cfg.loss.region,
-            "muscle_sigma": cfg.loss.muscle_sigma,
-            "muscle_rtol": cfg.loss.muscle_rtol,
-            "reference_spacing": ref,
-        }
+        kw = dataset_options(self.cfg, scaler, ref)
         return PotentialDataset(train_files, **kw), PotentialDataset(val_files, **kw), scaler, ref
 
     def _checkpoint(self, model, opt, sched, epoch, step, best, history, scaler, ref, elapsed) -> dict[str, Any]:
