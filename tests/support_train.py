@@ -87,10 +87,10 @@ class TinyOperator(nn.Module):
         super().__init__()
         self.net = nn.Sequential(nn.Conv3d(10, width, 1), nn.GELU(), nn.Conv3d(width, 1, 1))
 
-    def forward(self, sigma, f, coords, spacing):
+    def forward(self, sigma, f, coords, spacing, prior=None):
         return self.net(torch.cat([sigma, f, coords], dim=1))
 
-    def predict_restricted(self, sigma, f, coords, spacing, grid):
+    def predict_restricted(self, sigma, f, coords, spacing, grid, prior=None):
         size = tuple(sigma.shape[-3:])
 
         def down(t):

@@ -27,10 +27,10 @@ class ZeroOperator(nn.Module):
         super().__init__()
         self.bias = nn.Parameter(torch.zeros(1))
 
-    def forward(self, sigma, f, coords, spacing):
+    def forward(self, sigma, f, coords, spacing, prior=None):
         return torch.zeros_like(f) + 0.0 * self.bias
 
-    def predict_restricted(self, sigma, f, coords, spacing, grid):
+    def predict_restricted(self, sigma, f, coords, spacing, grid, prior=None):
         return self.forward(sigma, f, coords, spacing)
 
 

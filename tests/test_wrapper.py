@@ -16,6 +16,7 @@ from fieldlab.config import (
     EncoderConfig,
     FNOConfig,
     ModelConfig,
+    PriorConfig,
     UNetConfig,
     load_config,
 )
@@ -25,6 +26,7 @@ from fieldlab.models.wrapper import BACKBONES, PotentialModel, build_model, coun
 ROOT = Path(__file__).resolve().parents[1]
 
 SMALL = ModelConfig(
+    prior=PriorConfig(kind="none"),
     encoder=EncoderConfig(channels=3, hidden=4, layers=2),
     conditioning=ConditioningConfig(hidden=4),
     unet=UNetConfig(base=4, depth=2, groups=2),
@@ -145,7 +147,8 @@ def mlp_count(sizes: list[int]) -> int:
 def expected_count(cfg: ModelConfig, backbone: str) -> int:
     """Closed-form count of real trainable numbers, from the architecture as documented.
 
-    Encoder: MLP 7 -> hidden x (layers - 1) -> channels. Backbone input: channels + 1 (f) + 3 (coords).
+    Encoder: MLP 7 -> hidden x (layers - 1) -> channels. Backbone input: channels + 1 (f) + 3 (coords), + 1 with
+    a prior.
     FNO: lifting MLP in -> r w -> w; per layer a complex (w, w, 2 m_D, 2 m_H, m_W) weight (2 reals each) and a
     w -> w skip; projection w -> r w -> 1. UNet: level k has c_k = base 2^k channels; a block c -> c' is two 3x3x3
     convolutions (27 c c' + c', 27 c'^2 + c') and two GroupNorms (2 c' each); an up-convolution 2x2x2
@@ -154,7 +157,7 @@ def expected_count(cfg: ModelConfig, backbone: str) -> int:
     """
     e = cfg.encoder
     n = mlp_count([7] + [e.hidden] * (e.layers - 1) + [e.channels])
-    c_in = e.channels + 4
+    c_in = e.channels + 4 + (cfg.prior.kind != "none")
     if backbone == "fno":
         w, (md, mh, mw), fno = cfg.fno.width, cfg.fno.modes, cfg.fno
         n += mlp_count([c_in, fno.lifting_ratio * w, w]) + mlp_count([w, fno.projection_ratio * w, 1])
@@ -174,6 +177,50 @@ def expected_count(cfg: ModelConfig, backbone: str) -> int:
     if cfg.conditioning.enabled:
         n += mlp_count([3, cfg.conditioning.hidden, 2 * latent])
     return n
+
+
+# ---- analytic prior ----------------------------------------------------------------------------------------------
+WITH_PRIOR = dataclasses.replace(SMALL, prior=PriorConfig(kind="free_space"))
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_prior_is_the_output_base_and_an_input(backbone, monkeypatch):
+    """phi = prior + backbone([..., asinh(prior)]): a backbone that outputs zero returns the prior exactly, and the
+    backbone sees asinh(prior) as its last input channel."""
+    model = build_model(WITH_PRIOR, backbone).eval()
+    args = inputs((16, 8, 8))
+    prior = torch.randn(2, 1, 16, 8, 8) * 5
+    seen = {}
+
+    def zero_backbone(x, modulate=None):
+        seen["x"] = x
+        return torch.zeros_like(x[:, :1])
+
+    monkeypatch.setattr(model.backbone, "forward", zero_backbone)
+    assert torch.equal(model(*args, prior=prior), prior)
+    assert torch.allclose(seen["x"][:, -1:], torch.asinh(prior))
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_prior_restricted_prediction_adds_the_fine_prior(backbone, monkeypatch):
+    """On the same grid the restricted path equals forward; on a coarser grid the correction is interpolated and
+    the full-resolution prior added, so a zero correction returns the fine prior unchanged."""
+    model = build_model(WITH_PRIOR, backbone).eval()
+    args = inputs((16, 8, 8))
+    prior = torch.randn(2, 1, 16, 8, 8)
+    with torch.no_grad():
+        assert torch.allclose(model.predict_restricted(*args, grid=(16, 8, 8), prior=prior), model(*args, prior=prior))
+    monkeypatch.setattr(model.backbone, "forward", lambda x, modulate=None: torch.zeros_like(x[:, :1]))
+    assert torch.allclose(model.predict_restricted(*args, grid=(8, 4, 4), prior=prior), prior)
+
+
+def test_missing_or_misshaped_prior_is_a_one_line_error():
+    model = build_model(WITH_PRIOR)
+    args = inputs((16, 8, 8))
+    with pytest.raises(InputError, match=r"prior has shape None: expected \(2, 1, 16, 8, 8\)"):
+        model(*args)
+    with pytest.raises(InputError, match="prior has shape"):
+        model(*args, prior=torch.zeros(2, 1, 8, 8, 8))
 
 
 @pytest.mark.parametrize("backbone", sorted(BACKBONES))

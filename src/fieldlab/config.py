@@ -218,10 +218,19 @@ class FNOConfig:
 
 
 @dataclass(frozen=True)
+class PriorConfig:
+    """Analytic prior: the free-space potential of the sample's poles, an input channel and the output's base."""
+
+    kind: Literal["free_space", "none"] = "free_space"
+    core_m: float = spec(2e-3, gt=0, doc="m; Gaussian core that keeps the prior finite at each pole")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """The operator (sigma, f, X, Y, Z, spacing) -> Phi: backbone choice and every size."""
 
     backbone: Literal["unet", "fno"] = "fno"
+    prior: PriorConfig = field(default_factory=PriorConfig)
     encoder: EncoderConfig = field(default_factory=EncoderConfig)
     conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
     unet: UNetConfig = field(default_factory=UNetConfig)

@@ -12,6 +12,8 @@ spacing     (3,)              (dx, dy, dz) in metres
 phi         (1, D, H, W)      potential ``u / u_scale``
 mask        (1, D, H, W)      loss mask: region (muscle or tissue) and not near a source pole
 tissue      (1, D, H, W)      tissue mask (all non-air voxels)
+prior       (1, D, H, W)      analytic free-space potential ``/ u_scale`` (only with ``prior_core_m``;
+                              see :mod:`fieldlab.data.prior`)
 =========== ================= ============================================================
 
 Any resolution works: coordinates are rebuilt from the grid shape, and the singularity ball is scaled by
@@ -28,6 +30,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fieldlab.data.prior import free_space_prior
 from fieldlab.data.schema import PotentialSample, cell_centres, load_sample
 from fieldlab.data.transforms import FieldScaler
 from fieldlab.errors import InputError
@@ -70,6 +73,8 @@ class PotentialDataset(Dataset):
         The muscle tensor and match tolerance (``loss.muscle_sigma``, ``loss.muscle_rtol``).
     reference_spacing
         (dx, dy, dz) of the training grid; ``None`` uses each sample's own spacing (scale 1).
+    prior_core_m
+        Core width (m) of the analytic prior (``model.prior.core_m``); ``None`` leaves the ``prior`` key out.
     cache
         Keep decoded items in memory (the corpus is small; decompression dominates otherwise).
     """
@@ -84,6 +89,7 @@ class PotentialDataset(Dataset):
         muscle_sigma: Sequence[float] = (0.2455, 0.2455, 1.2275, 0.0, 0.0, 0.0),
         muscle_rtol: float = 1e-3,
         reference_spacing: Sequence[float] | None = None,
+        prior_core_m: float | None = None,
         cache: bool = True,
     ) -> None:
         if region not in ("muscle", "tissue"):
@@ -96,6 +102,7 @@ class PotentialDataset(Dataset):
         self.muscle_sigma = tuple(muscle_sigma)
         self.muscle_rtol = float(muscle_rtol)
         self.reference_spacing = None if reference_spacing is None else tuple(float(s) for s in reference_spacing)
+        self.prior_core_m = None if prior_core_m is None else float(prior_core_m)
         self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -129,7 +136,7 @@ class PotentialDataset(Dataset):
         singular = masking.singularity_mask(shape, torch.from_numpy(s.source_index), self.singularity_radius, scale)
         f = torch.from_numpy(np.asarray(s.source, dtype=np.float32))
         u = torch.from_numpy(np.asarray(s.u, dtype=np.float32))
-        return {
+        item = {
             "sigma": sigma.permute(3, 0, 1, 2).contiguous(),  # (D, H, W, 6) -> (6, D, H, W)
             "f": self.scaler.scale_source(f)[None],
             "coords": coordinate_grid(shape, self.coord_range),
@@ -138,10 +145,20 @@ class PotentialDataset(Dataset):
             "mask": masking.loss_mask(region, singular)[None],
             "tissue": tissue[None],
         }
+        if self.prior_core_m is not None:
+            prior = torch.from_numpy(free_space_prior(s, self.prior_core_m).astype(np.float32))
+            item["prior"] = self.scaler.scale_potential(prior)[None]
+        return item
 
 
-def dataset_options(cfg: Any, scaler: FieldScaler, reference_spacing: Sequence[float]) -> dict[str, Any]:
-    """Keyword arguments of :class:`PotentialDataset` from the ``data`` and ``loss`` sections of a config."""
+def dataset_options(
+    cfg: Any, scaler: FieldScaler, reference_spacing: Sequence[float], prior: Any = None
+) -> dict[str, Any]:
+    """Keyword arguments of :class:`PotentialDataset` from the ``data`` and ``loss`` sections of a config.
+
+    ``prior`` is the model's ``PriorConfig`` (default ``cfg.model.prior``; a trained model passes its own).
+    """
+    prior = cfg.model.prior if prior is None else prior
     return {
         "scaler": scaler,
         "coord_range": cfg.data.coord_range,
@@ -150,6 +167,7 @@ def dataset_options(cfg: Any, scaler: FieldScaler, reference_spacing: Sequence[f
         "muscle_sigma": cfg.loss.muscle_sigma,
         "muscle_rtol": cfg.loss.muscle_rtol,
         "reference_spacing": [float(s) for s in reference_spacing],
+        "prior_core_m": None if prior.kind == "none" else prior.core_m,
     }
 
 

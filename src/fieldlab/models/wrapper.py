@@ -57,6 +57,11 @@ class PotentialModel(nn.Module):
     :class:`~fieldlab.models.geometry.GeometryEncoder`, ``B`` the backbone of ``model.backbone`` and ``FiLM`` the
     :class:`~fieldlab.models.conditioning.SpacingConditioner` acting on the backbone's latent.
 
+    With ``model.prior.kind = free_space`` the analytic prior ``p`` (:mod:`fieldlab.data.prior`, scaled like phi)
+    is one more input channel, as ``asinh(p)`` (its pole peaks compressed), and the base of the output:
+    ``phi = p + B([x, asinh(p)]; FiLM(spacing))``, so the backbone learns only the correction (boundaries, fat,
+    bone), which is smooth in muscle.
+
     Parameters
     ----------
     cfg : ModelConfig
@@ -72,7 +77,8 @@ class PotentialModel(nn.Module):
             raise ConfigError(f"model.backbone = {name!r}: expected one of {', '.join(sorted(BACKBONES))}")
         self.backbone_name = name
         self.encoder = GeometryEncoder(cfg.encoder)
-        in_channels = self.encoder.out_channels + F_CHANNELS + COORD_CHANNELS
+        self.use_prior = cfg.prior.kind != "none"
+        in_channels = self.encoder.out_channels + F_CHANNELS + COORD_CHANNELS + int(self.use_prior)
         self.backbone = BACKBONES[name](cfg, in_channels, 1)
         c = cfg.conditioning
         self.conditioner = (
@@ -93,16 +99,41 @@ class PotentialModel(nn.Module):
         if not bool((spacing > 0).all()):
             raise InputError(f"spacing = {spacing.tolist()}: expected positive (dx, dy, dz) in metres")
 
+    def check_prior(self, sigma: torch.Tensor, prior: torch.Tensor | None) -> None:
+        """Raise :class:`InputError` unless ``prior`` is given, shaped (B,1,D,H,W), exactly when the model uses one."""
+        if not self.use_prior:
+            if prior is not None:
+                warnings.warn("PotentialModel.forward ignores prior (model.prior.kind = none)", stacklevel=3)
+            return
+        want = (sigma.shape[0], 1, *sigma.shape[-3:])
+        if prior is None or tuple(prior.shape) != want:
+            got = None if prior is None else tuple(prior.shape)
+            raise InputError(f"prior has shape {got}: expected {want} (model.prior.kind = free_space)")
+
     def forward(
-        self, sigma: torch.Tensor, f: torch.Tensor, coords: torch.Tensor, spacing: torch.Tensor, **kwargs: Any
+        self,
+        sigma: torch.Tensor,
+        f: torch.Tensor,
+        coords: torch.Tensor,
+        spacing: torch.Tensor,
+        prior: torch.Tensor | None = None,
+        **kwargs: Any,
     ) -> torch.Tensor:
-        """(B,6,D,H,W) S/m, (B,1,D,H,W) scaled source, (B,3,D,H,W) in [-1, 1], (B,3) m -> (B,1,D,H,W) scaled phi."""
+        """(B,6,D,H,W) S/m, (B,1,D,H,W) scaled source, (B,3,D,H,W) in [-1, 1], (B,3) m -> (B,1,D,H,W) scaled phi.
+
+        ``prior`` (B,1,D,H,W), scaled like phi, is required when ``model.prior.kind`` is not ``none``.
+        """
         if kwargs:
             warnings.warn(f"PotentialModel.forward ignores {sorted(kwargs)}", stacklevel=2)
         self.check_inputs(sigma, f, coords, spacing)
-        x = torch.cat([self.encoder(sigma), f, coords], dim=1)  # (B, C_enc + 1 + 3, D, H, W)
+        self.check_prior(sigma, prior)
+        parts = [self.encoder(sigma), f, coords]
+        if self.use_prior:
+            parts.append(torch.asinh(prior))
+        x = torch.cat(parts, dim=1)  # (B, C_enc + 1 + 3 [+ 1], D, H, W)
         modulate = None if self.conditioner is None else partial(self.conditioner, spacing=spacing)
-        return self.backbone(x, modulate)
+        out = self.backbone(x, modulate)
+        return out + prior if self.use_prior else out
 
     def predict_restricted(
         self,
@@ -111,6 +142,7 @@ class PotentialModel(nn.Module):
         coords: torch.Tensor,
         spacing: torch.Tensor,
         grid: tuple[int, int, int],
+        prior: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Honest baseline on a grid other than the training grid: restrict the inputs, predict, interpolate back.
 
@@ -119,9 +151,12 @@ class PotentialModel(nn.Module):
         integer; trilinear otherwise). Conductivity is restricted air-aware, so that air never blends into tissue:
         with ``t`` the tissue fraction of a coarse cell, ``sigma' = mean(sigma) / t`` (the mean over its tissue)
         where ``t >= 1/2`` and ``sigma' = 0`` (air) otherwise. The spacing becomes ``(dx W/W', dy H/H', dz D/D')``;
-        the model runs on ``grid`` and its output is interpolated trilinearly back to the input grid.
+        the model runs on ``grid`` and its output is interpolated trilinearly back to the input grid. With a prior,
+        the restricted prior is the coarse input, and the coarse correction ``phi' - prior'`` is interpolated back
+        and added to the full-resolution prior (the prior is analytic at any resolution).
         """
         self.check_inputs(sigma, f, coords, spacing)
+        self.check_prior(sigma, prior)
         if len(grid) != 3 or min(grid) < 1:
             raise InputError(f"grid = {grid!r}: expected three positive integers (D, H, W)")
         shape = tuple(sigma.shape[-3:])
@@ -136,8 +171,12 @@ class PotentialModel(nn.Module):
         t = resample(tissue, grid)
         sigma_r = torch.where(t >= 0.5, resample(sigma, grid) / t.clamp_min(0.5), torch.zeros((), dtype=sigma.dtype))
         ratio = torch.tensor([shape[2] / grid[2], shape[1] / grid[1], shape[0] / grid[0]], device=spacing.device)
-        phi = self(sigma_r, resample(f, grid), resample(coords, grid), spacing * ratio)
-        return F.interpolate(phi, size=shape, mode="trilinear", align_corners=False)
+        coarse = (sigma_r, resample(f, grid), resample(coords, grid), spacing * ratio)
+        if not self.use_prior:
+            return F.interpolate(self(*coarse), size=shape, mode="trilinear", align_corners=False)
+        prior_r = resample(prior, grid)
+        correction = self(*coarse, prior=prior_r) - prior_r
+        return prior + F.interpolate(correction, size=shape, mode="trilinear", align_corners=False)
 
 
 def build_model(cfg: ModelConfig, backbone: str | None = None) -> PotentialModel:

@@ -93,9 +93,12 @@ def evaluate_split(
         item = {k: v[None].to(device) for k, v in dataset[i].items()}  # add the batch axis
         name = dataset.files[i].stem
         args = (item["sigma"], item["f"], item["coords"], item["spacing"])
+        prior = item.get("prior")
 
-        def forward(args=args):
-            return model.predict_restricted(*args, grid=restricted_grid) if restricted_grid else model(*args)
+        def forward(args=args, prior=prior):
+            if restricted_grid:
+                return model.predict_restricted(*args, grid=restricted_grid, prior=prior)
+            return model(*args, prior=prior)
 
         if i == 0:
             forward()
@@ -142,7 +145,8 @@ def evaluate_sr(
     model, ckpt = load_trained(checkpoint, device, model_factory)
     scaler = FieldScaler.from_dict(ckpt["transforms"])
     figures = None if figures_dir is None else Path(figures_dir)
-    kw = {**dataset_options(cfg, scaler, ckpt["reference_spacing"]), "cache": False}
+    prior = config_from_dict({"model": ckpt["model_config"]}, source=f"{checkpoint}: model_config").model.prior
+    kw = {**dataset_options(cfg, scaler, ckpt["reference_spacing"], prior), "cache": False}
     backbone = ckpt["backbone"]
     out: dict[str, Any] = {"backbone": backbone, "checkpoint_epoch": int(ckpt["epoch"])}
     timing: dict[str, Any] = {}

@@ -186,7 +186,7 @@ class OperatorTrainer:
         for batch in loader:
             b = to_device(batch, device)
             with autocast():
-                pred = model(b["sigma"], b["f"], b["coords"], b["spacing"])
+                pred = model(b["sigma"], b["f"], b["coords"], b["spacing"], prior=b.get("prior"))
             pred = pred.float()
             losses.append(
                 float(
@@ -305,7 +305,7 @@ class OperatorTrainer:
             for i, batch in enumerate(batches):
                 b = to_device(batch, device)
                 with autocast():
-                    pred = model(b["sigma"], b["f"], b["coords"], b["spacing"])
+                    pred = model(b["sigma"], b["f"], b["coords"], b["spacing"], prior=b.get("prior"))
                 loss = metrics.training_loss(
                     pred.float(), b["phi"], b["mask"], b["spacing"], cfg.loss.lambda_mse, cfg.loss.lambda_grad
                 )
