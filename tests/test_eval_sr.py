@@ -14,6 +14,7 @@ from support_train import tiny_config, tiny_factory, write_corpus
 from torch import nn
 
 from fieldlab.data.loader import PotentialDataset, split_files
+from fieldlab.data.prior import free_space_prior
 from fieldlab.data.transforms import FieldScaler
 from fieldlab.train import evaluate
 from fieldlab.train.operator import train_operator
@@ -64,6 +65,11 @@ def test_zero_model_has_relative_error_one_at_both_resolutions(root, tmp_path):
     ds = PotentialDataset(split_files(root, "test_2x"), scaler, singularity_radius=1.0, reference_spacing=ref)
     phi, mask = ds[1]["phi"].numpy(), ds[1]["mask"].numpy()
     assert out["x2"]["per_sample"]["mse"]["0001"] == pytest.approx(float(np.mean(phi[mask] ** 2)), rel=1e-5)
+    prior = free_space_prior(ds.sample(1), core_m=2e-3) / scaler.u_scale  # the baseline, computed independently
+    expected = np.linalg.norm((prior - phi)[mask]) / np.linalg.norm(phi[mask])
+    assert out["x2"]["per_sample"]["prior_rel_l2"]["0001"] == pytest.approx(expected, rel=1e-4)
+    per_base = out["base"]["per_sample"]["prior_rel_l2"]
+    assert out["base"]["prior_rel_l2"] == pytest.approx(np.mean(list(per_base.values())))
     assert out["timing"]["x2"]["solver_s"] == pytest.approx(4.0)  # from the manifest
     assert out["timing"]["base"]["speedup"] == pytest.approx(0.5 / out["timing"]["base"]["surrogate_s"])
     figures = sorted(p.name for p in (tmp_path / "figs").glob("*.png"))

@@ -65,9 +65,11 @@ def solver_seconds(root: str | Path, split: str) -> dict[str, float]:
 
 
 def _summary(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> dict[str, Any]:
-    out: dict[str, Any] = {m: float(np.mean([r[m] for r in rows.values()])) for m in MEASURES}
+    names = [m for m in (*MEASURES, "prior_rel_l2") if all(m in r for r in rows.values())]
+    out: dict[str, Any] = {m: float(np.mean([r[m] for r in rows.values()])) for m in names}
     out["seconds_per_sample"] = float(np.mean(list(seconds.values())))
-    out["per_sample"] = {m: {name: r[m] for name, r in rows.items()} for m in ("rel_l2", "rel_l2_tissue", "mse")}
+    keep = [m for m in ("rel_l2", "rel_l2_tissue", "mse", "prior_rel_l2") if m in names]
+    out["per_sample"] = {m: {name: r[m] for name, r in rows.items()} for m in keep}
     return out
 
 
@@ -119,6 +121,8 @@ def evaluate_split(
             "r2": float(metrics.r2_score(pred, phi, mask)[0]),
             "max_error": float(metrics.max_error(pred, phi, mask)[0]),
         }
+        if prior is not None:  # the analytic prior alone: the baseline the operator has to beat
+            rows[name]["prior_rel_l2"] = float(metrics.relative_l2(prior.float(), phi, mask)[0])
         if figures_dir is not None and i < n_figures:
             from fieldlab.utils.visualization import error_map_figure, save_figure
 
