@@ -256,6 +256,7 @@ class TrainConfig:
     amp: bool = True
     compile: bool = False
     max_train_samples: int = spec(0, ge=0, doc="use only the first N training samples; 0 = all")
+    augment: bool = True  # random reflections, x <-> y swap and sign of each training item (exact symmetries)
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from torch.utils.data import Dataset
 
 from fieldlab.data.prior import free_space_prior
 from fieldlab.data.schema import PotentialSample, cell_centres, load_sample
+from fieldlab.data.symmetry import Symmetry, apply_symmetry, can_swap_xy
 from fieldlab.data.transforms import FieldScaler
 from fieldlab.errors import InputError
 from fieldlab.utils import masking
@@ -75,6 +76,8 @@ class PotentialDataset(Dataset):
         (dx, dy, dz) of the training grid; ``None`` uses each sample's own spacing (scale 1).
     prior_core_m
         Core width (m) of the analytic prior (``model.prior.core_m``); ``None`` leaves the ``prior`` key out.
+    augment
+        Return each item under a random symmetry of the box (:mod:`fieldlab.data.symmetry`; training only).
     cache
         Keep decoded items in memory (the corpus is small; decompression dominates otherwise).
     """
@@ -90,6 +93,7 @@ class PotentialDataset(Dataset):
         muscle_rtol: float = 1e-3,
         reference_spacing: Sequence[float] | None = None,
         prior_core_m: float | None = None,
+        augment: bool = False,
         cache: bool = True,
     ) -> None:
         if region not in ("muscle", "tissue"):
@@ -103,6 +107,7 @@ class PotentialDataset(Dataset):
         self.muscle_rtol = float(muscle_rtol)
         self.reference_spacing = None if reference_spacing is None else tuple(float(s) for s in reference_spacing)
         self.prior_core_m = None if prior_core_m is None else float(prior_core_m)
+        self.augment = bool(augment)
         self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
 
     def __len__(self) -> int:
@@ -114,10 +119,13 @@ class PotentialDataset(Dataset):
 
     def __getitem__(self, index: int) -> dict[str, torch.Tensor]:
         if self._cache is not None and index in self._cache:
-            return self._cache[index]
-        item = self.build_item(self.sample(index))
-        if self._cache is not None:
-            self._cache[index] = item
+            item = self._cache[index]
+        else:
+            item = self.build_item(self.sample(index))
+            if self._cache is not None:
+                self._cache[index] = item
+        if self.augment:
+            item = apply_symmetry(item, Symmetry.random(allow_swap=can_swap_xy(item)))
         return item
 
     def build_item(self, s: PotentialSample) -> dict[str, torch.Tensor]:

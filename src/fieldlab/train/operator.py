@@ -156,7 +156,8 @@ class OperatorTrainer:
             scaler = FieldScaler.fit(load_sample(f) for f in train_files)
         ref = [float(s) for s in first.spacing]
         kw = dataset_options(self.cfg, scaler, ref)
-        return PotentialDataset(train_files, **kw), PotentialDataset(val_files, **kw), scaler, ref
+        train_ds = PotentialDataset(train_files, **kw, augment=cfg.train.augment)
+        return train_ds, PotentialDataset(val_files, **kw), scaler, ref
 
     def _checkpoint(self, model, opt, sched, epoch, step, best, history, scaler, ref, elapsed) -> dict[str, Any]:
         return {
