@@ -36,6 +36,8 @@ def test_robustness_test_repeats_the_best_good_config() -> None:
     assert (p.strategy, p.parent, p.params) == ("robustness-test", 1, nodes[0].params)
     rerun = node(4, 1, 0.991, strategy="robustness-test")
     assert propose([*nodes, rerun]).strategy != "robustness-test"  # once per block
+    tight = propose(nodes, budget=1e-6)  # far below the measured cost: other proposals would be cut short
+    assert (tight.strategy, tight.params) == ("robustness-test", nodes[0].params)
 
 
 def test_failure_probe_after_three_strong_results() -> None:

@@ -25,7 +25,8 @@ Strategies, tried in this order at every iteration after a block's root (the fir
 
 Every choice draws from ``numpy_rng(seed, block, iteration)``, so a resumed study repeats the decision exactly.
 ``total_steps`` is finally capped so the predicted fit time stays within ``explore.time_budget_s``
-(:func:`~fieldlab.explore.mutations.budget_steps`); the cap is not counted as a mutation.
+(:func:`~fieldlab.explore.mutations.budget_steps`); the cap is not counted as a mutation. A robustness re-run is
+never capped: a shorter fit would not be a repeat.
 """
 
 from __future__ import annotations
@@ -214,6 +215,9 @@ class RuleAgent:
 
     # ---- time budget -------------------------------------------------------------------------------------------
     def fit_budget(self, prop: Proposal, ctx: Context) -> Proposal:
+        """Cap ``total_steps`` to the time budget; a robustness re-run repeats its parent's fit exactly."""
+        if prop.strategy == "robustness-test":
+            return prop
         past = [(n.params, float(n.metrics.get("training_time", 0.0))) for n in ctx.history if n.r2 is not None]
         cap = mut.budget_steps(prop.params, past, self.time_budget_s, self.ranges)
         if cap is None or cap >= prop.params["total_steps"]:
