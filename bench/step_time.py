@@ -38,11 +38,12 @@ def time_steps(model: torch.nn.Module, inputs: tuple[torch.Tensor, ...], repeats
     """Seconds per train step; the first (warm-up) step is not counted."""
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
     target = torch.zeros_like(inputs[1])
+    prior = torch.randn_like(inputs[1]) if getattr(model, "use_prior", False) else None  # the prior channel
     times = []
     for k in range(repeats + 1):
         t0 = time.perf_counter()
         opt.zero_grad(set_to_none=True)
-        loss = torch.nn.functional.mse_loss(model(*inputs), target)
+        loss = torch.nn.functional.mse_loss(model(*inputs, prior=prior), target)
         loss.backward()
         opt.step()
         if k:
