@@ -42,8 +42,8 @@ class SineLayer(nn.Module):
     by ``omega`` it spreads the phases of the units, which brings the activations close to the arcsine law.
 
     The layer evaluates ``(omega W) x + omega b``: scaling the ``(out, in)`` weights instead of the ``(B, out)``
-    pre-activation removes one pass over the batch forward and one backward (the same function; it differs only
-    by float rounding), which makes a training step of a 256 x 3 SIREN on 8192 points about 10% faster on CPU.
+    pre-activation removes one elementwise pass over the batch forward and one backward (the same function; it
+    differs only by float rounding).
     """
 
     def __init__(
