@@ -88,3 +88,30 @@ def test_sine_layer_computes_sin_of_omega_affine():
 def test_invalid_sizes_raise():
     with pytest.raises(ValueError, match="hidden_layers"):
         Siren(1, 1, hidden_layers=0)
+
+
+@pytest.mark.parametrize("learn_omega", [False, True])
+def test_sine_layer_gradients_match_omega_times_affine(learn_omega):
+    """The layer scales W and b by omega (one pass fewer over the batch); its value and the gradients with respect
+    to x, W, b and a learnable omega must equal those of the literal ``sin(omega * (W x + b))`` (autograd of that
+    expression), and second derivatives in x (needed for PDE residuals of the field) must exist and agree."""
+    torch.manual_seed(3)
+    layer = SineLayer(3, 5, omega=13.0, learn_omega=learn_omega)
+    w = layer.linear.weight.detach().clone().requires_grad_()
+    b = layer.linear.bias.detach().clone().requires_grad_()
+    om = torch.tensor(13.0, requires_grad=True)
+    x1 = torch.rand(11, 3, requires_grad=True)
+    x2 = x1.detach().clone().requires_grad_()
+    y_ref = torch.sin(om * (x2 @ w.T + b))
+    y = layer(x1)
+    torch.testing.assert_close(y, y_ref)
+    (gx_ref,) = torch.autograd.grad(y_ref.square().sum(), x2, create_graph=True)
+    (gx,) = torch.autograd.grad(y.square().sum(), x1, create_graph=True)
+    torch.testing.assert_close(gx, gx_ref)
+    gx_ref.sum().backward()
+    gx.sum().backward()
+    torch.testing.assert_close(x1.grad, x2.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(layer.linear.weight.grad, w.grad, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(layer.linear.bias.grad, b.grad, rtol=1e-4, atol=1e-5)
+    if learn_omega:
+        torch.testing.assert_close(layer.omega.grad, om.grad, rtol=1e-4, atol=1e-5)

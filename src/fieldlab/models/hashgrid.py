@@ -105,19 +105,33 @@ class HashGridEncoding(nn.Module):
         return torch.where(self.dense, dense_idx, hash_idx) + self.offsets
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
+        """Encode ``u`` ``(B, d)``; the ``2^d`` corners are built axis by axis from per-axis pairs.
+
+        For axis ``i`` the two vertices of the cell are ``v_i`` and ``v_i + 1``: their dense-index terms
+        ``v_i s_i`` and ``v_i s_i + s_i``, hash terms ``v_i pi_i`` and ``v_i pi_i + pi_i`` and weights ``1 - f_i``
+        and ``f_i`` are combined over the axes by sum, XOR and product (corner order of ``self.corners``, the first
+        axis slowest). This gives the same index and weight as :meth:`vertex_index` and the product formula, but
+        touches ``(B, L, 2^d)`` arrays instead of ``(B, L, 2^d, d)`` ones.
+        """
         if u.ndim != 2 or u.shape[1] != self.n_dims:
             raise ValueError(f"HashGridEncoding: input shape {tuple(u.shape)}: expected (B, {self.n_dims})")
         res = self.resolution.to(u.dtype)  # (L, d)
         pos = u.clamp(0.0, 1.0)[:, None, :] * res  # (B, d) -> (B, L, d) continuous grid coordinates
         cell = torch.minimum(pos.floor().long(), self.resolution - 1)  # keep u = 1 inside the last cell
         frac = pos - cell.to(u.dtype)  # (B, L, d) in [0, 1]
-        vertices = cell[:, :, None, :] + self.corners[None, None]  # (B, L, 2^d, d)
-        idx = self.vertex_index(vertices.transpose(1, 2)).transpose(1, 2)  # (B, L, 2^d)
-        c = self.corners.to(u.dtype)  # (2^d, d)
-        f = frac[:, :, None, :]  # (B, L, 1, d)
-        weights = torch.prod(c * f + (1 - c) * (1 - f), dim=-1)  # (B, L, 2^d) d-linear weights
-        feats = self.table[idx]  # (B, L, 2^d, F)
-        out = torch.einsum("blc,blcf->blf", weights, feats)  # b batch, l level, c corner, f feature
+        dense_ax = cell * self.strides  # (B, L, d): v_i s_i
+        hash_ax = cell * self.primes  # (B, L, d): v_i pi_i, fits in int64 for v_i < 2^31
+        weight = torch.stack([1 - frac, frac], dim=-1)  # (B, L, d, 2): weights of the low and high vertex
+        dense_pair = torch.stack([dense_ax, dense_ax + self.strides], dim=-1)  # (B, L, d, 2)
+        hash_pair = torch.stack([hash_ax, hash_ax + self.primes], dim=-1)  # (B, L, d, 2)
+        w, di, hi = weight[:, :, 0], dense_pair[:, :, 0], hash_pair[:, :, 0]  # (B, L, 2)
+        for i in range(1, self.n_dims):  # (B, L, 2^i) x (B, L, 2) -> (B, L, 2^(i+1)), earlier axes slower
+            w = (w[..., :, None] * weight[:, :, i, None, :]).flatten(-2)
+            di = (di[..., :, None] + dense_pair[:, :, i, None, :]).flatten(-2)
+            hi = torch.bitwise_xor(hi[..., :, None], hash_pair[:, :, i, None, :]).flatten(-2)
+        hi = torch.bitwise_and(hi, self.table_size - 1)  # mod T, T a power of two
+        idx = torch.where(self.dense[:, None], di, hi) + self.offsets[:, None]  # (B, L, 2^d)
+        out = (w[..., None] * self.table[idx]).sum(dim=2)  # (B, L, F): sum over corners of w_c * table row
         return out.reshape(u.shape[0], -1)  # (B, L*F)
 
 

@@ -18,6 +18,7 @@ import itertools
 import math
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -39,6 +40,10 @@ class SineLayer(nn.Module):
     -----
     The bias keeps PyTorch's default ``U(-1/sqrt(n), 1/sqrt(n))``, as in the reference implementation; multiplied
     by ``omega`` it spreads the phases of the units, which brings the activations close to the arcsine law.
+
+    The layer evaluates ``(omega W) x + omega b``: scaling the ``(out, in)`` weights instead of the ``(B, out)``
+    pre-activation removes one elementwise pass over the batch forward and one backward (the same function; it
+    differs only by float rounding).
     """
 
     def __init__(
@@ -64,8 +69,8 @@ class SineLayer(nn.Module):
             self.linear.weight.uniform_(-bound, bound)
 
     def pre_activation(self, x: torch.Tensor) -> torch.Tensor:
-        """``omega * (W x + b)``, shape ``(B, out_features)``."""
-        return self.omega * self.linear(x)
+        """``omega * (W x + b)`` computed as ``(omega W) x + omega b``, shape ``(B, out_features)``."""
+        return F.linear(x, self.linear.weight * self.omega, self.linear.bias * self.omega)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return torch.sin(self.pre_activation(x))
