@@ -19,19 +19,17 @@ from __future__ import annotations
 
 import numpy as np
 
-from fieldlab.data.schema import PotentialSample, cell_centres
+from fieldlab.data.schema import PotentialSample
 from fieldlab.errors import InputError
 from fieldlab.physics.analytic import point_source_potential, tensor
+from fieldlab.physics.phantom import voxel_axes
 
 
 def voxel_points(shape: tuple[int, int, int], spacing: np.ndarray) -> np.ndarray:
     """``(D, H, W, 3)`` physical (x, y, z) of voxel centres in a box centred on the origin (as ``source_point``)."""
     D, H, W = shape
     dx, dy, dz = (float(s) for s in spacing)
-    z = cell_centres(D, -D * dz / 2, D * dz / 2)
-    y = cell_centres(H, -H * dy / 2, H * dy / 2)
-    x = cell_centres(W, -W * dx / 2, W * dx / 2)
-    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    zz, yy, xx = np.meshgrid(*voxel_axes(shape, (W * dx, H * dy, D * dz)), indexing="ij")
     return np.stack([xx, yy, zz], axis=-1)
 
 

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from fieldlab.config import Config, config_from_dict
+from fieldlab.config import Config, ModelConfig, config_from_dict
 from fieldlab.data.loader import PotentialDataset, dataset_options, split_files
 from fieldlab.data.transforms import FieldScaler
 from fieldlab.errors import InputError
@@ -33,10 +33,15 @@ from fieldlab.utils.device import select_device
 MEASURES = ("rel_l2", "rel_l2_tissue", "mse", "r2", "max_error")
 
 
+def checkpoint_model_config(ckpt: dict[str, Any], path: str | Path) -> ModelConfig:
+    """The ``model`` section a checkpoint was trained with (validated like params.yaml)."""
+    return config_from_dict({"model": ckpt["model_config"]}, source=f"{path}: model_config").model
+
+
 def load_trained(path: str | Path, device: torch.device, model_factory=None) -> tuple[nn.Module, dict[str, Any]]:
     """Rebuild the model of a checkpoint (its own ``model`` section) and load its weights."""
     ckpt = load_checkpoint(path, map_location="cpu")
-    model_cfg = config_from_dict({"model": ckpt["model_config"]}, source=f"{path}: model_config").model
+    model_cfg = checkpoint_model_config(ckpt, path)
     if model_factory is None:
         from fieldlab.train.operator import default_model_factory as model_factory
     model = model_factory(model_cfg, ckpt["backbone"])
@@ -149,7 +154,7 @@ def evaluate_sr(
     model, ckpt = load_trained(checkpoint, device, model_factory)
     scaler = FieldScaler.from_dict(ckpt["transforms"])
     figures = None if figures_dir is None else Path(figures_dir)
-    prior = config_from_dict({"model": ckpt["model_config"]}, source=f"{checkpoint}: model_config").model.prior
+    prior = checkpoint_model_config(ckpt, checkpoint).prior  # the inputs the trained model expects
     kw = {**dataset_options(cfg, scaler, ckpt["reference_spacing"], prior), "cache": False}
     backbone = ckpt["backbone"]
     out: dict[str, Any] = {"backbone": backbone, "checkpoint_epoch": int(ckpt["epoch"])}
