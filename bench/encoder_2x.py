@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from fieldlab.config import ConditioningConfig, PriorConfig, load_config
-from fieldlab.models.wrapper import build_model
+from fieldlab.potential.models.wrapper import build_model
 
 #: Tissue conductivities in S/m (diagonal xx, yy, zz), radii as fractions of the half-width of the box.
 TISSUES = (  # (outer radius, sigma_xx, sigma_yy, sigma_zz), innermost first

@@ -26,8 +26,8 @@ import time
 import torch
 
 from fieldlab.config import load_config
-from fieldlab.models.fno import FNO3d
-from fieldlab.models.wrapper import COORD_CHANNELS, F_CHANNELS, count_parameters
+from fieldlab.potential.models.fno import FNO3d
+from fieldlab.potential.models.wrapper import COORD_CHANNELS, F_CHANNELS, count_parameters
 
 
 def build(impl: str, in_channels: int, cfg) -> torch.nn.Module:

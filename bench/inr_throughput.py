@@ -16,8 +16,8 @@ import time
 import torch
 from siren_pytorch import SirenNet  # the peer (bench extra)
 
-from fieldlab.models.hashgrid import HashGridMLP
-from fieldlab.models.siren import Siren
+from fieldlab.inr.models.hashgrid import HashGridMLP
+from fieldlab.inr.models.siren import Siren
 
 
 class Trainer:

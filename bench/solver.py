@@ -16,10 +16,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from fieldlab.config import PhysicsConfig
-from fieldlab.physics.phantom import rasterise
-from fieldlab.physics.sampling import sample_limb
-from fieldlab.physics.solver import solve_potential
-from fieldlab.utils.seeding import numpy_rng
+from fieldlab.core.seeding import numpy_rng
+from fieldlab.potential.physics.phantom import rasterise
+from fieldlab.potential.physics.sampling import sample_limb
+from fieldlab.potential.physics.solver import solve_potential
 
 BASE = (96, 48, 48)
 

@@ -17,7 +17,7 @@ import time
 import torch
 
 from fieldlab.config import load_config
-from fieldlab.models.wrapper import BACKBONES, build_model, count_parameters
+from fieldlab.potential.models.wrapper import BACKBONES, build_model, count_parameters
 
 
 def make_inputs(grid: tuple[int, int, int], batch: int) -> tuple[torch.Tensor, ...]:

@@ -12,7 +12,7 @@ def main() -> int:
     args = stage_parser(__doc__.splitlines()[0]).parse_args()
 
     def run() -> int:
-        from fieldlab.train.inr_block import run_inr_block
+        from fieldlab.inr.block import run_inr_block
 
         cfg = load_config(args.params, args.overrides)
         metrics = run_inr_block(cfg.inr, cfg.seed)

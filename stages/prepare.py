@@ -6,8 +6,8 @@ import sys
 
 from fieldlab.cli import guarded
 from fieldlab.config import load_config, stage_parser
-from fieldlab.physics.corpus import prepare_corpus
-from fieldlab.utils.io import write_json
+from fieldlab.core.io import write_json
+from fieldlab.potential.physics.corpus import prepare_corpus
 
 METRICS = "metrics/prepare.json"
 

@@ -20,7 +20,7 @@ def main() -> int:
     args = parser.parse_args()
 
     def run() -> int:
-        from fieldlab.train.operator import run_training
+        from fieldlab.potential.train import run_training
 
         cfg = load_config(args.params, args.overrides)
         b = args.backbone

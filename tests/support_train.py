@@ -18,8 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from fieldlab.data.schema import TISSUES, cell_centres
-from fieldlab.utils.io import save_npz
+from fieldlab.core.io import save_npz
+from fieldlab.potential.schema import TISSUES, cell_centres
 
 MUSCLE = (0.2455, 0.2455, 1.2275, 0.0, 0.0, 0.0)
 FAT = (0.04, 0.04, 0.04, 0.0, 0.0, 0.0)

@@ -16,7 +16,7 @@ def run(args: argparse.Namespace) -> int:
     import json
 
     from fieldlab.config import load_config
-    from fieldlab.train.inr_block import INROutputs, run_inr_block
+    from fieldlab.inr.block import INROutputs, run_inr_block
 
     cfg = load_config(args.params, args.overrides)
     metrics = run_inr_block(cfg.inr, cfg.seed, INROutputs().under(args.out), progress=not args.quiet)

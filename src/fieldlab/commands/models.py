@@ -14,7 +14,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def summary_rows(params: str, overrides: list[str]) -> list[dict[str, int | str]]:
     """One row per backbone: real trainable numbers of the encoder, backbone, conditioner and in total."""
     from fieldlab.config import load_config
-    from fieldlab.models.wrapper import BACKBONES, build_model, count_parameters
+    from fieldlab.potential.models.wrapper import BACKBONES, build_model, count_parameters
 
     cfg = load_config(params, overrides).model
     rows: list[dict[str, int | str]] = []

@@ -17,7 +17,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fieldlab.config import load_config
-    from fieldlab.physics.corpus import generate_corpus, import_raw, solve_sample
+    from fieldlab.potential.physics.corpus import generate_corpus, import_raw, solve_sample
 
     cfg = load_config(args.params, args.overrides)
     if args.sample is not None or args.figure is not None:
@@ -25,7 +25,7 @@ def run(args: argparse.Namespace) -> int:
         sample, info, limb = solve_sample(cfg.seed, "train", index, cfg.data.grid, 1, cfg.physics)
         print(json.dumps({"index": index, "grid": list(sample.shape), **info.to_dict(), "limb": limb.to_dict()}))
         if args.figure is not None:
-            from fieldlab.physics.figures import plot_sample
+            from fieldlab.potential.physics.figures import plot_sample
 
             plot_sample(sample, args.figure)
             print(f"figure: {args.figure}")

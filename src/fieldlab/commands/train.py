@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fieldlab.config import load_config
-    from fieldlab.train.operator import run_training
+    from fieldlab.potential.train import run_training
 
     cfg = load_config(args.params, args.overrides)
     backbone = args.backbone or cfg.model.backbone

@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 
 from fieldlab.config import ExploreRanges
+from fieldlab.core.seeding import numpy_rng
 from fieldlab.explore import mutations as mut
 from fieldlab.explore.journal import Node
 from fieldlab.explore.ucb import ucb_scores
-from fieldlab.utils.seeding import numpy_rng
 
 GOOD, PROBE_R2, RECOMBINE_R2, SUCCESS_R2 = 0.99, 0.95, 0.95, 0.90
 MIN_BRANCHING, RANDOM_BRANCHING, RANDOM_P, SAME_PARAM_STREAK = 0.2, 0.4, 0.2, 4

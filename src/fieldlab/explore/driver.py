@@ -23,6 +23,7 @@ from typing import Any, Protocol
 import yaml
 
 from fieldlab.config import Config
+from fieldlab.core.io import atomic_open
 from fieldlab.errors import ConfigError
 from fieldlab.explore import blocks as blk
 from fieldlab.explore.agents import Context, Proposal, RuleAgent, observe
@@ -32,7 +33,6 @@ from fieldlab.explore.memory import render_analysis, render_memory
 from fieldlab.explore.mutations import clamp_params
 from fieldlab.explore.runners import DvcRunner, RunResult, SubprocessRunner
 from fieldlab.explore.ucb import render_scores, ucb_scores
-from fieldlab.utils.io import atomic_open
 
 
 class Runner(Protocol):

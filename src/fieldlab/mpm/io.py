@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from fieldlab.core.io import save_npz, write_json
 from fieldlab.errors import InputError
 from fieldlab.mpm.trajectory import FIELD_SHAPES, MPMTrajectory
-from fieldlab.utils.io import save_npz, write_json
 
 TRAJECTORY_FILE = "trajectory.npz"
 MANIFEST_FILE = "manifest.json"

@@ -9,8 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from fieldlab.core.seeding import numpy_rng
 from fieldlab.errors import ConfigError, InputError
-from fieldlab.utils.seeding import numpy_rng
 
 LIQUID, JELLY, SNOW = 0, 1, 2
 MATERIAL_NAMES = ("liquid", "jelly", "snow")

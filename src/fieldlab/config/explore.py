@@ -1,0 +1,45 @@
+"""Schema of the ``explore`` section: the UCB exploration loop over INR configurations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fieldlab.config.core import spec
+
+
+# ---- explore: the UCB exploration loop --------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ExploreRanges:
+    """Allowed ranges of the ``inr.*`` values the agents may set (inclusive bounds)."""
+
+    lr: tuple[float, float] = spec((1e-7, 1e-3), gt=0)
+    batch_size: tuple[int, int] = spec((1, 32), ge=1)
+    hidden_features: tuple[int, int] = spec((64, 2048), ge=1)
+    hidden_layers: tuple[int, int] = spec((2, 6), ge=1)
+    omega: tuple[float, float] = spec((1.0, 100.0), gt=0)
+    total_steps: tuple[int, int] = spec((1000, 200000), ge=1, doc="a tiny study lowers this range")
+    t_period: tuple[float, float] = spec((0.01, 100.0), gt=0)
+    xy_period: tuple[float, float] = spec((0.01, 100.0), gt=0)
+    n_training_frames: tuple[int, int] = spec((2, 100000), ge=1)
+
+
+@dataclass(frozen=True)
+class ExploreConfig:
+    """Blocks, iterations, UCB constant, agent, time budget and mutation ranges of the exploration loop."""
+
+    ucb_c: float = spec(1.414, ge=0, doc="UCB = R2 + c sqrt(ln N / n)")
+    agent: Literal["rule", "command"] = "rule"
+    agent_command: str = spec("", doc="shell command of the command agent; prompt on stdin, run in the workspace")
+    agent_timeout_s: float = spec(900.0, gt=0)
+    agent_may_edit: tuple[str, ...] = spec((), doc="source files the command agent may edit (empty: none)")
+    time_budget_s: float = spec(600.0, gt=0, doc="wall time allowed per fit; total_steps is scaled to fit it")
+    n_blocks: int = spec(2, ge=1)
+    n_iter_block: int = spec(8, ge=1)
+    next_block: Literal["field", "frames", "none"] = spec("field", doc="rotate Jp->F->S->C, raise frames, or keep")
+    frames_schedule: tuple[int, ...] = spec((48, 100, 200, 500), ge=1)
+    stage: str = spec("inr_block", doc="DVC stage run by `dvc exp run`")
+    stage_cmd: str = spec("python stages/inr_block.py", doc="command of the stage for --no-dvc (gets --params)")
+    metrics_file: str = "metrics/inr.json"
+    name: str = spec("inr", doc="prefix of <name>_analysis.md and <name>_memory.md")
+    ranges: ExploreRanges = field(default_factory=ExploreRanges)

@@ -1,0 +1,211 @@
+"""Schemas of the potential study: corpus (``data``), ``physics``, ``model``, ``train``, ``loss``, ``log``, ``eval``."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+from fieldlab.config.core import check_ranges, range_spec, spec
+from fieldlab.errors import ConfigError
+
+
+# ---- data: the potential corpus -------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the potential corpus comes from, its size and its grid."""
+
+    source: Literal["synthetic", "raw"] = "synthetic"
+    root: str = "data/potential"
+    raw_dir: str = "data/raw/potential"
+    grid: tuple[int, int, int] = spec((96, 48, 48), ge=4, doc="base grid (D, H, W)")
+    coord_range: tuple[float, float] = (-1.0, 1.0)
+    n_train: int = spec(80, ge=1)
+    n_val: int = spec(10, ge=1)
+    n_test: int = spec(10, ge=1)
+    test_2x: bool = True
+    workers: int = spec(0, ge=0, doc="parallel processes for generation; 0 = all cores")
+
+
+@dataclass(frozen=True)
+class PhantomConfig:
+    """Ranges of the limb geometry (metres); each sample draws every value uniformly from its range."""
+
+    box_m: tuple[float, float, float] = spec((0.096, 0.096, 0.192), gt=0, doc="physical box (Lx, Ly, Lz)")
+    radius_m: tuple[float, float] = range_spec((0.030, 0.042), gt=0, doc="outer limb radius at z = 0")
+    ellipticity: tuple[float, float] = range_spec((0.0, 0.1), ge=0, doc="semi-axes R (1 +- e)")
+    taper: tuple[float, float] = range_spec((-0.1, 0.1), doc="relative radius change from z = 0 to the box end")
+    skin_m: tuple[float, float] = range_spec((0.001, 0.002), gt=0)
+    fat_m: tuple[float, float] = range_spec((0.003, 0.006), gt=0)
+    bones: tuple[int, int] = spec((1, 2), ge=1, le=2, doc="range of the number of bones")
+    bone_radius_m: tuple[float, float] = range_spec((0.006, 0.009), gt=0)
+    subsamples: int = spec(4, ge=1, le=8, doc="partial-volume sub-samples per axis per base voxel")
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "physics.phantom")
+        if self.bones[0] > self.bones[1]:
+            raise ConfigError(f"params: physics.phantom.bones = {list(self.bones)}: expected [low, high], low <= high")
+
+
+@dataclass(frozen=True)
+class ConductivityConfig:
+    """Tissue conductivities (S/m); muscle is the full tensor (xx, yy, zz, xy, xz, yz), the others isotropic."""
+
+    # Muscle 1:5 anisotropy, stiff along the fibres (z); layered-cylinder EMG models use 0.1 / 0.5 S/m.
+    muscle: tuple[float, float, float, float, float, float] = (0.2455, 0.2455, 1.2275, 0.0, 0.0, 0.0)
+    # Skin: reported values span 0.1-1 S/m (dry to wet); 0.5 is mid-range.
+    skin: float = spec(0.5, gt=0)
+    # Fat 0.04 S/m and cortical bone 0.02 S/m (Gabriel et al. 1996; layered EMG models, e.g. Lowery et al. 2002).
+    fat: float = spec(0.04, gt=0)
+    bone: float = spec(0.02, gt=0)
+    fibre_tilt_deg: tuple[float, float] = range_spec((0.0, 0.0), ge=0, doc="fibre tilt from z; 0 = diagonal tensor")
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "physics.conductivity")
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    """Bipolar current source: two Gaussian poles of fixed physical width in the muscle."""
+
+    current_a: float = spec(1e-3, gt=0, doc="current of each pole (A)")
+    width_m: float = spec(0.002, gt=0, doc="Gaussian standard deviation of each pole")
+    separation_m: tuple[float, float] = range_spec((0.015, 0.04), gt=0, doc="distance between the poles")
+    margin_m: float = spec(0.004, ge=0, doc="least distance of a pole from fat, bone and the box ends")
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "physics.source")
+
+
+@dataclass(frozen=True)
+class SolverConfig:
+    """AMG-preconditioned CG on the Q1 finite-element system."""
+
+    tol: float = spec(1e-8, gt=0, lt=1, doc="true relative residual ||b - A u|| / ||b||")
+    maxiter: int = spec(300, ge=1)
+    method: Literal["sa", "rs"] = "sa"
+    attempts: int = spec(3, ge=1, doc="AMG hierarchies tried (alternating sa / rs) before failing")
+
+
+@dataclass(frozen=True)
+class PhysicsConfig:
+    """Phantom geometry ranges, tissue conductivities, source and solver settings."""
+
+    phantom: PhantomConfig = field(default_factory=PhantomConfig)
+    conductivity: ConductivityConfig = field(default_factory=ConductivityConfig)
+    source: SourceConfig = field(default_factory=SourceConfig)
+    solver: SolverConfig = field(default_factory=SolverConfig)
+
+
+# ---- model: operator backbones ----------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EncoderConfig:
+    """Geometry encoder: conductivity tensor (S/m) -> feature volume shared by both backbones."""
+
+    kind: Literal["pointwise", "conv"] = "pointwise"  # conv: 3x3x3 voxel kernels (not resolution-invariant)
+    channels: int = spec(16, ge=1, doc="output feature channels")
+    hidden: int = spec(32, ge=1, doc="hidden channels of the pointwise MLP")
+    layers: int = spec(2, ge=1, doc="layers of the encoder MLP")
+    sigma_ref: float = spec(0.1, gt=0, doc="S/m, reference of the log-conductivity log(sigma / sigma_ref)")
+
+
+@dataclass(frozen=True)
+class ConditioningConfig:
+    """Spacing conditioner: (dx, dy, dz) -> FiLM scale and shift of the backbone latent."""
+
+    enabled: bool = True
+    hidden: int = spec(32, ge=1)
+    reference_spacing: tuple[float, float, float] = spec((2e-3, 2e-3, 2e-3), gt=0, doc="m, (dx, dy, dz)")
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """3D UNet: levels (depth), channels at the first level (base, doubled per level), GroupNorm groups."""
+
+    base: int = spec(16, ge=1)
+    depth: int = spec(3, ge=1)
+    groups: int = spec(4, ge=1, doc="GroupNorm groups; must divide base")
+
+
+@dataclass(frozen=True)
+class FNOConfig:
+    """3D FNO: width, kept modes (D, H, W-half-spectrum), Fourier layers and domain padding fraction."""
+
+    width: int = spec(16, ge=1)
+    modes: tuple[int, int, int] = spec((8, 8, 8), ge=1, doc="kept modes along (D, H, W)")
+    layers: int = spec(4, ge=1)
+    padding: float = spec(1 / 6, ge=0, lt=1, doc="domain padding per side as a fraction of the grid")
+    lifting_ratio: int = spec(2, ge=1, doc="hidden channels of the lifting MLP / width")
+    projection_ratio: int = spec(2, ge=1, doc="hidden channels of the projection MLP / width")
+
+
+@dataclass(frozen=True)
+class PriorConfig:
+    """Analytic prior: the free-space potential of the sample's poles, an input channel and the output's base."""
+
+    kind: Literal["free_space", "none"] = "free_space"
+    core_m: float = spec(2e-3, gt=0, doc="m; Gaussian core that keeps the prior finite at each pole")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """The operator (sigma, f, X, Y, Z, spacing) -> Phi: backbone choice and every size."""
+
+    backbone: Literal["unet", "fno"] = "fno"
+    prior: PriorConfig = field(default_factory=PriorConfig)
+    encoder: EncoderConfig = field(default_factory=EncoderConfig)
+    conditioning: ConditioningConfig = field(default_factory=ConditioningConfig)
+    unet: UNetConfig = field(default_factory=UNetConfig)
+    fno: FNOConfig = field(default_factory=FNOConfig)
+
+
+# ---- train / loss / log: operator training --------------------------------------------------------------------
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimiser, schedule and loop settings shared by train_unet and train_fno."""
+
+    epochs: int = spec(10, ge=1)
+    batch_size: int = spec(1, ge=1)
+    lr: float = spec(1e-3, gt=0, le=1)
+    weight_decay: float = spec(1e-4, ge=0)
+    scheduler: Literal["cosine", "step", "none"] = "cosine"
+    warmup_steps: int = spec(0, ge=0, doc="linear warm-up steps before the schedule")
+    step_size: int = spec(10, ge=1, doc="epochs between decays (step)")
+    gamma: float = spec(0.5, gt=0, le=1, doc="decay factor (step)")
+    min_lr_ratio: float = spec(0.01, ge=0, le=1, doc="final lr / lr (cosine)")
+    grad_clip: float = spec(1.0, ge=0, doc="max global gradient norm; 0 = off")
+    workers: int = spec(0, ge=0, doc="DataLoader worker processes")
+    amp: bool = True
+    compile: bool = False
+    max_train_samples: int = spec(0, ge=0, doc="use only the first N training samples; 0 = all")
+    augment: bool = True  # random reflections, x <-> y swap and sign of each training item (exact symmetries)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """Masked MSE (muscle minus a sphere around every source pole) plus gradient consistency."""
+
+    singularity_radius: float = spec(3.0, ge=0, doc="base-grid voxels around each source pole")
+    lambda_mse: float = spec(1.0, ge=0)
+    lambda_grad: float = spec(0.1, ge=0)
+    region: Literal["muscle", "tissue"] = "muscle"
+    muscle_sigma: tuple[float, float, float, float, float, float] = (0.2455, 0.2455, 1.2275, 0.0, 0.0, 0.0)
+    muscle_rtol: float = spec(1e-3, gt=0, lt=1, doc="eigenvalue match tolerance of the muscle mask")
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """TensorBoard logging cadence and where runs go."""
+
+    root: str = "experiments"
+    norms_every: int = spec(10, ge=1, doc="steps")
+    vis_every: int = spec(10, ge=1, doc="epochs")
+    progress: bool = True
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Zero-shot evaluation at base and 2x resolution (the eval_sr stage)."""
+
+    splits: tuple[str, str] = ("test", "test_2x")
+    figures: int = spec(2, ge=0, doc="error-map figures per split")
+    timing_repeats: int = spec(1, ge=1)

@@ -1,1 +1,0 @@
-"""Corpus conventions (schema), loading and transforms."""

@@ -1,0 +1,80 @@
+"""One iteration of the INR study: load the field window, fit, write model, metrics, panel and the analysis log.
+
+Shared by the ``inr_block`` DVC stage (``stages/inr_block.py``) and ``fieldlab inr-fit``. The analysis log gets one
+block per run, ``key: value`` per line under a ``# inr_block <UTC time>`` header; it is a ``persist: true`` output
+of the stage, so DVC keeps it between runs and the exploration loop can read its history.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from fieldlab.config import INRConfig, to_dict
+from fieldlab.core.device import select_device
+from fieldlab.core.io import atomic_open, write_json
+from fieldlab.inr.data import load_field_window
+from fieldlab.inr.fit import check_window, fit_inr, fit_metrics
+from fieldlab.inr.panel import inr_panel
+
+
+@dataclass(frozen=True)
+class INROutputs:
+    """Paths written by one fit (defaults: those declared in ``dvc.yaml``)."""
+
+    model: Path = Path("artifacts/inr/model.pt")
+    tensorboard: Path = Path("artifacts/inr/tb")
+    analysis_log: Path = Path("artifacts/inr/analysis.log")
+    metrics: Path = Path("metrics/inr.json")
+    panel: Path = Path("plots/inr_panel.png")
+    loss_csv: Path = Path("plots/inr_loss.csv")
+
+    def under(self, root: str | Path) -> INROutputs:
+        """The same layout below ``root`` instead of the repository root."""
+        root = Path(root)
+        return replace(self, **{k: root / v for k, v in self.__dict__.items()})
+
+
+def append_analysis_log(path: str | Path, metrics: dict, cfg: INRConfig) -> None:
+    """Append one block (header, then ``key: value`` per line for the config and metrics) to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    lines = [f"# inr_block {stamp}"]
+    lines += [f"inr.{k}: {v}" for k, v in to_dict(cfg).items()]
+    lines += [f"{k}: {v}" for k, v in metrics.items()]
+    with path.open("a") as fh:
+        fh.write("\n".join(lines) + "\n\n")
+
+
+def run_inr_block(cfg: INRConfig, seed: int, outputs: INROutputs | None = None, progress: bool = True) -> dict:
+    """Fit ``cfg`` on ``<data_root>/<scene>/trajectory.npz`` and write every output; return the metrics."""
+    outputs = outputs or INROutputs()
+    window = load_field_window(
+        Path(cfg.data_root) / cfg.scene / "trajectory.npz", cfg.field_name, cfg.frame_start, cfg.n_training_frames
+    )
+    check_window(cfg, window)
+    device = select_device(cfg.device)
+    result = fit_inr(cfg, window, seed, device, tb_dir=outputs.tensorboard, progress=progress)
+    metrics = fit_metrics(cfg, window, result)
+    checkpoint = {
+        "state_dict": result.model.state_dict(),
+        "inr": to_dict(cfg),
+        "n_particles": window.n_particles,
+        "n_components": window.n_components,
+        "mean": result.mean,
+        "std": result.std,
+    }
+    with atomic_open(outputs.model, "wb") as fh:
+        torch.save(checkpoint, fh)
+    with atomic_open(outputs.loss_csv, "w") as fh:
+        fh.write("step,loss\n")
+        fh.writelines(f"{k},{v:.6g}\n" for k, v in enumerate(np.asarray(result.losses)))
+    inr_panel(outputs.panel, window, result.prediction, result.losses, metrics)
+    write_json(outputs.metrics, metrics)
+    append_analysis_log(outputs.analysis_log, metrics, cfg)
+    return metrics

@@ -1,0 +1,1 @@
+"""Loading the potential corpus for training: datasets, scaling, exact symmetries and analytic priors."""

@@ -1,0 +1,1 @@
+"""Operator backbones (UNet, FNO) behind one wrapper with a shared geometry encoder and spacing conditioning."""

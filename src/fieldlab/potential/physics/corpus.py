@@ -1,0 +1,232 @@
+"""The potential corpus: generate it with the phantom and the FEM solver, or validate user files, in one layout.
+
+Layout under ``root`` (default ``data/potential``)::
+
+    train/NNNN.npz  val/NNNN.npz  test/NNNN.npz     base grid ``data.grid``
+    test_2x/NNNN.npz                                 the test limbs rasterised and solved afresh at 2x
+    manifest.json                                    params, seed, per-sample residual, time, checksum, geometry
+
+Sample ``i`` of split ``s`` draws its limb from ``numpy_rng(seed, SPLIT_STREAM[s], i)``: the corpus is deterministic
+per seed and a split's limbs do not depend on the size of the other splits.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing as mp
+import os
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fieldlab.config import DataConfig, PhysicsConfig, to_dict
+from fieldlab.core.io import save_npz, write_json
+from fieldlab.core.seeding import numpy_rng
+from fieldlab.errors import InputError
+from fieldlab.potential.physics.phantom import rasterise
+from fieldlab.potential.physics.resolution import relative_l2_agreement
+from fieldlab.potential.physics.sampling import sample_limb
+from fieldlab.potential.physics.solver import check_inputs, solve_potential
+from fieldlab.potential.schema import PotentialSample, load_sample
+
+SPLITS = ("train", "val", "test")
+SPLIT_STREAM = {"train": 0, "val": 1, "test": 2}
+#: Refinement factor of the zero-shot evaluation grid.
+FACTOR_2X = 2
+#: Voxels (at base resolution) around each pole left out of the 1x-vs-2x agreement.
+AGREEMENT_EXCLUDE_VOXELS = 3
+
+
+@dataclass(frozen=True)
+class Job:
+    """One sample to generate: split directory, index, grid refinement factor."""
+
+    split: str
+    index: int
+    factor: int
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def solve_sample(seed: int, split: str, index: int, grid: tuple[int, int, int], factor: int, physics: PhysicsConfig):
+    """Draw limb ``index`` of ``split``, rasterise it on ``grid * factor`` and solve; return (sample, info, limb)."""
+    limb, cond = sample_limb(
+        numpy_rng(seed, SPLIT_STREAM[split], index), physics.phantom, physics.conductivity, physics.source
+    )
+    shape = tuple(n * factor for n in grid)
+    subsamples = max(2, -(-physics.phantom.subsamples // factor))  # ceil(n / factor): same physical lattice
+    r = rasterise(limb, cond, shape, subsamples)  # type: ignore[arg-type]
+    s = physics.solver
+    u, info = solve_potential(
+        r.sigma, r.source, r.spacing, s.tol, maxiter=s.maxiter, method=s.method, max_attempts=s.attempts
+    )
+    sample = PotentialSample(
+        r.sigma, r.source, r.mask, r.tissue, u, np.array(r.spacing), r.source_point, r.source_index
+    )
+    return sample, info, limb
+
+
+def _run_job(args: tuple[Job, int, tuple[int, int, int], PhysicsConfig, str]) -> dict[str, Any]:
+    job, seed, grid, physics, root = args
+    sample, info, limb = solve_sample(seed, job.split, job.index, grid, job.factor, physics)
+    name = "test_2x" if job.factor == FACTOR_2X else job.split
+    path = Path(root) / name / f"{job.index:04d}.npz"
+    save_npz(path, **sample.to_arrays())
+    return {
+        "split": name,
+        "file": f"{name}/{path.name}",
+        "index": job.index,
+        "grid": list(sample.shape),
+        "spacing": [float(v) for v in sample.spacing],
+        "sha256": sha256(path),
+        **{f"solver_{k}": v for k, v in info.to_dict().items()},
+        "limb": limb.to_dict(),
+    }
+
+
+def _map(fn: Callable, items: list, workers: int, progress: bool, desc: str) -> list:
+    """``[fn(x) for x in items]`` over ``workers`` processes (1 = in this process), with a progress bar."""
+    from tqdm import tqdm
+
+    bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="sample")
+    out = []
+    if workers <= 1:
+        for item in items:
+            out.append(fn(item))
+            bar.update()
+    else:
+        with mp.get_context("fork").Pool(workers) as pool:
+            for res in pool.imap_unordered(fn, items):
+                out.append(res)
+                bar.update()
+    bar.close()
+    return out
+
+
+def _fresh_layout(root: Path) -> None:
+    """Remove the split folders and manifest this module writes (and nothing else) so no stale sample survives."""
+    for name in (*SPLITS, "test_2x"):
+        if (root / name).is_dir():
+            shutil.rmtree(root / name)
+    (root / "manifest.json").unlink(missing_ok=True)
+
+
+def resolution_agreement(root: Path, n_test: int, exclude_voxels: int = AGREEMENT_EXCLUDE_VOXELS) -> list[float]:
+    """Relative L2 1x-vs-2x agreement of each test sample, more than ``exclude_voxels`` base voxels from the poles."""
+    out = []
+    for i in range(n_test):
+        a = load_sample(root / "test" / f"{i:04d}.npz")
+        b = load_sample(root / "test_2x" / f"{i:04d}.npz")
+        exclude = exclude_voxels * float(max(a.spacing))
+        spacing = tuple(float(v) for v in a.spacing)
+        out.append(relative_l2_agreement(a.u, a.mask, b.u, b.mask, spacing, a.source_point, exclude))  # type: ignore[arg-type]
+    return out
+
+
+def generate_corpus(
+    data: DataConfig, physics: PhysicsConfig, seed: int, root: str | Path | None = None, progress: bool = True
+) -> dict[str, Any]:
+    """Generate the synthetic corpus (see module notes) and return its manifest (also written as manifest.json)."""
+    root = Path(root if root is not None else data.root)
+    _fresh_layout(root)
+    counts = {"train": data.n_train, "val": data.n_val, "test": data.n_test}
+    jobs = [Job("test", i, FACTOR_2X) for i in range(data.n_test)] if data.test_2x else []  # longest first
+    jobs += [Job(s, i, 1) for s in SPLITS for i in range(counts[s])]
+    workers = data.workers or os.cpu_count() or 1
+    t0 = time.perf_counter()
+    records = _map(_run_job, [(j, seed, data.grid, physics, str(root)) for j in jobs], workers, progress, "prepare")
+    records.sort(key=lambda r: (r["split"], r["index"]))
+    agreement = resolution_agreement(root, data.n_test) if data.test_2x else []
+    base = [r for r in records if r["split"] != "test_2x"]
+    fine = [r for r in records if r["split"] == "test_2x"]
+    summary = {
+        "samples": len(base),
+        "samples_2x": len(fine),
+        "seconds_total": time.perf_counter() - t0,
+        "workers": workers,
+        "residual_max": max(r["solver_residual"] for r in records),
+        "solve_seconds_mean": float(np.mean([r["solver_seconds"] for r in base])),
+        "solve_seconds_2x_mean": float(np.mean([r["solver_seconds"] for r in fine])) if fine else None,
+        "unknowns_mean": float(np.mean([r["solver_unknowns"] for r in base])),
+        "agreement_1x_2x_mean": float(np.mean(agreement)) if agreement else None,
+        "agreement_1x_2x_max": float(np.max(agreement)) if agreement else None,
+    }
+    manifest = {
+        "source": "synthetic",
+        "seed": seed,
+        "params": {"data": to_dict(data), "physics": to_dict(physics)},
+        "summary": summary,
+        "agreement_1x_2x": agreement,
+        "samples": records,
+    }
+    write_json(root / "manifest.json", manifest)
+    return manifest
+
+
+def validate_raw_file(path: Path) -> PotentialSample:
+    """Schema check plus physics checks of one user file; every error names the file."""
+    sample = load_sample(path)
+    try:
+        mask = check_inputs(sample.sigma.astype(np.float64), sample.source.astype(np.float64), tuple(sample.spacing))
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    if not np.array_equal(mask, sample.mask.astype(bool)):
+        raise InputError(f"{path}: mask differs from (sigma != 0) at {int((mask != sample.mask).sum())} voxel(s)")
+    if np.any(sample.u[~mask] != 0):
+        raise InputError(f"{path}: u is non-zero in {int((sample.u[~mask] != 0).sum())} air voxel(s); expected 0")
+    return sample
+
+
+def import_raw(data: DataConfig, root: str | Path | None = None) -> dict[str, Any]:
+    """Validate ``data.raw_dir/*.npz`` (sorted by name) and write them as train/val/test in the corpus layout.
+
+    The first ``n_train`` files become train, the next ``n_val`` val, the next ``n_test`` test; files in
+    ``raw_dir/test_2x/`` with the names of the test files become test_2x (optional).
+    """
+    raw = Path(data.raw_dir)
+    root = Path(root if root is not None else data.root)
+    files = sorted(raw.glob("*.npz")) if raw.is_dir() else []
+    need = data.n_train + data.n_val + data.n_test
+    if len(files) < need:
+        raise InputError(
+            f"{raw}: found {len(files)} .npz file(s); expected at least data.n_train + n_val + n_test = {need}"
+        )
+    samples = [validate_raw_file(f) for f in files[:need]]
+    _fresh_layout(root)
+    records = []
+    bounds = {
+        "train": (0, data.n_train),
+        "val": (data.n_train, data.n_train + data.n_val),
+        "test": (need - data.n_test, need),
+    }
+    for split, (lo, hi) in bounds.items():
+        for i, k in enumerate(range(lo, hi)):
+            path = root / split / f"{i:04d}.npz"
+            save_npz(path, **samples[k].to_arrays())
+            records.append(
+                {"split": split, "file": f"{split}/{path.name}", "origin": str(files[k]), "sha256": sha256(path)}
+            )
+            fine = raw / "test_2x" / files[k].name
+            if split == "test" and fine.is_file():
+                path2 = root / "test_2x" / f"{i:04d}.npz"
+                save_npz(path2, **validate_raw_file(fine).to_arrays())
+                records.append(
+                    {"split": "test_2x", "file": f"test_2x/{path2.name}", "origin": str(fine), "sha256": sha256(path2)}
+                )
+    manifest = {"source": "raw", "raw_dir": str(raw), "params": {"data": to_dict(data)}, "samples": records}
+    write_json(root / "manifest.json", manifest)
+    return manifest
+
+
+def prepare_corpus(data: DataConfig, physics: PhysicsConfig, seed: int, progress: bool = True) -> dict[str, Any]:
+    """The ``prepare`` stage: ``data.source`` synthetic (generate) or raw (validate and import)."""
+    if data.source == "raw":
+        return import_raw(data)
+    return generate_corpus(data, physics, seed, progress=progress)

@@ -1,1 +1,0 @@
-"""Training loops: the operator trainer and the INR fit."""

@@ -1,1 +1,0 @@
-"""Shared utilities: seeding, device selection, atomic file output, masking, metrics, figures, checkpoints."""

@@ -1,0 +1,108 @@
+"""Zero-shot evaluation: metrics at base and 2x, the restricted UNet baseline, timing, figures, JSON output."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from support_train import tiny_config, tiny_factory, write_corpus
+from torch import nn
+
+from fieldlab.core.checkpoint import load_checkpoint, save_checkpoint
+from fieldlab.potential import evaluate
+from fieldlab.potential.data.loader import PotentialDataset, split_files
+from fieldlab.potential.data.prior import free_space_prior
+from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.train import train_operator
+
+
+class ZeroOperator(nn.Module):
+    """Predicts phi = 0 everywhere: relative L2 is exactly 1 and the MSE is the mean of phi^2 in the mask."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(1))
+
+    def forward(self, sigma, f, coords, spacing, prior=None):
+        return torch.zeros_like(f) + 0.0 * self.bias
+
+    def predict_restricted(self, sigma, f, coords, spacing, grid, prior=None):
+        return self.forward(sigma, f, coords, spacing)
+
+
+@pytest.fixture
+def root(tmp_path):
+    return write_corpus(tmp_path / "potential")
+
+
+def test_zero_model_has_relative_error_one_at_both_resolutions(root, tmp_path):
+    cfg = tiny_config(root, tmp_path)
+    scaler = FieldScaler(f_scale=1.0, u_scale=1e-3)
+    ref = [0.01, 0.01, 0.01]
+    ckpt = {
+        "model": ZeroOperator().state_dict(),
+        "model_config": {"backbone": "unet"},
+        "backbone": "unet",
+        "transforms": scaler.to_dict(),
+        "reference_spacing": ref,
+        "grid": [8, 6, 6],
+        "epoch": 1,
+    }
+    path = tmp_path / "best.pt"
+    save_checkpoint(path, ckpt)
+    out = evaluate.evaluate_sr(cfg, path, tmp_path / "figs", model_factory=lambda c, b: ZeroOperator())
+    assert out["backbone"] == "unet"
+    for key in ("base", "x2", "x2_restricted"):
+        assert out[key]["rel_l2"] == pytest.approx(1.0)
+        assert out[key]["rel_l2_tissue"] == pytest.approx(1.0)
+        assert set(out[key]["per_sample"]["rel_l2"]) == {"0000", "0001"}
+    assert out["ratio_x2_base"] == pytest.approx(1.0)
+    ds = PotentialDataset(split_files(root, "test_2x"), scaler, singularity_radius=1.0, reference_spacing=ref)
+    phi, mask = ds[1]["phi"].numpy(), ds[1]["mask"].numpy()
+    assert out["x2"]["per_sample"]["mse"]["0001"] == pytest.approx(float(np.mean(phi[mask] ** 2)), rel=1e-5)
+    prior = free_space_prior(ds.sample(1), core_m=2e-3) / scaler.u_scale  # the baseline, computed independently
+    expected = np.linalg.norm((prior - phi)[mask]) / np.linalg.norm(phi[mask])
+    assert out["x2"]["per_sample"]["prior_rel_l2"]["0001"] == pytest.approx(expected, rel=1e-4)
+    per_base = out["base"]["per_sample"]["prior_rel_l2"]
+    assert out["base"]["prior_rel_l2"] == pytest.approx(np.mean(list(per_base.values())))
+    assert out["timing"]["x2"]["solver_s"] == pytest.approx(4.0)  # from the manifest
+    assert out["timing"]["base"]["speedup"] == pytest.approx(0.5 / out["timing"]["base"]["surrogate_s"])
+    figures = sorted(p.name for p in (tmp_path / "figs").glob("*.png"))
+    assert figures == ["unet_base_0000.png", "unet_x2_0000.png", "unet_x2r_0000.png"]
+
+
+def test_trained_checkpoint_round_trip_and_stage_error(root, tmp_path):
+    """A trained model's checkpoint rebuilds the same predictions; a missing checkpoint is a one-line error."""
+    cfg = tiny_config(root, tmp_path, epochs=1)
+    out_dir = tmp_path / "experiments" / "fno"
+    train_operator(cfg, "fno", out_dir, model_factory=tiny_factory)
+    model, ckpt = evaluate.load_trained(out_dir / "checkpoints" / "best.pt", torch.device("cpu"), tiny_factory)
+    assert ckpt["backbone"] == "fno" and not model.training
+    for key, value in model.state_dict().items():
+        torch.testing.assert_close(value, ckpt["model"][key])
+    res = evaluate.evaluate_sr(cfg, out_dir / "checkpoints" / "best.pt", None, model_factory=tiny_factory)
+    assert "x2_restricted" not in res
+    assert res["ratio_x2_base"] == pytest.approx(res["x2"]["rel_l2"] / res["base"]["rel_l2"])
+    best = load_checkpoint(out_dir / "checkpoints" / "best.pt")
+    assert res["checkpoint_epoch"] == best["epoch"]
+    json.dumps(res)  # plain JSON
+
+    params = tmp_path / "params.yaml"
+    params.write_text(f"data:\n  root: {root}\nlog:\n  root: {tmp_path / 'nowhere'}\ndevice: cpu\n")
+    src = Path(__file__).parents[2]
+    proc = subprocess.run(
+        [sys.executable, str(src / "stages" / "eval_sr.py"), "--params", str(params)],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={"PYTHONPATH": str(src / "src"), "PATH": "/usr/bin:/bin"},
+        timeout=120,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().startswith("error: ") and "checkpoint not found" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

@@ -1,0 +1,124 @@
+"""The operator trainer on a tiny corpus: outputs, TensorBoard content, resume after a kill, non-finite loss."""
+
+from __future__ import annotations
+
+import csv
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import torch
+from support_train import tiny_config, tiny_factory, write_corpus
+from tensorboard.backend.event_processing import event_accumulator
+
+from fieldlab.core.checkpoint import load_checkpoint
+from fieldlab.potential.train import NonFiniteLossError, train_operator
+
+TESTS = Path(__file__).parents[1]  # support_train.py lives in tests/
+
+
+@pytest.fixture
+def root(tmp_path):
+    return write_corpus(tmp_path / "potential")
+
+
+def run(cfg, out, **kw):
+    return train_operator(cfg, "fno", out, history_csv=out.parent / "history.csv", model_factory=tiny_factory, **kw)
+
+
+def test_training_writes_checkpoints_history_and_tensorboard(root, tmp_path):
+    cfg = tiny_config(root, tmp_path, epochs=3)
+    out = tmp_path / "experiments" / "fno"
+    summary = run(cfg, out)
+    assert summary["params"] == sum(p.numel() for p in tiny_factory(None, "fno").parameters())
+    assert summary["steps"] == 3 * 2  # 4 samples, batch 2
+    for name in ("best.pt", "last.pt"):
+        ckpt = torch.load(out / "checkpoints" / name, weights_only=True)
+        assert {"model", "optimizer", "transforms", "rng", "model_config", "epoch"} <= set(ckpt)
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 3
+    with open(out.parent / "history.csv") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
+    losses = [float(r["train_loss"]) for r in rows]
+    assert all(torch.isfinite(torch.tensor(losses)))
+    assert losses[-1] < losses[0]
+    assert summary["best_val_rel_l2"] == min(float(r["val_rel_l2"]) for r in rows)
+
+    acc = event_accumulator.EventAccumulator(str(out / "tensorboard"), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    tags = acc.Tags()
+    assert {"loss/train", "loss/val", "val/rel_l2", "norms/grad", "norms/param"} <= set(tags["scalars"])
+    assert [e.step for e in acc.Scalars("loss/train")] == [1, 2, 3]
+    assert len(acc.Scalars("norms/grad")) == 6
+    assert "val/error_map" in tags["images"] and len(acc.Images("val/error_map")) == 3
+    text_tags = set(tags["tensors"])  # text summaries are stored as string tensors
+    assert any(t.startswith("config") for t in text_tags)
+    config_text = acc.Tensors(next(t for t in text_tags if t.startswith("config")))[0].tensor_proto.string_val[0]
+    assert b"singularity_radius" in config_text
+
+
+KILLER = textwrap.dedent(
+    """
+    import os, signal, sys
+    sys.path[:0] = [{tests!r}]
+    from support_train import tiny_config, tiny_factory
+    from fieldlab.potential.train import train_operator
+    from pathlib import Path
+    root, tmp, out = Path({root!r}), Path({tmp!r}), Path({out!r})
+
+    def hook(epoch, step, global_step):
+        if epoch == 1 and step == 0:  # after the first step of the second epoch: no clean-up, no checkpoint
+            os.kill(os.getpid(), signal.SIGKILL)
+
+    train_operator(tiny_config(root, tmp, epochs=3), "fno", out, model_factory=tiny_factory, step_hook=hook)
+    """
+)
+
+
+def test_resume_after_kill_mid_epoch_continues_from_last_checkpoint(root, tmp_path):
+    """A SIGKILL inside epoch 2 leaves last.pt of epoch 1; --resume then reproduces the uninterrupted run."""
+    cfg = tiny_config(root, tmp_path, epochs=3)
+    ref_out = tmp_path / "ref"
+    run(cfg, ref_out)
+
+    out = tmp_path / "killed"
+    script = KILLER.format(tests=str(TESTS), root=str(root), tmp=str(tmp_path), out=str(out))
+    env = {**os.environ, "PYTHONPATH": str(TESTS.parent / "src")}
+    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 1
+
+    steps = []
+    summary = run(cfg, out, resume=True, step_hook=lambda e, s, g: steps.append((e, g)))
+    assert steps[0] == (1, 3)  # continues with epoch 2 (index 1) at global step 3
+    assert summary["steps"] == 6
+    resumed = load_checkpoint(out / "checkpoints" / "last.pt")
+    reference = load_checkpoint(ref_out / "checkpoints" / "last.pt")
+    assert [r["epoch"] for r in resumed["history"]] == [1, 2, 3]
+    for key, value in reference["model"].items():
+        torch.testing.assert_close(resumed["model"][key], value, rtol=1e-5, atol=1e-6)
+
+
+def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(root, tmp_path):
+    cfg = tiny_config(root, tmp_path, epochs=3)
+    out = tmp_path / "nan"
+    model_holder = {}
+
+    def factory(model_cfg, backbone):
+        model_holder["m"] = tiny_factory(model_cfg, backbone)
+        return model_holder["m"]
+
+    def poison(epoch, step, global_step):
+        if epoch == 1 and step == 0:
+            with torch.no_grad():
+                next(model_holder["m"].parameters()).fill_(float("nan"))
+
+    with pytest.raises(NonFiniteLossError, match="last good checkpoint"):
+        train_operator(cfg, "fno", out, model_factory=factory, step_hook=poison)
+    last = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert last["epoch"] == 1
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
