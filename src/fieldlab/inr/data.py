@@ -127,6 +127,11 @@ def load_field_window(path: str | Path, field_name: str, frame_start: int, n_fra
     return FieldWindow(field_name, values, positions, frames, material)
 
 
+def map_resolution(n_particles: int) -> int:
+    """Cells per side of the middle-frame maps (SSIM, panel): ``clip(sqrt(N / 2), 16, 64)``."""
+    return int(np.clip(np.sqrt(n_particles / 2), 16, 64))
+
+
 def particle_grid(
     positions: np.ndarray, values: np.ndarray, resolution: int, bounds: tuple[float, float, float, float]
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -27,14 +27,9 @@ from torch import nn
 from fieldlab.config import INRConfig
 from fieldlab.core.seeding import seed_everything
 from fieldlab.errors import ConfigError, InputError, PhysicsError
-from fieldlab.inr.data import FieldWindow, particle_grid
+from fieldlab.inr.data import FieldWindow, map_resolution, particle_grid
 from fieldlab.inr.models.registry import FieldINR, build_inr, compression_ratio, count_parameters, make_inputs
 from fieldlab.inr.scores import RegressionStats, regression_stats, ssim
-
-
-def map_resolution(n_particles: int) -> int:
-    """Cells per side of the middle-frame maps (SSIM, panel): ``clip(sqrt(N / 2), 16, 64)``."""
-    return int(np.clip(np.sqrt(n_particles / 2), 16, 64))
 
 
 @dataclass

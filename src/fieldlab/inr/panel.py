@@ -14,6 +14,7 @@ import numpy as np
 
 from fieldlab.core.io import atomic_open
 from fieldlab.inr.data import FIELD_COMPONENTS, FieldWindow, particle_grid
+from fieldlab.inr.data import map_resolution as default_resolution
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -55,8 +56,6 @@ def inr_panel(
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from fieldlab.inr.fit import map_resolution as default_resolution
 
     res = map_resolution or default_resolution(window.n_particles)
     names = FIELD_COMPONENTS[window.field_name]
