@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import threading
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -18,6 +19,9 @@ from fieldlab.config import MPMConfig
 from fieldlab.errors import ConfigError, PhysicsError
 from fieldlab.mpm.engine import init_warp, resolve_device
 from fieldlab.mpm.scenes import ParticleSet
+
+if TYPE_CHECKING:
+    from fieldlab.mpm import kernels as K  # imports Warp: only when a simulator is built
 
 
 @dataclass(frozen=True)
@@ -94,6 +98,22 @@ class MPMPhysics:
         )
 
 
+def kernel_params(physics: MPMPhysics) -> K.MPMParams:
+    """The kernels' constants of ``physics`` (``inv_dx = n_grid``, ``p_mass[material] = density[material] V_p``)."""
+    wp = init_warp()
+    from fieldlab.mpm import kernels as K
+
+    prm = K.MPMParams()
+    prm.n_grid, prm.dx, prm.inv_dx, prm.dt = physics.n_grid, physics.dx, float(physics.n_grid), physics.dt
+    prm.p_vol, prm.mu_0, prm.lambda_0 = physics.p_vol, physics.mu_0, physics.lambda_0
+    prm.hardening, prm.h_min, prm.h_max, prm.jelly_h = physics.hardening, physics.h_min, physics.h_max, physics.jelly_h
+    prm.sig_lo, prm.sig_hi = physics.snow_clamp
+    prm.gravity = wp.vec2(*physics.gravity)
+    prm.wall_cells = physics.wall_cells
+    prm.p_mass = wp.vec3(*(d * physics.p_vol for d in physics.density))
+    return prm
+
+
 class MPMSimulator:
     """Particles and grid of one simulation on a Warp device.
 
@@ -125,9 +145,7 @@ class MPMSimulator:
         F: np.ndarray | None = None,
         C: np.ndarray | None = None,
     ) -> None:
-        wp = init_warp()
-        from fieldlab.mpm import kernels as K
-
+        self._wp = init_warp()
         self.physics = physics
         self.device = resolve_device(device)
         n, N = physics.n_grid, particles.n
@@ -137,24 +155,22 @@ class MPMSimulator:
         self.substeps_done = 0
         self._check_inside(particles.x, "initial")
 
-        prm = K.MPMParams()
-        prm.n_grid, prm.dx, prm.inv_dx, prm.dt = n, physics.dx, float(n), physics.dt
-        prm.p_vol, prm.mu_0, prm.lambda_0 = physics.p_vol, physics.mu_0, physics.lambda_0
-        prm.hardening, prm.h_min, prm.h_max, prm.jelly_h = (
-            physics.hardening,
-            physics.h_min,
-            physics.h_max,
-            physics.jelly_h,
-        )
-        prm.sig_lo, prm.sig_hi = physics.snow_clamp
-        prm.gravity = wp.vec2(*physics.gravity)
-        prm.wall_cells = physics.wall_cells
-        prm.p_mass = wp.vec3(*(d * physics.p_vol for d in physics.density))
+        prm = kernel_params(physics)
         self._masses = np.asarray(physics.density, dtype=np.float32)[particles.material] * np.float32(physics.p_vol)
+        self._allocate(particles, F, C)
+        arr = self._arrays
+        # the particle arrays, the per-thread grid slices and the constants: the tail of both particle kernels' inputs
+        pargs = [arr["x"], arr["v"], arr["C"], arr["F"], arr["Jp"], arr["S"], arr["material"], self._grid_p, prm]
+        chunks = np.linspace(0, N, self.threads + 1).astype(int)  # particle ranges
+        rows = np.linspace(0, n, self.threads + 1).astype(int)  # grid row ranges
+        self._initial_p2g(pargs, chunks)
+        self._launches = self._record_substep(prm, pargs, chunks, rows)
 
+    def _allocate(self, particles: ParticleSet, F: np.ndarray | None, C: np.ndarray | None) -> None:
+        """Particle arrays on the device (``F = I``, ``C = 0``, ``Jp = 1``, ``S = 0`` unless given) and the grids."""
+        wp, dev, N, n = self._wp, self.device, self.n_particles, self.physics.n_grid
         eye = np.broadcast_to(np.eye(2, dtype=np.float32), (N, 2, 2))
-        dev = self.device
-        arr = {
+        self._arrays = {
             "x": wp.array(particles.x, dtype=wp.vec2, device=dev),
             "v": wp.array(particles.v, dtype=wp.vec2, device=dev),
             "C": wp.array(
@@ -165,18 +181,24 @@ class MPMSimulator:
             "S": wp.zeros(N, dtype=wp.mat22, device=dev),
             "material": wp.array(particles.material, dtype=wp.int32, device=dev),
         }
-        self._arrays = arr
         self._grid_p = wp.zeros((self.threads, n, n), dtype=wp.vec3, device=dev)  # momentum (2) and mass per slice
         self._grid_v = wp.zeros((n, n), dtype=wp.vec2, device=dev)
         self._grid_m = wp.zeros((n, n), dtype=float, device=dev)
 
-        chunks = np.linspace(0, N, self.threads + 1).astype(int)  # particle ranges
-        rows = np.linspace(0, n, self.threads + 1).astype(int)  # grid row ranges
-        pargs = [arr["x"], arr["v"], arr["C"], arr["F"], arr["Jp"], arr["S"], arr["material"], self._grid_p, prm]
+    def _initial_p2g(self, pargs: list, chunks: np.ndarray) -> None:
+        """The first P2G, chunk by chunk into each chunk's grid slice (Taichi's first substep up to the grid update)."""
+        from fieldlab.mpm import kernels as K
+
         for k in range(self.threads):
             lo, hi = int(chunks[k]), int(chunks[k + 1])
-            wp.launch(K.p2g_initial, dim=hi - lo, inputs=[lo, k, *pargs], device=dev)
-        self._launches = [
+            self._wp.launch(K.p2g_initial, dim=hi - lo, inputs=[lo, k, *pargs], device=self.device)
+
+    def _record_substep(self, prm: K.MPMParams, pargs: list, chunks: np.ndarray, rows: np.ndarray) -> list[tuple]:
+        """Per thread k, one substep's recorded launches: ``grid_update`` of rows k, then ``g2p_p2g`` of chunk k."""
+        from fieldlab.mpm import kernels as K
+
+        wp, dev, n = self._wp, self.device, self.physics.n_grid
+        return [
             (
                 wp.launch(
                     K.grid_update,
@@ -195,7 +217,6 @@ class MPMSimulator:
             )
             for k in range(self.threads)
         ]
-        self._wp = wp
 
     # ------------------------------------------------------------------------------------------------------------
     def advance(self, substeps: int) -> None:

@@ -8,12 +8,13 @@ One epoch: every rank sees its shard of the training set (``DistributedSampler``
 (:func:`fieldlab.potential.metrics.training_loss`), then rank 0 validates (mean relative L2 over the loss mask),
 logs, and writes ``checkpoints/last.pt`` and, when validation improved, ``checkpoints/best.pt``. A non-finite
 loss stops the run before the optimiser touches the weights: the last checkpoint on disk stays the last good one.
+
+The run's set-up and checkpoint are :mod:`fieldlab.potential.runstate`, the learning-rate schedule
+:mod:`fieldlab.potential.schedule`, and what is logged :mod:`fieldlab.potential.runlog`.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 import shutil
 import time
@@ -22,26 +23,23 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import nn
-from torch.utils.data import DataLoader, DistributedSampler
+from torch.utils.data import DataLoader
 
-from fieldlab.config import Config, ModelConfig, to_dict
+from fieldlab.config import Config, ModelConfig
 from fieldlab.core import ddp
-from fieldlab.core.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
+from fieldlab.core.checkpoint import load_checkpoint, save_checkpoint
 from fieldlab.core.device import select_device
-from fieldlab.core.io import atomic_open
-from fieldlab.core.seeding import seed_everything, worker_init_fn
+from fieldlab.core.seeding import seed_everything
 from fieldlab.errors import FieldlabError
 from fieldlab.potential import metrics
-from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files, to_device
-from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.data.loader import to_device
+from fieldlab.potential.runlog import RunLog, write_history_csv
+from fieldlab.potential.runstate import Progress, TrainingRun, build_run, inner
 
 ModelFactory = Callable[[ModelConfig, str], nn.Module]
 #: called after every optimiser step as ``hook(epoch, step_in_epoch, global_step)`` (tests use it to crash)
 StepHook = Callable[[int, int, int], None]
-
-HISTORY_FIELDS = ("epoch", "step", "lr", "train_loss", "val_loss", "val_rel_l2", "val_r2", "epoch_time_s")
 
 
 class NonFiniteLossError(FieldlabError, RuntimeError):
@@ -52,60 +50,6 @@ def default_model_factory(model_cfg: ModelConfig, backbone: str) -> nn.Module:
     from fieldlab.potential.models.wrapper import build_model  # heavy import, only when training
 
     return build_model(model_cfg, backbone)
-
-
-def count_parameters(model: nn.Module) -> int:
-    """Real trainable numbers (a complex weight counts twice)."""
-    return sum(p.numel() * (2 if p.is_complex() else 1) for p in model.parameters() if p.requires_grad)
-
-
-def lr_factor(step: int, total: int, cfg_train: Any) -> float:
-    """Multiplier of ``train.lr`` after ``step`` optimiser steps of ``total``.
-
-    Linear warm-up over ``warmup_steps``, then ``cosine``: ``r + (1 - r) (1 + cos(pi t)) / 2`` with ``t`` the
-    fraction of the remaining steps done and ``r = min_lr_ratio``; ``none``: 1. (``step`` uses ``StepLR``.)
-    """
-    warm = cfg_train.warmup_steps
-    if warm > 0 and step < warm:
-        return (step + 1) / warm
-    if cfg_train.scheduler == "cosine":
-        t = min(1.0, (step - warm) / max(1, total - warm))
-        r = cfg_train.min_lr_ratio
-        return r + (1.0 - r) * 0.5 * (1.0 + math.cos(math.pi * t))
-    return 1.0
-
-
-def _state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
-    inner = getattr(model, "module", model)  # DDP
-    inner = getattr(inner, "_orig_mod", inner)  # torch.compile
-    return {k: v.detach().cpu() for k, v in inner.state_dict().items()}
-
-
-def _inner(model: nn.Module) -> nn.Module:
-    inner = getattr(model, "module", model)
-    return getattr(inner, "_orig_mod", inner)
-
-
-def write_history_csv(path: Path, history: list[dict[str, float]]) -> None:
-    """The per-epoch history as CSV (a DVC plot), atomically."""
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=HISTORY_FIELDS)
-    writer.writeheader()
-    for row in history:
-        writer.writerow({k: row.get(k, "") for k in HISTORY_FIELDS})
-    with atomic_open(path, "w") as fh:
-        fh.write(buf.getvalue())
-
-
-def _flat_hparams(cfg: Config, backbone: str) -> dict[str, Any]:
-    out: dict[str, Any] = {"backbone": backbone, "seed": cfg.seed}
-    for section in ("train", "loss"):
-        for k, v in to_dict(getattr(cfg, section)).items():
-            out[f"{section}.{k}"] = v if isinstance(v, int | float | str | bool) else str(v)
-    model = to_dict(cfg.model)
-    for k, v in model.get(backbone, {}).items() if isinstance(model.get(backbone), dict) else []:
-        out[f"model.{backbone}.{k}"] = v if isinstance(v, int | float | str | bool) else str(v)
-    return out
 
 
 class OperatorTrainer:
@@ -123,6 +67,8 @@ class OperatorTrainer:
         Where the per-epoch history goes (``plots/train_<backbone>.csv``); ``None`` skips it.
     model_factory
         Builds the model from the ``model`` section; defaults to :func:`fieldlab.potential.models.wrapper.build_model`.
+    step_hook
+        Called after every optimiser step (:data:`StepHook`).
     """
 
     def __init__(
@@ -138,45 +84,10 @@ class OperatorTrainer:
         self.backbone = backbone
         self.out_dir = Path(out_dir)
         self.ckpt_dir = self.out_dir / "checkpoints"
+        self.last_path = self.ckpt_dir / "last.pt"
         self.history_csv = None if history_csv is None else Path(history_csv)
         self.model_factory = model_factory or default_model_factory
         self.step_hook = step_hook
-
-    # ------------------------------------------------------------------------------------------------------
-    def _datasets(self, scaler: FieldScaler | None) -> tuple[PotentialDataset, PotentialDataset, FieldScaler, list]:
-        from fieldlab.potential.schema import load_sample
-
-        cfg = self.cfg
-        train_files = split_files(cfg.data.root, "train")
-        if cfg.train.max_train_samples:
-            train_files = train_files[: cfg.train.max_train_samples]
-        val_files = split_files(cfg.data.root, "val")
-        first = load_sample(train_files[0])
-        if scaler is None:
-            scaler = FieldScaler.fit(load_sample(f) for f in train_files)
-        ref = [float(s) for s in first.spacing]
-        kw = dataset_options(self.cfg, scaler, ref)
-        train_ds = PotentialDataset(train_files, **kw, augment=cfg.train.augment)
-        return train_ds, PotentialDataset(val_files, **kw), scaler, ref
-
-    def _checkpoint(self, model, opt, sched, epoch, step, best, history, scaler, ref, elapsed) -> dict[str, Any]:
-        return {
-            "model": _state_dict(model),
-            "model_config": to_dict(self.cfg.model),
-            "backbone": self.backbone,
-            "transforms": scaler.to_dict(),
-            "reference_spacing": list(ref),
-            "grid": list(self.grid),
-            "optimizer": opt.state_dict(),
-            "scheduler": sched.state_dict(),
-            "epoch": epoch,
-            "step": step,
-            "best_val_rel_l2": best,
-            "history": history,
-            "train_time_s": elapsed,
-            "rng": rng_state(),
-            "config": to_dict(self.cfg),
-        }
 
     @torch.no_grad()
     def validate(self, model: nn.Module, loader: DataLoader, device: torch.device, autocast) -> dict[str, Any]:
@@ -222,180 +133,138 @@ class OperatorTrainer:
             ddp.shutdown(info)
 
     def _fit(self, device: torch.device, info: ddp.DistInfo, resume: bool) -> dict[str, Any]:
-        cfg = self.cfg
-        generator = seed_everything(cfg.seed)
-        last_path = self.ckpt_dir / "last.pt"
-        ckpt = load_checkpoint(last_path) if resume and last_path.is_file() else None
-        scaler = FieldScaler.from_dict(ckpt["transforms"]) if ckpt else None
-        train_ds, val_ds, scaler, ref = self._datasets(scaler)
-        self.grid = tuple(train_ds.sample(0).shape)
+        """Set up (or resume), train epoch by epoch, then summarise."""
+        generator = seed_everything(self.cfg.seed)
+        ckpt = load_checkpoint(self.last_path) if resume and self.last_path.is_file() else None
+        run = build_run(self.cfg, self.backbone, self.model_factory, device, info, generator, ckpt)
+        progress = run.restore(ckpt) if ckpt else Progress()
+        log = self._open_log(run, progress.step if ckpt else None) if info.is_main else None
 
-        model = self.model_factory(cfg.model, self.backbone).to(device)
-        n_params = count_parameters(model)
-        if ckpt:
-            model.load_state_dict(ckpt["model"])
-        if cfg.train.compile:
-            model = torch.compile(model)
-        if info.enabled:
-            model = nn.parallel.DistributedDataParallel(
-                model, device_ids=[info.local_rank] if device.type == "cuda" else None
-            )
-
-        sampler = DistributedSampler(
-            train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=False
-        )
-        loader = DataLoader(
-            train_ds,
-            batch_size=cfg.train.batch_size,
-            sampler=sampler,
-            num_workers=cfg.train.workers,
-            worker_init_fn=worker_init_fn,
-            generator=generator,
-            pin_memory=device.type == "cuda",
-            persistent_workers=cfg.train.workers > 0,
-        )
-        val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=0)
-        steps_per_epoch = len(loader)
-        total_steps = steps_per_epoch * cfg.train.epochs
-
-        opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
-        if cfg.train.scheduler == "step":
-            sched = torch.optim.lr_scheduler.StepLR(
-                opt, step_size=cfg.train.step_size * steps_per_epoch, gamma=cfg.train.gamma
-            )
-        else:
-            sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: lr_factor(s, total_steps, cfg.train))
-
-        start_epoch, step, best, history, elapsed = 0, 0, math.inf, [], 0.0
-        if ckpt:
-            opt.load_state_dict(ckpt["optimizer"])
-            sched.load_state_dict(ckpt["scheduler"])
-            start_epoch, step = int(ckpt["epoch"]), int(ckpt["step"])
-            best, history, elapsed = float(ckpt["best_val_rel_l2"]), list(ckpt["history"]), float(ckpt["train_time_s"])
-            set_rng_state(ckpt["rng"])
-
-        use_amp = cfg.train.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
-
-        def autocast():
-            return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_amp)
-
-        writer = None
-        if info.is_main:
-            if not ckpt:  # a fresh run starts from an empty run folder (no stale events or checkpoints)
-                for sub in ("tensorboard", "checkpoints"):
-                    shutil.rmtree(self.out_dir / sub, ignore_errors=True)
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"), purge_step=step if ckpt else None)
-            if not ckpt:
-                text = yaml.safe_dump(to_dict(cfg), sort_keys=False)
-                writer.add_text("config", "```yaml\n" + text + "```", global_step=0)
-                writer.add_text("model", f"backbone {self.backbone}, {n_params} parameters, grid {self.grid}", 0)
-
-        t_start = time.perf_counter() - elapsed
-        model.train()
-        for epoch in range(start_epoch, cfg.train.epochs):
+        t_start = time.perf_counter() - progress.elapsed
+        run.model.train()
+        for epoch in range(progress.epoch, self.cfg.train.epochs):
             t_epoch = time.perf_counter()
-            sampler.set_epoch(epoch)
-            loss_sum, n_batches = 0.0, 0
-            batches = loader
-            if info.is_main and cfg.log.progress:
-                from tqdm import tqdm
-
-                batches = tqdm(loader, desc=f"{self.backbone} epoch {epoch + 1}/{cfg.train.epochs}", mininterval=5)
-            for i, batch in enumerate(batches):
-                b = to_device(batch, device)
-                with autocast():
-                    pred = model(b["sigma"], b["f"], b["coords"], b["spacing"], prior=b.get("prior"))
-                loss = metrics.training_loss(
-                    pred.float(), b["phi"], b["mask"], b["spacing"], cfg.loss.lambda_mse, cfg.loss.lambda_grad
-                )
-                check = ddp.all_reduce_mean(loss.detach(), info)
-                if not torch.isfinite(check):
-                    raise NonFiniteLossError(
-                        f"{self.backbone}: training loss is {float(check)} at epoch {epoch + 1}, step {step + 1}; "
-                        f"stopped, the last good checkpoint is {last_path} (try a lower train.lr)"
-                    )
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else math.inf
-                grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), max_norm))
-                opt.step()
-                sched.step()
-                step += 1
-                loss_sum += float(check)
-                n_batches += 1
-                if writer is not None and step % cfg.log.norms_every == 0:
-                    norms = torch.stack([torch.linalg.vector_norm(p.detach()) for p in model.parameters()])
-                    param_norm = float(torch.linalg.vector_norm(norms))
-                    writer.add_scalar("norms/grad", grad_norm, step)
-                    writer.add_scalar("norms/param", param_norm, step)
-                    writer.add_scalar("train/loss_step", float(check), step)
-                    writer.add_scalar("train/lr", opt.param_groups[0]["lr"], step)
-                if self.step_hook is not None:
-                    self.step_hook(epoch, i, step)
-
-            if info.is_main:
-                val = self.validate(_inner(model), val_loader, device, autocast)
-                row = {
-                    "epoch": epoch + 1,
-                    "step": step,
-                    "lr": opt.param_groups[0]["lr"],
-                    "train_loss": loss_sum / max(1, n_batches),
-                    "val_loss": val["val_loss"],
-                    "val_rel_l2": val["val_rel_l2"],
-                    "val_r2": val["val_r2"],
-                    "epoch_time_s": time.perf_counter() - t_epoch,
-                }
-                history.append(row)
-                for key in ("train_loss", "val_loss"):
-                    writer.add_scalar(f"loss/{key.split('_')[0]}", row[key], epoch + 1)
-                writer.add_scalar("val/rel_l2", row["val_rel_l2"], epoch + 1)
-                writer.add_scalar("val/r2", row["val_r2"], epoch + 1)
-                if (epoch + 1) % cfg.log.vis_every == 0 or epoch + 1 == cfg.train.epochs:
-                    from fieldlab.potential.figures import error_map_figure
-
-                    truth, pred_np, mask = val["first"]
-                    title = f"{self.backbone}, val sample 0, epoch {epoch + 1}"
-                    fig = error_map_figure(truth, pred_np, mask, title=title)
-                    writer.add_figure("val/error_map", fig, epoch + 1, close=True)
-                writer.flush()
-                elapsed = time.perf_counter() - t_start
-                improved = row["val_rel_l2"] < best
-                best = min(best, row["val_rel_l2"])
-                state = self._checkpoint(model, opt, sched, epoch + 1, step, best, history, scaler, ref, elapsed)
-                if improved:
-                    save_checkpoint(self.ckpt_dir / "best.pt", state)
-                save_checkpoint(last_path, state)
-                if self.history_csv is not None:
-                    write_history_csv(self.history_csv, history)
+            train_loss = self._train_epoch(run, progress, epoch, log)
+            if log is not None:
+                self._end_epoch(run, progress, log, epoch, train_loss, t_epoch, t_start)
             ddp.barrier(info)
 
-        elapsed = time.perf_counter() - t_start
-        summary = {
+        progress.elapsed = time.perf_counter() - t_start
+        summary = self._summary(run, progress)
+        if log is not None:
+            log.close(progress.best, run.n_params)
+        return summary
+
+    def _open_log(self, run: TrainingRun, resume_step: int | None) -> RunLog:
+        """Rank 0's run log; a fresh run (``resume_step`` None) first empties the run folder of stale files."""
+        if resume_step is None:
+            for sub in ("tensorboard", "checkpoints"):
+                shutil.rmtree(self.out_dir / sub, ignore_errors=True)
+        log = RunLog(self.out_dir, self.cfg, self.backbone, purge_step=resume_step)
+        if resume_step is None:
+            log.describe_run(run.n_params, run.grid)
+        return log
+
+    def _train_epoch(self, run: TrainingRun, progress: Progress, epoch: int, log: RunLog | None) -> float:
+        """One pass over this rank's shard (0-based ``epoch``); returns the mean all-reduced training loss."""
+        run.sampler.set_epoch(epoch)
+        loss_sum, n_batches = 0.0, 0
+        batches = run.loader
+        if run.info.is_main and self.cfg.log.progress:
+            from tqdm import tqdm
+
+            desc = f"{self.backbone} epoch {epoch + 1}/{self.cfg.train.epochs}"
+            batches = tqdm(run.loader, desc=desc, mininterval=5)
+        for i, batch in enumerate(batches):
+            loss, grad_norm = self._train_step(run, batch, epoch, progress.step)
+            progress.step += 1
+            loss_sum += loss
+            n_batches += 1
+            if log is not None:
+                log.log_step(progress.step, run.model, grad_norm, loss, run.opt.param_groups[0]["lr"])
+            if self.step_hook is not None:
+                self.step_hook(epoch, i, progress.step)
+        return loss_sum / max(1, n_batches)
+
+    def _train_step(self, run: TrainingRun, batch: dict[str, Any], epoch: int, step: int) -> tuple[float, float]:
+        """Forward, the all-reduced loss (checked finite before the weights change), backward, clip, step.
+
+        Returns the all-reduced loss and the global gradient norm before clipping.
+        """
+        cfg = self.cfg
+        b = to_device(batch, run.device)
+        with run.autocast():
+            pred = run.model(b["sigma"], b["f"], b["coords"], b["spacing"], prior=b.get("prior"))
+        loss = metrics.training_loss(
+            pred.float(), b["phi"], b["mask"], b["spacing"], cfg.loss.lambda_mse, cfg.loss.lambda_grad
+        )
+        check = ddp.all_reduce_mean(loss.detach(), run.info)
+        if not torch.isfinite(check):
+            raise NonFiniteLossError(
+                f"{self.backbone}: training loss is {float(check)} at epoch {epoch + 1}, step {step + 1}; "
+                f"stopped, the last good checkpoint is {self.last_path} (try a lower train.lr)"
+            )
+        run.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        max_norm = cfg.train.grad_clip if cfg.train.grad_clip > 0 else math.inf
+        grad_norm = float(torch.nn.utils.clip_grad_norm_(run.model.parameters(), max_norm))
+        run.opt.step()
+        run.sched.step()
+        return float(check), grad_norm
+
+    def _end_epoch(
+        self,
+        run: TrainingRun,
+        progress: Progress,
+        log: RunLog,
+        epoch: int,
+        train_loss: float,
+        t_epoch: float,
+        t_start: float,
+    ) -> None:
+        """Rank 0 after epoch ``epoch`` (0-based): validate, log, write the checkpoints and the history CSV."""
+        val = self.validate(inner(run.model), run.val_loader, run.device, run.autocast)
+        row = {
+            "epoch": epoch + 1,
+            "step": progress.step,
+            "lr": run.opt.param_groups[0]["lr"],
+            "train_loss": train_loss,
+            "val_loss": val["val_loss"],
+            "val_rel_l2": val["val_rel_l2"],
+            "val_r2": val["val_r2"],
+            "epoch_time_s": time.perf_counter() - t_epoch,
+        }
+        progress.history.append(row)
+        log.log_epoch(row, val["first"])
+        progress.elapsed = time.perf_counter() - t_start
+        improved = row["val_rel_l2"] < progress.best
+        progress.best = min(progress.best, row["val_rel_l2"])
+        state = run.checkpoint(progress, epoch + 1)
+        if improved:
+            save_checkpoint(self.ckpt_dir / "best.pt", state)
+        save_checkpoint(self.last_path, state)
+        if self.history_csv is not None:
+            write_history_csv(self.history_csv, progress.history)
+
+    def _summary(self, run: TrainingRun, progress: Progress) -> dict[str, Any]:
+        """What ``metrics/train_<backbone>.json`` records."""
+        history, step, elapsed = progress.history, progress.step, progress.elapsed
+        return {
             "backbone": self.backbone,
-            "best_val_rel_l2": best,
+            "best_val_rel_l2": progress.best,
             "best_epoch": min(history, key=lambda r: r["val_rel_l2"])["epoch"] if history else 0,
             "final_val_rel_l2": history[-1]["val_rel_l2"] if history else math.nan,
             "final_train_loss": history[-1]["train_loss"] if history else math.nan,
-            "epochs": cfg.train.epochs,
+            "epochs": self.cfg.train.epochs,
             "steps": step,
-            "params": n_params,
+            "params": run.n_params,
             "train_time_s": elapsed,
             "s_per_step": elapsed / max(1, step),
-            "train_samples": len(train_ds),
-            "world_size": info.world_size,
-            "device": str(device),
-            "amp": use_amp,
+            "train_samples": len(run.loader.dataset),
+            "world_size": run.info.world_size,
+            "device": str(run.device),
+            "amp": run.use_amp,
         }
-        if writer is not None:
-            writer.add_hparams(
-                _flat_hparams(cfg, self.backbone),
-                {"hparam/best_val_rel_l2": best, "hparam/params": float(n_params)},
-                run_name="hparams",
-            )
-            writer.close()
-        return summary
 
 
 def train_operator(
