@@ -8,8 +8,9 @@ from explore_fakes import BASE_INR, node
 
 from fieldlab.config import ExploreRanges
 from fieldlab.explore.agents import Context, Proposal, RuleAgent, branching_rate, classify, observe
+from fieldlab.explore.cost import cost_units
 from fieldlab.explore.journal import Node
-from fieldlab.explore.mutations import check_value, cost_units
+from fieldlab.explore.mutations import check_value
 from fieldlab.explore.ucb import ucb_scores
 
 RANGES = ExploreRanges()

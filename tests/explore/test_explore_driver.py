@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 from explore_fakes import BASE_INR, env, make_workspace, small_config
@@ -15,6 +16,7 @@ from fieldlab.cli import main
 from fieldlab.errors import ConfigError
 from fieldlab.explore.driver import Study, run_study
 from fieldlab.explore.journal import Journal
+from fieldlab.explore.mutations import mutate
 from fieldlab.explore.runners import DvcRunner, RunResult, SubprocessRunner
 
 
@@ -59,6 +61,19 @@ def test_failed_fit_becomes_a_failed_node_and_the_loop_goes_on(tmp_path: Path) -
     assert nodes[0].status == "failed" and "fake out of memory" in nodes[0].error
     assert len(nodes) == 3 and nodes[1].parent == 1
     assert "FAILED" in (tmp_path / "out" / "inr_analysis.md").read_text()
+
+
+def test_baseline_exponent_floats_are_numbers(tmp_path: Path) -> None:
+    """params.yaml written by hand or by ``dvc exp run -S`` holds ``lr: 1e-4`` (YAML 1.1: a string): the study must
+    read a number, run every fit with it and mutate it (``old * factor`` on a string would raise)."""
+    ws = make_workspace(tmp_path / "ws", dvc=False)
+    text = (ws / "params.yaml").read_text().replace("lr: 0.0001", "lr: 1e-4")
+    (ws / "params.yaml").write_text(text)
+    cfg = small_config()
+    nodes = run_study(cfg, Study(ws, tmp_path / "out", 1, 3, use_dvc=False), log=lambda s: None)
+    assert nodes[0].params["lr"] == 1e-4 and all(n.status == "ok" for n in nodes), [n.error for n in nodes]
+    new, _ = mutate(nodes[0].params, "lr", np.random.default_rng(0), cfg.explore.ranges)
+    assert new["lr"] in (2e-4, 5e-5)
 
 
 class Interrupting:

@@ -83,3 +83,15 @@ def test_prompt_holds_instructions_memory_scores_and_block(tmp_path: Path) -> No
     for part in ("Instructions for the exploration agent", "lr 1e-07..0.001", "MEMORY-TEXT", "final_r2",
                  "Node 1: UCB=0.9", "block 2, iteration 3 of 4"):  # fmt: skip
         assert part in text
+
+
+def test_guard_reads_exponent_floats_as_numbers(tmp_path: Path) -> None:
+    """An agent that writes ``lr: 5e-05`` by hand (YAML 1.1 would read a string) has its edit kept as the float."""
+    ws = make_workspace(tmp_path / "ws", dvc=False)
+    snap = guard.snapshot(ws)
+    text = (ws / "params.yaml").read_text()
+    (ws / "params.yaml").write_text(text.replace("lr: 0.0001", "lr: 5e-05").replace("omega: 30.0", "omega: 3e1"))
+    report = guard.validate(snap, small_config().explore.ranges, ())
+    assert report.reverted == []
+    assert report.params == {**BASE_INR, "lr": 5e-05, "omega": 30.0}
+    assert report.kept == ["inr.lr 0.0001 -> 5e-05"]  # 3e1 == 30.0: no change

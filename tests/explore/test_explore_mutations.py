@@ -77,19 +77,6 @@ def test_clamp_params() -> None:
     assert out == {"lr": 1e-3, "hidden_features": 64, "model": "ngp"}
 
 
-def test_budget_steps_hand_case() -> None:
-    """Earlier fit: 1000 steps of cost 1*1*10^2 = 100 units took 10 s -> r = 1e-4 s/(step unit).
-
-    New config: batch 2, 1 layer, width 10 -> 200 units; budget 30 s -> floor(30 / (1e-4 * 200)) = 1500 steps.
-    """
-    hist = [({"total_steps": 1000, "batch_size": 1, "hidden_layers": 1, "hidden_features": 10}, 10.0)]
-    new = {"total_steps": 5000, "batch_size": 2, "hidden_layers": 1, "hidden_features": 10}
-    ranges = ExploreRanges(total_steps=(100, 200_000))
-    assert mut.budget_steps(new, hist, 30.0, ranges) == 1500
-    assert mut.budget_steps(new, hist, 1e-6, ranges) == 100  # never below the range
-    assert mut.budget_steps(new, [], 30.0, ranges) is None
-
-
 def test_dvc_safe_values() -> None:
     """DVC writes 1e-05 back as `1e-05`, which PyYAML reads as a string: such values bypass -S."""
     from fieldlab.explore.runners import dvc_safe

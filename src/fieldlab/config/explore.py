@@ -10,6 +10,19 @@ from fieldlab.config.core import spec
 
 # ---- explore: the UCB exploration loop --------------------------------------------------------------------------
 @dataclass(frozen=True)
+class ExploreNGPRanges:
+    """Allowed ranges of the ``inr.ngp.*`` values the agents may set (inclusive bounds)."""
+
+    levels: tuple[int, int] = spec((4, 24), ge=1, le=32)
+    features: tuple[int, int] = spec((1, 8), ge=1, le=16)
+    log2_table_size: tuple[int, int] = spec((10, 22), ge=4, le=26, doc="2^22 rows x 16 levels x 2: 134M values")
+    base_resolution: tuple[int, int] = spec((2, 64), ge=1)
+    growth: tuple[float, float] = spec((1.1, 2.0), ge=1.0, le=4.0)
+    mlp_width: tuple[int, int] = spec((16, 256), ge=1)
+    mlp_layers: tuple[int, int] = spec((1, 4), ge=1, le=16)
+
+
+@dataclass(frozen=True)
 class ExploreRanges:
     """Allowed ranges of the ``inr.*`` values the agents may set (inclusive bounds)."""
 
@@ -22,6 +35,7 @@ class ExploreRanges:
     t_period: tuple[float, float] = spec((0.01, 100.0), gt=0)
     xy_period: tuple[float, float] = spec((0.01, 100.0), gt=0)
     n_training_frames: tuple[int, int] = spec((2, 100000), ge=1)
+    ngp: ExploreNGPRanges = field(default_factory=ExploreNGPRanges)
 
 
 @dataclass(frozen=True)

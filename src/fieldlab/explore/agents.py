@@ -24,9 +24,10 @@ Strategies, tried in this order at every iteration after a block's root (the fir
     another one (``switch-param``).
 
 Every choice draws from ``numpy_rng(seed, block, iteration)``, so a resumed study repeats the decision exactly.
-``total_steps`` is finally capped so the predicted fit time stays within ``explore.time_budget_s``
-(:func:`~fieldlab.explore.mutations.budget_steps`); the cap is not counted as a mutation. A robustness re-run is
-never capped: a shorter fit would not be a repeat.
+Only keys that the config's model reads are mutated (:func:`fieldlab.explore.keys.mutable_keys`; ``ngp.*`` keys
+are nested). ``total_steps`` is finally capped so the predicted fit time stays within ``explore.time_budget_s``
+(:func:`~fieldlab.explore.cost.budget_steps`, from the measured cost law of a training step); the cap is not
+counted as a mutation. A robustness re-run is never capped: a shorter fit would not be a repeat.
 """
 
 from __future__ import annotations
@@ -40,7 +41,9 @@ import numpy as np
 from fieldlab.config import ExploreRanges
 from fieldlab.core.seeding import numpy_rng
 from fieldlab.explore import mutations as mut
+from fieldlab.explore.cost import DEFAULT_PARTICLES, budget_steps
 from fieldlab.explore.journal import Node
+from fieldlab.explore.keys import get_value, has_key, mutable_keys, with_value
 from fieldlab.explore.ucb import ucb_scores
 
 GOOD, PROBE_R2, RECOMBINE_R2, SUCCESS_R2 = 0.99, 0.95, 0.95, 0.90
@@ -99,6 +102,11 @@ def chain(nodes: list[Node], last: Node) -> set[int]:
     return out
 
 
+def _differ(a: dict[str, Any], b: dict[str, Any], key: str) -> bool:
+    """Whether two configs hold the (dotted) ``key`` at different values, where ``b`` has it at all."""
+    return has_key(b, key) and get_value(a, key) != get_value(b, key)
+
+
 def mutated_key(node: Node) -> str | None:
     """The parameter a single-parameter mutation changed (first word of ``mutation``)."""
     if node.strategy in ("root", "robustness-test", "recombine") or not node.mutation:
@@ -143,7 +151,7 @@ class RuleAgent:
         tail = nodes[-3:]
         strong_tail = len(tail) == 3 and all(n.r2 is not None and n.r2 >= PROBE_R2 for n in tail)
         if strong_tail and "failure-probe" not in [n.strategy for n in tail]:
-            key = str(rng.choice(mut.mutable_keys(best_ucb.params)))
+            key = str(rng.choice(mutable_keys(best_ucb.params)))
             new, desc = mut.extreme(best_ucb.params, key, rng, self.ranges)
             why = f"3 consecutive R2 >= {PROBE_R2}: probe where node {best_ucb.id} breaks"
             return Proposal(best_ucb.id, new, "failure-probe", desc, why)
@@ -153,11 +161,11 @@ class RuleAgent:
             pair = self._recombine_pair(nodes, ok)
             if pair is not None:
                 better, other = pair
-                diff = [k for k in mut.mutable_keys(better.params) if better.params.get(k) != other.params.get(k)]
+                diff = [k for k in mutable_keys(better.params) if _differ(better.params, other.params, k)]
                 key = str(rng.choice(diff))
-                new = dict(better.params)
-                new[key] = other.params[key]
-                desc = f"recombine {better.id}+{other.id}: {key} {better.params[key]!r} -> {new[key]!r}"
+                old, value = get_value(better.params, key), get_value(other.params, key)
+                new = with_value(better.params, key, value)
+                desc = f"recombine {better.id}+{other.id}: {key} {old!r} -> {value!r}"
                 why = f"nodes {better.id} and {other.id} both R2 > {RECOMBINE_R2}; adopt {key} of the latter"
                 return Proposal(better.id, new, "recombine", desc, why)
 
@@ -204,12 +212,12 @@ class RuleAgent:
             for b in strong[i + 1 :]:
                 if a.parent == b.id or b.parent == a.id or f"{a.id}+{b.id}" in done:
                     continue
-                if any(a.params.get(k) != b.params.get(k) for k in mut.mutable_keys(a.params)):
+                if any(_differ(a.params, b.params, k) for k in mutable_keys(a.params)):
                     return a, b
         return None
 
     def _mutate(self, params: dict, rng: np.random.Generator, avoid: str | None) -> tuple[dict, str]:
-        keys = [k for k in mut.mutable_keys(params) if k != avoid]
+        keys = [k for k in mutable_keys(params) if k != avoid]
         key = str(rng.choice(keys))
         return mut.mutate(params, key, rng, self.ranges)
 
@@ -218,8 +226,11 @@ class RuleAgent:
         """Cap ``total_steps`` to the time budget; a robustness re-run repeats its parent's fit exactly."""
         if prop.strategy == "robustness-test":
             return prop
-        past = [(n.params, float(n.metrics.get("training_time", 0.0))) for n in ctx.history if n.r2 is not None]
-        cap = mut.budget_steps(prop.params, past, self.time_budget_s, self.ranges)
+        done = [n for n in ctx.history if n.r2 is not None]
+        past = [(n.params, float(n.metrics.get("training_time", 0.0))) for n in done]
+        counts = [n.metrics["n_particles"] for n in done if isinstance(n.metrics.get("n_particles"), int | float)]
+        n_particles = int(counts[-1]) if counts else DEFAULT_PARTICLES
+        cap = budget_steps(prop.params, past, self.time_budget_s, self.ranges, n_particles)
         if cap is None or cap >= prop.params["total_steps"]:
             return prop
         params = dict(prop.params)

@@ -20,15 +20,20 @@ from fieldlab.config import ExploreConfig, to_dict
 from fieldlab.errors import ConfigError
 from fieldlab.explore import guard
 from fieldlab.explore.agents import Context, Proposal
+from fieldlab.explore.keys import MUTABLE, flatten
 from fieldlab.explore.ucb import ucb_scores
 
 
 def instructions(cfg: ExploreConfig) -> str:
-    """The shipped instructions with the ranges, editable files and budget filled in."""
+    """The shipped instructions with the ranges, the keys of each model, editable files and budget filled in."""
     text = resources.files("fieldlab.explore").joinpath("templates/agent_instructions.md").read_text()
-    ranges = ", ".join(f"{k} {v[0]:g}..{v[1]:g}" for k, v in to_dict(cfg.ranges).items())
+    ranges = ", ".join(f"{k} {v[0]:g}..{v[1]:g}" for k, v in flatten(to_dict(cfg.ranges)).items())
+    keys = "\n".join(f"  - {model}: {', '.join(names)}" for model, names in MUTABLE.items())
     return text.format(
-        ranges=ranges, may_edit=", ".join(cfg.agent_may_edit) or "none", time_budget_s=f"{cfg.time_budget_s:g}"
+        ranges=ranges,
+        model_keys=keys,
+        may_edit=", ".join(cfg.agent_may_edit) or "none",
+        time_budget_s=f"{cfg.time_budget_s:g}",
     )
 
 
@@ -94,8 +99,8 @@ class CommandAgent:
         self.last_report = report
         claimed = _tag(out, "PARENT")
         parent_id = int(claimed) if claimed and claimed.isdigit() and int(claimed) in by_id else parent.id
-        changed = [k for k in report.params if report.params[k] != parent.params.get(k)]
-        mutation = "; ".join(f"{k} {parent.params.get(k)!r} -> {report.params[k]!r}" for k in changed) or "none"
+        new, old = flatten(report.params), flatten(parent.params)
+        mutation = "; ".join(f"{k} {old.get(k)!r} -> {v!r}" for k, v in new.items() if v != old.get(k)) or "none"
         reverts = (" Reverted: " + " | ".join(report.reverted)) if report.reverted else ""
         return Proposal(
             parent_id,

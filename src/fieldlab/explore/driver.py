@@ -22,7 +22,7 @@ from typing import Any, Protocol
 
 import yaml
 
-from fieldlab.config import Config
+from fieldlab.config import Config, yaml_load
 from fieldlab.core.io import atomic_open
 from fieldlab.errors import ConfigError
 from fieldlab.explore import blocks as blk
@@ -92,15 +92,9 @@ def render_outputs(nodes: list[Node], cfg: Config, out: Path, n_iter_block: int,
         plot_block(cur, out, block)
 
 
-def run_study(
-    cfg: Config, study: Study, runner: Runner | None = None, log: Callable[[str], None] = print
-) -> list[Node]:
-    """Run (or resume) a study; return every node of the journal."""
+def _load_baseline(study: Study) -> tuple[str, dict[str, Any]]:
+    """The baseline params (text and parsed): ``baseline_params.yaml`` on resume, else saved there from params.yaml."""
     out, ws = study.out, study.workspace
-    journal = Journal(out / "journal.jsonl")
-    nodes = journal.load()
-    if nodes and not study.resume:
-        raise ConfigError(f"{journal.path}: a study is already recorded there: pass --resume or choose another --out")
     base_file = out / "baseline_params.yaml"
     if study.resume and base_file.is_file():
         baseline_text = base_file.read_text()
@@ -110,22 +104,119 @@ def run_study(
         baseline_text = (ws / "params.yaml").read_text()
         out.mkdir(parents=True, exist_ok=True)
         _write(base_file, baseline_text)
-    baseline = yaml.safe_load(baseline_text) or {}
+    baseline = yaml_load(baseline_text) or {}
     if not isinstance(baseline.get("inr"), dict) or not baseline["inr"]:
         raise ConfigError(f"{base_file}: inr section missing or empty: expected the INR parameters to explore")
+    return baseline_text, baseline
+
+
+def _default_runner(cfg: Config, study: Study, baseline_text: str, baseline: dict[str, Any]) -> Runner:
+    """``dvc exp run`` from the baseline params (reset into params.yaml now), or a subprocess with ``--no-dvc``."""
     ex = cfg.explore
+    if study.use_dvc:
+        runner = DvcRunner(study.workspace, ex.stage, ex.metrics_file, baseline_text)
+        runner.reset_params()
+        return runner
+    return SubprocessRunner(study.workspace, ex.stage_cmd, ex.metrics_file, baseline)
+
+
+@dataclass
+class _Proposer:
+    """Who decides each iteration: the block root, then the command agent or the rule agent.
+
+    Iteration 1 of a block (or one whose block has no node yet) runs the block's root; later iterations ask the
+    command agent (``explore.agent = command``) or else the rule agent, which also fits the root's and the command
+    agent's proposals into the time budget.
+    """
+
+    cfg: Config
+    study: Study
+    baseline_text: str
+    baseline: dict[str, Any]
+    rule: RuleAgent
+    command: CommandAgent | None
+
+    @classmethod
+    def create(cls, cfg: Config, study: Study, baseline_text: str, baseline: dict[str, Any]) -> _Proposer:
+        ex, out, ws = cfg.explore, study.out, study.workspace
+        rule = RuleAgent(ex.ranges, ex.time_budget_s, cfg.seed)
+        command = None
+        if ex.agent == "command":
+            inside = out.resolve().is_relative_to(ws.resolve())
+            skip = (out.resolve().relative_to(ws.resolve()).as_posix(),) if inside else ()
+            command = CommandAgent(ex, ws, "params.yaml", skip)
+        return cls(cfg, study, baseline_text, baseline, rule, command)
+
+    def propose(self, ctx: Context) -> Proposal:
+        """The proposal for iteration ``ctx.iteration`` of block ``ctx.block``, given every node so far."""
+        b, i, cur, nodes = ctx.block, ctx.iteration, ctx.nodes, ctx.history
+        if i == 1 or not cur:
+            _write(self.study.out / "ucb_scores.txt", "")  # block boundary: the next parent is the root
+            params, why = block_root(nodes, b, self.baseline["inr"], self.cfg)
+            return self.rule.fit_budget(Proposal(None, params, "root", "", f"block root: {why}"), ctx)
+        if self.command is not None:
+            memory = render_memory(nodes, self.cfg.explore.name, self.study.n_iter_block)
+            try:
+                prop = self.command.propose(ctx, self.baseline, memory, render_scores(ucb_scores(cur, ctx.ucb_c)))
+            finally:
+                # the agent saw the parent's config there
+                (self.study.workspace / "params.yaml").write_text(self.baseline_text)
+            return self.rule.fit_budget(prop, ctx)
+        return self.rule.propose(ctx)
+
+
+def _write_iteration_config(out: Path, node_id: int, block: int, iteration: int, prop: Proposal) -> None:
+    """``configs/iter_NNN.yaml``: the node, its place in the study and the full ``inr`` params it runs."""
+    record = {
+        "node": node_id,
+        "parent": prop.parent,
+        "block": block,
+        "iteration": iteration,
+        "strategy": prop.strategy,
+        "mutation": prop.mutation,
+        "inr": prop.params,
+    }
+    _write(out / "configs" / f"iter_{node_id:03d}.yaml", yaml.safe_dump(record, sort_keys=False))
+
+
+def _run_node(runner: Runner, name: str, node_id: int, ctx: Context, prop: Proposal) -> Node:
+    """Run ``prop`` as experiment ``name``; the journal node it becomes (a failed run: a failed node)."""
+    started = _now()
+    res = runner.run(name, prop.params)
+    return Node(
+        id=node_id,
+        parent=prop.parent,
+        block=ctx.block,
+        iteration=ctx.iteration,
+        params=prop.params,
+        metrics=res.metrics or {},
+        status=OK if res.metrics is not None else FAILED,
+        error=res.error,
+        strategy=prop.strategy,
+        mutation=prop.mutation,
+        rationale=prop.rationale,
+        observation=observe(res.metrics) if res.metrics is not None else "",
+        ucb_c=ctx.ucb_c,
+        started=started,
+        finished=_now(),
+        exp_name=res.exp_name,
+        commit=res.commit,
+    )
+
+
+def run_study(
+    cfg: Config, study: Study, runner: Runner | None = None, log: Callable[[str], None] = print
+) -> list[Node]:
+    """Run (or resume) a study; return every node of the journal."""
+    out = study.out
+    journal = Journal(out / "journal.jsonl")
+    nodes = journal.load()
+    if nodes and not study.resume:
+        raise ConfigError(f"{journal.path}: a study is already recorded there: pass --resume or choose another --out")
+    baseline_text, baseline = _load_baseline(study)
     if runner is None:
-        if study.use_dvc:
-            runner = DvcRunner(ws, ex.stage, ex.metrics_file, baseline_text)
-            runner.reset_params()
-        else:
-            runner = SubprocessRunner(ws, ex.stage_cmd, ex.metrics_file, baseline)
-    rule = RuleAgent(ex.ranges, ex.time_budget_s, cfg.seed)
-    command = None
-    if ex.agent == "command":
-        inside = out.resolve().is_relative_to(ws.resolve())
-        skip = (out.resolve().relative_to(ws.resolve()).as_posix(),) if inside else ()
-        command = CommandAgent(ex, ws, "params.yaml", skip)
+        runner = _default_runner(cfg, study, baseline_text, baseline)
+    proposer = _Proposer.create(cfg, study, baseline_text, baseline)
     done = {(n.block, n.iteration) for n in nodes}
 
     for b in range(1, study.n_blocks + 1):
@@ -133,60 +224,13 @@ def run_study(
             if (b, i) in done:
                 continue
             cur = block_nodes(nodes, b)
-            c = block_c(nodes, b, ex.ucb_c)
+            c = block_c(nodes, b, cfg.explore.ucb_c)
             ctx = Context(b, i, study.n_iter_block, c, cur, nodes)
-            if i == 1 or not cur:
-                _write(out / "ucb_scores.txt", "")  # block boundary: the next parent is the root
-                params, why = block_root(nodes, b, baseline["inr"], cfg)
-                prop = rule.fit_budget(Proposal(None, params, "root", "", f"block root: {why}"), ctx)
-            elif command is not None:
-                memory = render_memory(nodes, ex.name, study.n_iter_block)
-                try:
-                    prop = command.propose(ctx, baseline, memory, render_scores(ucb_scores(cur, c)))
-                finally:
-                    (ws / "params.yaml").write_text(baseline_text)  # the agent saw the parent's config there
-                prop = rule.fit_budget(prop, ctx)
-            else:
-                prop = rule.propose(ctx)
-            node_id = len(nodes) + 1
-            name = f"b{b}-i{i}"
-            _write(
-                out / "configs" / f"iter_{node_id:03d}.yaml",
-                yaml.safe_dump(
-                    {
-                        "node": node_id,
-                        "parent": prop.parent,
-                        "block": b,
-                        "iteration": i,
-                        "strategy": prop.strategy,
-                        "mutation": prop.mutation,
-                        "inr": prop.params,
-                    },
-                    sort_keys=False,
-                ),
-            )
+            prop = proposer.propose(ctx)
+            node_id, name = len(nodes) + 1, f"b{b}-i{i}"
+            _write_iteration_config(out, node_id, b, i, prop)
             log(f"[{name}] node {node_id} parent {prop.parent} {prop.strategy}: {prop.mutation or '-'}")
-            started = _now()
-            res = runner.run(name, prop.params)
-            node = Node(
-                id=node_id,
-                parent=prop.parent,
-                block=b,
-                iteration=i,
-                params=prop.params,
-                metrics=res.metrics or {},
-                status=OK if res.metrics is not None else FAILED,
-                error=res.error,
-                strategy=prop.strategy,
-                mutation=prop.mutation,
-                rationale=prop.rationale,
-                observation=observe(res.metrics) if res.metrics is not None else "",
-                ucb_c=c,
-                started=started,
-                finished=_now(),
-                exp_name=res.exp_name,
-                commit=res.commit,
-            )
+            node = _run_node(runner, name, node_id, ctx, prop)
             journal.append(node)
             nodes.append(node)
             log(f"[{name}] " + (f"R2={node.r2:.5f}" if node.r2 is not None else f"FAILED: {node.error[-200:]}"))

@@ -1,9 +1,12 @@
 """Validation of what an external agent changed in the workspace; everything not allowed is reverted.
 
-Allowed: ``inr.<key>`` values in ``params.yaml`` that pass :func:`~fieldlab.explore.mutations.check_value`, and
-edits of the source files listed in ``explore.agent_may_edit``. Everything else -- other params sections, new or
-removed ``inr`` keys, out-of-range values, any other file created, edited or deleted -- is put back as it was, and
-each revert is reported with its reason.
+Allowed: ``inr.<key>`` values in ``params.yaml`` (nested ones as ``inr.ngp.levels``) that pass
+:func:`~fieldlab.explore.mutations.check_value` and that the (new) ``inr.model`` reads
+(:func:`~fieldlab.explore.keys.ignored_by`), and edits of the source files listed in ``explore.agent_may_edit``.
+Everything else -- other params sections, new or removed ``inr`` keys, out-of-range values, edits of keys the model
+ignores, any other file created, edited or deleted -- is put back as it was, and each revert is reported with its
+reason. ``params.yaml`` is read with the project's loader (:func:`fieldlab.config.core.yaml_load`, ``5e-05`` is a
+number), as the stages read it.
 """
 
 from __future__ import annotations
@@ -16,7 +19,8 @@ from typing import Any
 
 import yaml
 
-from fieldlab.config import ExploreRanges
+from fieldlab.config import ExploreRanges, yaml_load
+from fieldlab.explore.keys import flatten, ignored_by, model_of, with_value
 from fieldlab.explore.mutations import check_value
 
 #: directories never watched (VCS, caches, environments, stage outputs)
@@ -81,6 +85,28 @@ def snapshot(root: str | Path, params_file: str = "params.yaml", skip: tuple[str
     return Snapshot(root, (root / params_file).read_text(), files, skip_set)
 
 
+def _check_inr(old_inr: dict[str, Any], new_inr: dict[str, Any], ranges: ExploreRanges, report: GuardReport) -> None:
+    """Compare the inr sections key by dotted key; put each accepted change into ``report.params``."""
+    old_f, new_f = flatten(old_inr), flatten(new_inr)
+    model = model_of(old_inr)
+    if new_f.get("model", model) != model and check_value("model", new_f["model"], ranges) is None:
+        model = new_f["model"]  # keys are judged against the model the fit will build
+    for key in sorted(set(old_f) | set(new_f)):
+        if key not in new_f:
+            report.reverted.append(f"inr.{key} removed: only existing inr keys may change: restored")
+        elif key not in old_f:
+            report.reverted.append(f"inr.{key} = {new_f[key]!r} added: only existing inr keys may change: removed")
+        elif new_f[key] != old_f[key]:
+            why = check_value(key, new_f[key], ranges)
+            if why is None and ignored_by(model, key):
+                why = f"inr.model = {model} does not use it"
+            if why is None:
+                report.params = with_value(report.params, key, new_f[key])
+                report.kept.append(f"inr.{key} {old_f[key]!r} -> {new_f[key]!r}")
+            else:
+                report.reverted.append(f"inr.{key} = {new_f[key]!r}: {why}: reverted to {old_f[key]!r}")
+
+
 def validate(
     snap: Snapshot,
     ranges: ExploreRanges,
@@ -92,10 +118,10 @@ def validate(
     ``params_file`` is always written back as it was; the accepted ``inr`` values are returned in the report.
     """
     root = snap.root
-    old = yaml.safe_load(snap.params) or {}
+    old = yaml_load(snap.params) or {}
     report = GuardReport(params=dict(old.get("inr", {})))
     try:
-        new = yaml.safe_load((root / params_file).read_text()) or {}
+        new = yaml_load((root / params_file).read_text()) or {}
         if not isinstance(new, dict):
             raise ValueError("not a mapping")
     except (OSError, ValueError, yaml.YAMLError) as exc:
@@ -104,19 +130,7 @@ def validate(
     for section in sorted(set(old) | set(new)):
         if section != "inr" and old.get(section) != new.get(section):
             report.reverted.append(f"{params_file}: section {section} changed; only inr.* may change: reverted")
-    old_inr, new_inr = old.get("inr", {}) or {}, new.get("inr", {}) or {}
-    for key in sorted(set(old_inr) | set(new_inr)):
-        if key not in new_inr:
-            report.reverted.append(f"inr.{key} removed: only existing inr keys may change: restored")
-        elif key not in old_inr:
-            report.reverted.append(f"inr.{key} = {new_inr[key]!r} added: only existing inr keys may change: removed")
-        elif new_inr[key] != old_inr[key]:
-            why = check_value(key, new_inr[key], ranges)
-            if why is None:
-                report.params[key] = new_inr[key]
-                report.kept.append(f"inr.{key} {old_inr[key]!r} -> {new_inr[key]!r}")
-            else:
-                report.reverted.append(f"inr.{key} = {new_inr[key]!r}: {why}: reverted to {old_inr[key]!r}")
+    _check_inr(old.get("inr", {}) or {}, new.get("inr", {}) or {}, ranges, report)
     (root / params_file).write_text(snap.params)
 
     now = set(_walk(root, snap.skip))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,10 +50,22 @@ class Node:
     commit: str = ""
 
     def __post_init__(self) -> None:
+        for name in ("id", "block", "iteration"):
+            value = getattr(self, name)
+            if not _integer(value) or value < 1:
+                raise InputError(f"journal node {self.id!r}: {name} = {value!r}: expected a positive integer")
+        if self.parent is not None and not _integer(self.parent):
+            raise InputError(f"journal node {self.id}: parent = {self.parent!r}: expected a node id or null")
+        for name in ("params", "metrics"):
+            if not isinstance(getattr(self, name), dict):
+                raise InputError(f"journal node {self.id}: {name} = {getattr(self, name)!r}: expected a mapping")
         if self.status not in (OK, FAILED):
             raise InputError(f"journal node {self.id}: status = {self.status!r}: expected 'ok' or 'failed'")
-        if self.status == OK and not isinstance(self.metrics.get("final_r2"), int | float):
-            raise InputError(f"journal node {self.id}: an 'ok' node needs a numeric metrics.final_r2")
+        r2 = self.metrics.get("final_r2")
+        if self.status == OK and not (isinstance(r2, int | float) and not isinstance(r2, bool) and math.isfinite(r2)):
+            raise InputError(
+                f"journal node {self.id}: metrics.final_r2 = {r2!r}: an 'ok' node needs a finite numeric final_r2"
+            )
 
     @property
     def r2(self) -> float | None:
@@ -84,38 +97,59 @@ class Journal:
         self.path = Path(path)
 
     def load(self) -> list[Node]:
-        """Read every complete node; drop (and truncate away) a torn last line; reject duplicates."""
+        """Read every complete node; drop (and truncate away) a torn last line; reject anything else malformed.
+
+        A torn line is the last one and lacks its newline (an interrupted ``write``); every other defect -- a
+        line that is not JSON or not an object, a node that breaks :class:`Node`'s invariants, a duplicate id,
+        a parent that is not an earlier node -- raises :class:`InputError` naming the file and the line, and the
+        file is left as it was.
+        """
         if not self.path.is_file():
             return []
         raw = self.path.read_bytes()
         nodes: list[Node] = []
         good_end = 0
         pos = 0
-        for line in raw.splitlines(keepends=True):
+        for number, line in enumerate(raw.splitlines(keepends=True), start=1):
             pos += len(line)
             text = line.strip()
             if not text:
                 good_end = pos
                 continue
+            torn = pos == len(raw) and not line.endswith(b"\n")
             try:
-                node = Node.from_dict(json.loads(text))
-            except json.JSONDecodeError:
-                if pos == len(raw):  # torn final line of an interrupted write
+                data = json.loads(text)
+            except ValueError:  # JSONDecodeError, or bytes that are not UTF-8
+                if torn:  # the final line of an interrupted write
                     break
-                raise InputError(f"{self.path}: line {len(nodes) + 1} is not valid JSON") from None
-            except TypeError as exc:
-                raise InputError(f"{self.path}: line {len(nodes) + 1}: {exc}") from None
-            if not line.endswith(b"\n"):
+                raise InputError(f"{self.path}: line {number} is not valid JSON; expected one node per line") from None
+            if torn:
                 break  # complete JSON but no newline: treat as torn, rewritten by the caller
-            nodes.append(node)
+            nodes.append(self._node(data, number))
             good_end = pos
-        if good_end < len(raw):
-            with open(self.path, "r+b") as fh:
-                fh.truncate(good_end)
         ids = [n.id for n in nodes]
         if len(set(ids)) != len(ids):
             raise InputError(f"{self.path}: duplicate node ids {sorted({i for i in ids if ids.count(i) > 1})}")
+        for k, n in enumerate(nodes):
+            if n.parent is not None and n.parent not in ids[:k]:
+                raise InputError(f"{self.path}: node {n.id}: parent {n.parent} is not an earlier node of the journal")
+        if good_end < len(raw):
+            with open(self.path, "r+b") as fh:
+                fh.truncate(good_end)
         return nodes
+
+    def _node(self, data: Any, number: int) -> Node:
+        """The :class:`Node` of one parsed line; any defect is an :class:`InputError` naming file and line."""
+        where = f"{self.path}: line {number}"
+        if not isinstance(data, dict):
+            raise InputError(f"{where}: holds a JSON {type(data).__name__}; expected an object (one node)")
+        missing = [f.name for f in dataclasses.fields(Node) if f.name not in data and _required(f)]
+        if missing:
+            raise InputError(f"{where}: node lacks {', '.join(missing)}")
+        try:
+            return Node.from_dict(data)
+        except InputError as exc:
+            raise InputError(f"{where}: {exc}") from None
 
     def append(self, node: Node) -> None:
         """Append one node as one line, flushed and fsync'ed."""
@@ -124,6 +158,14 @@ class Journal:
             fh.write(node.to_json() + "\n")
             fh.flush()
             os.fsync(fh.fileno())
+
+
+def _integer(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _required(f: dataclasses.Field) -> bool:
+    return f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
 
 
 def block_nodes(nodes: list[Node], block: int) -> list[Node]:

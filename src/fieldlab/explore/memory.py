@@ -14,6 +14,7 @@ from typing import Any
 from fieldlab.explore.agents import classify
 from fieldlab.explore.blocks import TABLE_HEADER, BlockSummary, adjust_c, summarise
 from fieldlab.explore.journal import Node, block_nodes
+from fieldlab.explore.keys import flatten, ignored_by, model_of
 
 MAX_LINES = 500
 METRIC_KEYS = (
@@ -33,7 +34,7 @@ def _fmt(v: Any) -> str:
 
 
 def _config(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={_fmt(v)}" for k, v in params.items())
+    return ", ".join(f"{k}={_fmt(v)}" for k, v in flatten(params).items())
 
 
 def _metrics(metrics: dict[str, Any]) -> str:
@@ -90,20 +91,24 @@ def render_analysis(nodes: list[Node], name: str, n_iter_block: int) -> str:
 
 
 def principles(nodes: list[Node]) -> list[str]:
-    """For each single-parameter move (key, up/down): how often the child beat its parent's R2."""
+    """For each single-parameter move (key, up/down): how often the child beat its parent's R2.
+
+    Keys are dotted (``ngp.levels``); a key the child's model does not read is no move (it changed nothing).
+    """
     by_id = {n.id: n for n in nodes}
     tally: dict[tuple[str, str], list[int]] = {}
     for n in nodes:
         p = by_id.get(n.parent) if n.parent is not None else None
         if p is None or p.r2 is None:
             continue
-        diff = [k for k in n.params if n.params.get(k) != p.params.get(k)]
+        new, old, model = flatten(n.params), flatten(p.params), model_of(n.params)
+        diff = [k for k in new if new[k] != old.get(k) and not ignored_by(model, k)]
         if len(diff) == 2 and "total_steps" in diff:  # the other key was mutated, total_steps was budget-capped
             diff.remove("total_steps")
         if len(diff) != 1:
             continue
         k = diff[0]
-        a, b = p.params.get(k), n.params[k]
+        a, b = old.get(k), new[k]
         way = ("up" if b > a else "down") if isinstance(a, int | float) and isinstance(b, int | float) else f"-> {b}"
         won = n.r2 is not None and n.r2 > p.r2
         tally.setdefault((k, way), []).append(int(won))

@@ -1,30 +1,39 @@
-"""Mutations of one ``inr`` parameter, range checks and the time-budget scaling of ``total_steps``.
+"""Mutations of one ``inr`` parameter, range checks and clipping; keys may be nested (``ngp.levels``).
 
-Magnitudes: lr x2 or /2; hidden_features and batch_size doubled or halved; hidden_layers +-1; omega +-10 or x1.5
-or /1.5; total_steps x U(1.5, 2) (halved when already at the top); t_period and xy_period x2 or /2; model switched
-to another variant. Every result is clipped into :class:`~fieldlab.config.ExploreRanges`; a move that the clipping
-would cancel goes the other way.
+Magnitudes: lr x2 or /2; hidden_features, batch_size, ngp.features, ngp.base_resolution and ngp.mlp_width doubled
+or halved; hidden_layers, ngp.mlp_layers and ngp.log2_table_size +-1 (the last doubles or halves the table);
+ngp.levels +-2; ngp.growth +-0.1; omega +-10 or x1.5 or /1.5; total_steps x U(1.5, 2) (halved when already at the
+top); t_period and xy_period x2 or /2; model switched to another variant. Which keys a config offers depends on
+its model (:func:`fieldlab.explore.keys.mutable_keys`). Every result is clipped into
+:class:`~fieldlab.config.ExploreRanges`; a move that the clipping would cancel goes the other way.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any
 
 import numpy as np
 
 from fieldlab.config import ExploreRanges
+from fieldlab.explore.keys import MODELS, flatten, get_value, with_value
 
-#: the inr keys mutated inside a block (field_name and n_training_frames change only between blocks)
-MUTABLE = ("lr", "hidden_features", "hidden_layers", "omega", "total_steps", "batch_size", "t_period", "xy_period")
-MODELS = ("siren_t", "siren_id", "siren_txy", "ngp")
 FIELDS = ("Jp", "F", "S", "C")
-INT_KEYS = ("hidden_features", "hidden_layers", "total_steps", "batch_size", "n_training_frames")
+INT_KEYS = ("hidden_features", "hidden_layers", "total_steps", "batch_size", "n_training_frames", "ngp.levels",
+            "ngp.features", "ngp.log2_table_size", "ngp.base_resolution", "ngp.mlp_width",
+            "ngp.mlp_layers")  # fmt: skip
+DOUBLING = ("lr", "batch_size", "hidden_features", "t_period", "xy_period", "ngp.features", "ngp.base_resolution",
+            "ngp.mlp_width")  # fmt: skip
+STEPS = {"hidden_layers": 1, "ngp.mlp_layers": 1, "ngp.log2_table_size": 1, "ngp.levels": 2, "ngp.growth": 0.1}
 
 
 def bounds(key: str, ranges: ExploreRanges) -> tuple[float, float] | None:
-    """(low, high) of a ranged key, ``None`` for keys without a range."""
-    return getattr(ranges, key, None)
+    """(low, high) of a ranged dotted key (``ngp.levels`` -> ``ranges.ngp.levels``), ``None`` for other keys."""
+    node: Any = ranges
+    for part in key.split("."):
+        node = getattr(node, part, None)
+    return node if isinstance(node, tuple) else None
 
 
 def _clip(key: str, value: float, ranges: ExploreRanges) -> Any:
@@ -53,47 +62,39 @@ def check_value(key: str, value: Any, ranges: ExploreRanges) -> str | None:
 
 
 def clamp_params(params: dict[str, Any], ranges: ExploreRanges) -> dict[str, Any]:
-    """Copy of ``params`` with every ranged numeric value clipped into its range."""
-    out = dict(params)
-    for key, value in params.items():
+    """Copy of ``params`` with every ranged numeric value (nested ones too) clipped into its range."""
+    out = copy.deepcopy(params)
+    for key, value in flatten(params).items():
         if bounds(key, ranges) is not None and isinstance(value, int | float) and not isinstance(value, bool):
-            out[key] = _clip(key, value, ranges)
+            out = with_value(out, key, _clip(key, value, ranges))
     return out
 
 
-def mutable_keys(params: dict[str, Any]) -> list[str]:
-    """The keys of :data:`MUTABLE` (and ``model``) present in ``params``."""
-    keys = [k for k in MUTABLE if k in params]
-    return [*keys, "model"] if "model" in params else keys
-
-
 def mutate(params: dict[str, Any], key: str, rng: np.random.Generator, ranges: ExploreRanges) -> tuple[dict, str]:
-    """Change exactly ``params[key]`` by one move of the documented magnitude.
+    """Change exactly the (dotted) ``key`` of ``params`` by one move of the documented magnitude.
 
     Returns
     -------
-    (new_params, description) with description like ``lr 0.0001 -> 5e-05``.
+    (new_params, description) with description like ``lr 0.0001 -> 5e-05`` or ``ngp.levels 16 -> 18``.
     """
-    old = params[key]
+    old = get_value(params, key)
     new = _move(key, old, rng, ranges)
     if new == old:  # clipped back onto itself: try the opposite moves
         for _ in range(8):
             new = _move(key, old, rng, ranges)
             if new != old:
                 break
-    out = dict(params)
-    out[key] = new
-    return out, f"{key} {old!r} -> {new!r}"
+    return with_value(params, key, new), f"{key} {old!r} -> {new!r}"
 
 
 def _move(key: str, old: Any, rng: np.random.Generator, ranges: ExploreRanges) -> Any:
     if key == "model":
         return str(rng.choice([m for m in MODELS if m != old]))
-    if key in ("lr", "batch_size", "hidden_features", "t_period", "xy_period"):
+    if key in DOUBLING:
         factor = 2.0 if rng.random() < 0.5 else 0.5
         return _clip(key, old * factor, ranges)
-    if key == "hidden_layers":
-        return _clip(key, old + (1 if rng.random() < 0.5 else -1), ranges)
+    if key in STEPS:
+        return _clip(key, round(old + (1 if rng.random() < 0.5 else -1) * STEPS[key], 6), ranges)
     if key == "omega":
         op = int(rng.integers(4))
         return _clip(key, (old + 10, old - 10, old * 1.5, old / 1.5)[op], ranges)
@@ -104,34 +105,10 @@ def _move(key: str, old: Any, rng: np.random.Generator, ranges: ExploreRanges) -
 
 
 def extreme(params: dict[str, Any], key: str, rng: np.random.Generator, ranges: ExploreRanges) -> tuple[dict, str]:
-    """Set ``params[key]`` to the end of its range farther from the current value (the failure probe)."""
-    old = params[key]
+    """Set the (dotted) ``key`` to the end of its range farther from the current value (the failure probe)."""
+    old = get_value(params, key)
     if key == "model":
         return mutate(params, key, rng, ranges)
     low, high = bounds(key, ranges)
-    far = low if abs(math.log(old / low)) > abs(math.log(high / old)) else high
-    out = dict(params)
-    out[key] = _clip(key, far, ranges)
-    return out, f"{key} {old!r} -> {out[key]!r} (extreme)"
-
-
-def cost_units(params: dict[str, Any]) -> float:
-    """Relative work of one training step: batch_size * hidden_layers * hidden_features^2 (1 for missing keys)."""
-    return float(params.get("batch_size", 1) * params.get("hidden_layers", 1) * params.get("hidden_features", 1) ** 2)
-
-
-def budget_steps(
-    params: dict[str, Any], history: list[tuple[dict[str, Any], float]], budget_s: float, ranges: ExploreRanges
-) -> int | None:
-    """Largest ``total_steps`` that keeps the predicted fit time within ``budget_s``, or ``None`` without history.
-
-    The cost rate r = training_time / (total_steps * cost_units) is the median over earlier fits ``history``
-    (pairs of params and measured training_time); the prediction is t = r * total_steps * cost_units(params), so
-    the cap is floor(budget_s / (r * cost_units)), never below the range's lower end.
-    """
-    rates = [t / (p["total_steps"] * cost_units(p)) for p, t in history if t > 0 and p.get("total_steps", 0) > 0]
-    if not rates or "total_steps" not in params:
-        return None
-    rate = float(np.median(rates))
-    cap = int(budget_s / (rate * cost_units(params)))
-    return max(int(ranges.total_steps[0]), cap)
+    far = _clip(key, low if abs(math.log(old / low)) > abs(math.log(high / old)) else high, ranges)
+    return with_value(params, key, far), f"{key} {old!r} -> {far!r} (extreme)"

@@ -2,11 +2,12 @@
 
 Both take the full ``inr`` section of the configuration and return the stage's metrics or the error text.
 
-``dvc exp run -S inr.lr=1e-05`` writes ``lr: 1e-05`` into params.yaml, which a YAML 1.1 reader (PyYAML, used by
-the stages) reads back as the *string* ``'1e-05'``. So the runner first writes the whole configuration itself
-(PyYAML writes ``1.0e-05``), then passes ``-S`` for every value that differs from the baseline and whose text
-survives DVC's rewrite (scalars, but not floats in exponent notation); the experiment records the same values
-either way.
+``dvc exp run -S inr.lr=1e-05`` writes ``lr: 1e-05`` into params.yaml, which a plain YAML 1.1 reader
+(``yaml.safe_load``) reads back as the *string* ``'1e-05'`` (the project's loader,
+:func:`fieldlab.config.core.yaml_load`, reads a number). So the runner first writes the whole configuration
+itself (PyYAML writes ``1.0e-05``), then passes ``-S`` for every value (nested ones as ``inr.ngp.levels``) that
+differs from the baseline and whose text survives DVC's rewrite for any reader (scalars, but not floats in
+exponent notation); the experiment records the same values either way.
 """
 
 from __future__ import annotations
@@ -25,6 +26,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+
+from fieldlab.config import yaml_load
+from fieldlab.explore.keys import flatten
 
 
 @dataclass(frozen=True)
@@ -64,7 +68,7 @@ def params_text(baseline: dict[str, Any], inr: dict[str, Any]) -> str:
 def dvc_safe(value: Any) -> bool:
     """Whether ``-S key=value`` keeps ``value`` for a YAML 1.1 reader: a scalar, not a float with an exponent.
 
-    Nested values (e.g. ``inr.ngp``) are left to the params file written before the run.
+    Mappings and lists are left to the params file written before the run (nested keys are passed one by one).
     """
     if isinstance(value, float):
         return "e" not in repr(value)
@@ -127,7 +131,7 @@ class DvcRunner:
         self.stage = stage
         self.metrics_file = metrics_file
         self.baseline_text = baseline_text
-        self.baseline = yaml.safe_load(baseline_text) or {}
+        self.baseline = yaml_load(baseline_text) or {}
         self.dvc = _tool("dvc")
 
     def _git(self, *args: str) -> str:
@@ -146,8 +150,8 @@ class DvcRunner:
     def run(self, name: str, inr: dict[str, Any]) -> RunResult:
         self._drop_existing(name)
         (self.repo / "params.yaml").write_text(params_text(self.baseline, inr))
-        base = self.baseline.get("inr") or {}
-        changed = {k: v for k, v in inr.items() if base.get(k) != v and dvc_safe(v)}
+        base = flatten(self.baseline.get("inr") or {})
+        changed = {k: v for k, v in flatten(inr).items() if base.get(k) != v and dvc_safe(v)}
         sets = [a for k, v in changed.items() for a in ("-S", f"inr.{k}={json.dumps(v)}")]
         cmd = [self.dvc, "exp", "run", "-n", name, *sets, self.stage]
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}

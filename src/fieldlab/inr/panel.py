@@ -1,20 +1,43 @@
 """The one-page figure of an INR fit: loss, particle traces, info box, prediction-vs-truth scatter, field maps.
 
-Layout (rows): (1) loss curve (raw and a moving average), traces of 10 particles over the frames (truth solid,
-prediction dashed; first component), an info box, and a scatter of prediction against truth with the ideal line
-``p = y``, the least-squares line ``p = slope * y + intercept``, R2 and slope; (2) truth and (3) prediction at the
-middle frame per component, rasterised on the SSIM grid, each prediction titled with its SSIM.
+Layout (the study's), one component (Jp)::
+
+    [ loss  | traces     | info    ]
+    [ truth | prediction | scatter ]
+
+four components (F, S, C: 2 x 2 per particle, components ``11, 12, 21, 22``)::
+
+    [ loss     | traces   | info    | scatter ]
+    [ truth 11 | truth 12 | pred 11 | pred 12 ]
+    [ truth 21 | truth 22 | pred 21 | pred 22 ]
+
+The loss curve shows the raw loss and a moving average. The traces follow a few particles over the frames (truth
+solid, prediction dashed) for the component with the largest spread: trace ``k`` is ``v(t) - mean_t v_truth + 4 k
+sigma`` for truth and prediction alike (``sigma``: standard deviation of the centred truth traces), so the traces
+do not overlap and an offset error stays visible. The scatter plots prediction against truth (component-centred,
+as the scores of :mod:`fieldlab.inr.fit`) with the ideal line ``p = y`` and the least-squares line. The maps show
+the middle frame rasterised on the SSIM grid (:func:`fieldlab.inr.data.particle_grid`); each prediction is titled
+with the SSIM of its map against the truth map (:func:`fieldlab.inr.scores.ssim` over occupied cells, ``L`` = the
+truth map's range), both on the truth's colour scale.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from fieldlab.core.io import atomic_open
 from fieldlab.inr.data import FIELD_COMPONENTS, FieldWindow, particle_grid
 from fieldlab.inr.data import map_resolution as default_resolution
+from fieldlab.inr.scores import ssim
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+TRACE_OFFSET = 4.0  # trace k is shifted by TRACE_OFFSET * k standard deviations
 
 
 def _num(value: float | None, fmt: str) -> str:
@@ -31,16 +54,132 @@ def moving_average(x: np.ndarray, width: int) -> np.ndarray:
     return (c[k] - c[lo]) / (k - lo)
 
 
-def inr_panel(
-    path: str | Path,
+def panel_axes(fig: Figure, n_components: int) -> dict[str, Axes | list[Axes]]:
+    """The axes of the layout (module docstring): ``loss``, ``traces``, ``info``, ``scatter``, ``truth``, ``pred``.
+
+    ``truth`` and ``pred`` hold one axes per component, in component order.
+    """
+    if n_components == 1:
+        grid = fig.add_gridspec(2, 3)
+        top, scatter = [grid[0, c] for c in range(3)], grid[1, 2]
+        truth, pred = [grid[1, 0]], [grid[1, 1]]
+    elif n_components == 4:
+        grid = fig.add_gridspec(3, 4)
+        top, scatter = [grid[0, c] for c in range(3)], grid[0, 3]
+        truth = [grid[1 + c // 2, c % 2] for c in range(4)]  # (2, 2) components -> rows 1-2, columns 0-1
+        pred = [grid[1 + c // 2, 2 + c % 2] for c in range(4)]  # ... columns 2-3
+    else:
+        raise ValueError(f"inr_panel: {n_components} components: expected 1 (Jp) or 4 (F, S, C)")
+    names = ("loss", "traces", "info")
+    axes: dict[str, Axes | list[Axes]] = {name: fig.add_subplot(s) for name, s in zip(names, top, strict=True)}
+    axes["scatter"] = fig.add_subplot(scatter)
+    axes["truth"] = [fig.add_subplot(s) for s in truth]
+    axes["pred"] = [fig.add_subplot(s) for s in pred]
+    return axes
+
+
+def plot_loss(ax: Axes, losses: np.ndarray) -> None:
+    steps = np.arange(1, losses.size + 1)
+    ax.semilogy(steps, losses, lw=0.5, alpha=0.4, label="raw")
+    ax.semilogy(steps, moving_average(losses, max(1, losses.size // 50)), lw=1.5, label="smoothed")
+    ax.set(xlabel="step", ylabel="MSE (standardised)", title="training loss")
+    ax.legend()
+
+
+def plot_traces(ax: Axes, window: FieldWindow, prediction: np.ndarray, n_traces: int) -> None:
+    """Centred, offset traces of ``n_traces`` particles (module docstring); each line's gid names its particle."""
+    c = int(np.argmax(window.values.reshape(-1, window.n_components).std(0)))
+    picks = np.unique(np.linspace(0, window.n_particles - 1, n_traces).astype(int))
+    truth, pred = window.values[:, picks, c], prediction[:, picks, c]  # (T, k)
+    mean = truth.mean(0)  # (k,) each particle's truth mean over the frames
+    sigma = float((truth - mean).std()) or 1.0
+    for k, p in enumerate(picks):
+        shift = TRACE_OFFSET * sigma * k - mean[k]
+        ax.plot(window.frames, truth[:, k] + shift, color=f"C{k % 10}", lw=1.2, gid=f"truth {p}")
+        ax.plot(window.frames, pred[:, k] + shift, color=f"C{k % 10}", lw=1.2, ls="--", gid=f"pred {p}")
+    name = FIELD_COMPONENTS[window.field_name][c]
+    ax.set(xlabel="frame", ylabel=f"{name} - particle mean + {TRACE_OFFSET:g} k sd", yticks=[])
+    ax.set_title(f"{len(picks)} particles, {name} (sd {sigma:.3g}): truth solid, INR dashed")
+
+
+def plot_info(ax: Axes, window: FieldWindow, metrics: dict, n_steps: int) -> None:
+    ax.axis("off")
+    rows = [
+        ("field", window.field_name),
+        ("model", metrics.get("inr_type", "?")),
+        ("steps", metrics.get("total_steps", n_steps)),
+        ("particles", window.n_particles),
+        ("frames", f"{window.n_frames} ({window.frames[0]}..{window.frames[-1]})"),
+        ("params", metrics.get("total_params", "?")),
+        ("compression", _num(metrics.get("compression_ratio"), ".2f")),
+        ("MSE", _num(metrics.get("final_mse"), ".4g")),
+        ("R2", _num(metrics.get("final_r2"), ".5f")),
+        ("slope", _num(metrics.get("slope"), ".4f")),
+        ("time", f"{_num(metrics.get('training_time'), '.1f')} s"),
+    ]
+    text = "\n".join(f"{k:<12}{v}" for k, v in rows)
+    ax.text(0.02, 0.98, text, va="top", family="monospace", fontsize=12, transform=ax.transAxes)
+
+
+def plot_scatter(ax: Axes, window: FieldWindow, prediction: np.ndarray, metrics: dict, max_points: int) -> None:
+    mean = window.values.reshape(-1, window.n_components).mean(0)  # scores use component-centred values
+    truth, pred = (window.values - mean).ravel(), (prediction - mean).ravel()
+    sel = np.random.default_rng(0).choice(truth.size, min(max_points, truth.size), replace=False)
+    ax.scatter(truth[sel], pred[sel], s=1, alpha=0.3)
+    line = np.array([float(truth.min()), float(truth.max())])
+    ax.plot(line, line, "k--", lw=1, label="ideal")
+    if metrics.get("slope") is not None and metrics.get("intercept") is not None:
+        ax.plot(line, metrics["slope"] * line + metrics["intercept"], "r-", lw=1, label="regression")
+    r2, slope = _num(metrics.get("final_r2"), ".5f"), _num(metrics.get("slope"), ".4f")
+    ax.set(xlabel="truth - component mean", ylabel="prediction - component mean", title=f"R2 {r2}, slope {slope}")
+    ax.legend()
+
+
+def plot_maps(fig: Figure, axes: dict, window: FieldWindow, prediction: np.ndarray, resolution: int) -> list[float]:
+    """Truth and prediction maps of every component at the middle frame; returns the SSIM of each map."""
+    k = window.n_frames // 2
+    pos = window.positions[k]
+    bounds = (pos[:, 0].min(), pos[:, 0].max(), pos[:, 1].min(), pos[:, 1].max())
+    scores = []
+    for c, name in enumerate(FIELD_COMPONENTS[window.field_name]):
+        truth, mask = particle_grid(pos, window.values[k, :, c], resolution, bounds)
+        pred, _ = particle_grid(pos, prediction[k, :, c], resolution, bounds)
+        vmin, vmax = float(truth[mask].min()), float(truth[mask].max())
+        scores.append(ssim(truth, pred, data_range=vmax - vmin if vmax > vmin else 1.0, mask=mask))
+        titles = (f"{name} truth, frame {window.frames[k]}", f"{name} INR, SSIM {_num(scores[-1], '.4f')}")
+        for ax, img, title in zip((axes["truth"][c], axes["pred"][c]), (truth, pred), titles, strict=True):
+            shown = np.ma.masked_where(~mask, img)
+            im = ax.imshow(shown, origin="lower", extent=bounds, vmin=vmin, vmax=vmax, cmap="viridis")
+            ax.set(title=title, xlabel="x", ylabel="y")
+            fig.colorbar(im, ax=ax, shrink=0.85)
+    return scores
+
+
+def panel_figure(
     window: FieldWindow,
     prediction: np.ndarray,
     losses: np.ndarray,
     metrics: dict,
     map_resolution: int | None = None,
-    n_traces: int = 10,
+    n_traces: int = 6,
     max_scatter: int = 20000,
-) -> None:
+) -> Figure:
+    """The panel of a fit as a matplotlib figure (see :func:`inr_panel`)."""
+    from matplotlib.figure import Figure
+
+    n_c = window.n_components
+    fig = Figure(figsize=(15.5, 9.5) if n_c == 1 else (19, 13.5), layout="constrained")
+    axes = panel_axes(fig, n_c)
+    plot_loss(axes["loss"], np.asarray(losses))
+    plot_traces(axes["traces"], window, prediction, n_traces)
+    plot_info(axes["info"], window, metrics, len(losses))
+    plot_scatter(axes["scatter"], window, prediction, metrics, max_scatter)
+    plot_maps(fig, axes, window, prediction, map_resolution or default_resolution(window.n_particles))
+    return fig
+
+
+def inr_panel(path: str | Path, window: FieldWindow, prediction: np.ndarray, losses: np.ndarray, metrics: dict,
+              **options: int) -> None:  # fmt: skip
     """Write the panel PNG of a fit to ``path`` (atomically).
 
     Parameters
@@ -50,88 +189,10 @@ def inr_panel(
     losses
         Training loss per step (standardised units).
     metrics
-        The ``metrics/inr.json`` record (``final_r2``, ``slope``, ``intercept``, ``ssim``, ``final_mse``, ...).
+        The ``metrics/inr.json`` record (``final_r2``, ``slope``, ``intercept``, ``final_mse``, ...).
+    **options
+        ``map_resolution``, ``n_traces``, ``max_scatter`` of :func:`panel_figure`.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    res = map_resolution or default_resolution(window.n_particles)
-    names = FIELD_COMPONENTS[window.field_name]
-    n_c = window.n_components
-    n_cols = max(4, n_c)
-    fig = plt.figure(figsize=(4 * n_cols, 11), constrained_layout=True)
-    grid = fig.add_gridspec(3, n_cols, height_ratios=[1.0, 1.0, 1.0])
-
-    ax = fig.add_subplot(grid[0, 0])
-    steps = np.arange(1, losses.size + 1)
-    ax.semilogy(steps, losses, lw=0.5, alpha=0.4, label="raw")
-    ax.semilogy(steps, moving_average(losses, max(1, losses.size // 50)), lw=1.5, label="smoothed")
-    ax.set(xlabel="step", ylabel="MSE (standardised)", title="training loss")
-    ax.legend()
-
-    ax = fig.add_subplot(grid[0, 1])
-    picks = np.linspace(0, window.n_particles - 1, n_traces).astype(int)
-    for i, p in enumerate(picks):
-        color = f"C{i % 10}"
-        ax.plot(window.frames, window.values[:, p, 0], color=color, lw=1.2)
-        ax.plot(window.frames, prediction[:, p, 0], color=color, lw=1.2, ls="--")
-    ax.set(xlabel="frame", ylabel=names[0], title=f"{n_traces} particles: truth (solid), INR (dashed)")
-
-    ax = fig.add_subplot(grid[0, 2])
-    ax.axis("off")
-    info = (
-        f"field      {window.field_name}\n"
-        f"model      {metrics.get('inr_type', '?')}\n"
-        f"steps      {metrics.get('total_steps', losses.size)}\n"
-        f"components {n_c}\n"
-        f"particles  {window.n_particles}\n"
-        f"frames     {window.n_frames}\n"
-        f"params     {metrics.get('total_params', '?')}\n"
-        f"compress.  {metrics.get('compression_ratio', float('nan')):.2f}\n"
-        f"MSE        {_num(metrics['final_mse'], '.4g')}\n"
-        f"R2         {_num(metrics['final_r2'], '.5f')}\n"
-        f"time       {metrics.get('training_time', float('nan')):.1f} s"
-    )
-    ax.text(0.02, 0.98, info, va="top", family="monospace", fontsize=11, transform=ax.transAxes)
-
-    ax = fig.add_subplot(grid[0, 3])
-    mean = window.values.reshape(-1, n_c).mean(0)  # scores are on component-centred values (fieldlab.inr.fit)
-    truth_flat, pred_flat = (window.values - mean).ravel(), (prediction - mean).ravel()
-    sel = np.random.default_rng(0).choice(truth_flat.size, min(max_scatter, truth_flat.size), replace=False)
-    ax.scatter(truth_flat[sel], pred_flat[sel], s=1, alpha=0.3)
-    lo, hi = float(truth_flat.min()), float(truth_flat.max())
-    line = np.array([lo, hi])
-    ax.plot(line, line, "k--", lw=1, label="ideal")
-    if metrics["slope"] is not None and metrics["intercept"] is not None:
-        ax.plot(line, metrics["slope"] * line + metrics["intercept"], "r-", lw=1, label="regression")
-    ax.set(
-        xlabel="truth - component mean",
-        ylabel="prediction - component mean",
-        title=f"R2 = {_num(metrics['final_r2'], '.5f')}, slope = {_num(metrics['slope'], '.4f')}",
-    )
-    ax.legend()
-
-    k = window.n_frames // 2
-    pos = window.positions[k]
-    bounds = (pos[:, 0].min(), pos[:, 0].max(), pos[:, 1].min(), pos[:, 1].max())
-    ssims = metrics.get("ssim") or [None] * n_c
-    for c in range(n_c):
-        truth, mask = particle_grid(pos, window.values[k, :, c], res, bounds)
-        pred, _ = particle_grid(pos, prediction[k, :, c], res, bounds)
-        vmin, vmax = float(truth[mask].min()), float(truth[mask].max())
-        for row, (img, title) in enumerate(
-            (
-                (truth, f"{names[c]} truth, frame {window.frames[k]}"),
-                (pred, f"{names[c]} INR, SSIM {_num(ssims[c], '.4f')}"),
-            )
-        ):
-            ax = fig.add_subplot(grid[1 + row, c])
-            shown = np.ma.masked_where(~mask, img)
-            im = ax.imshow(shown, origin="lower", extent=bounds, vmin=vmin, vmax=vmax, cmap="viridis")
-            ax.set(title=title, xlabel="x", ylabel="y")
-            fig.colorbar(im, ax=ax, shrink=0.8)
+    fig = panel_figure(window, prediction, losses, metrics, **options)
     with atomic_open(path, "wb") as fh:
         fig.savefig(fh, format="png", dpi=80)
-    plt.close(fig)
