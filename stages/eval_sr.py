@@ -20,7 +20,7 @@ def main() -> int:
 
         cfg = load_config(args.params, args.overrides)
         ckpt = Path(cfg.log.root) / cfg.model.backbone / "checkpoints" / "best.pt"
-        run_eval(cfg, ckpt, "metrics/eval_sr.json", "plots/eval_sr")
+        run_eval(cfg, ckpt, "metrics/eval_sr.json", "plots/eval_sr", backbone=cfg.model.backbone)
         return 0
 
     return guarded(run)

@@ -10,20 +10,25 @@ import sys
 from pathlib import Path
 
 from fieldlab.cli import guarded
-from fieldlab.config import load_config, stage_parser
+from fieldlab.config import load_config, stage_parser, to_dict
 
 
 def main() -> int:
     parser = stage_parser(__doc__.splitlines()[0])
     parser.add_argument("--backbone", choices=("unet", "fno"), required=True)
-    parser.add_argument("--resume", action="store_true", help="continue from checkpoints/last.pt")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from checkpoints/last.pt (an error if it is missing)"
+    )
     args = parser.parse_args()
 
     def run() -> int:
+        from fieldlab.core.checkpoint import check_resume, resume_checkpoint
         from fieldlab.potential.train import run_training
 
         cfg = load_config(args.params, args.overrides)
         b = args.backbone
+        if args.resume:  # a missing or foreign checkpoint is an error, not a fresh start
+            check_resume(resume_checkpoint(Path(cfg.log.root) / b), b, to_dict(cfg.model))
         run_training(
             cfg,
             b,

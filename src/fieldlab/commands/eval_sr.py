@@ -24,7 +24,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params, args.overrides)
     backbone = args.backbone or cfg.model.backbone
     ckpt = Path(args.checkpoint or Path(cfg.log.root) / backbone / "checkpoints" / "best.pt")
-    result = run_eval(cfg, ckpt, args.metrics, args.figures)
+    result = run_eval(cfg, ckpt, args.metrics, args.figures, backbone=backbone)  # another backbone's: an error
     keys = ("backbone", "ratio_x2_base")
     print(json.dumps({**{k: result[k] for k in keys}, "base": result["base"]["rel_l2"], "x2": result["x2"]["rel_l2"]}))
     return 0

@@ -37,6 +37,9 @@ def run(args: argparse.Namespace) -> int:
     if blocks < 1 or iters < 1:
         raise ConfigError(f"--blocks {blocks} --iters {iters}: expected positive integers")
     workspace = Path(args.params).resolve().parent
+    baseline = Path(args.out) / "baseline_params.yaml"
+    if args.resume and baseline.is_file():
+        read_params(baseline)  # the resumed study's baseline: one error line if it is empty or not a YAML mapping
     study = Study(workspace, Path(args.out).resolve(), blocks, iters, use_dvc=not args.no_dvc, resume=args.resume)
     signal.signal(signal.SIGTERM, _terminate)
     nodes = run_study(cfg, study)

@@ -11,7 +11,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=None, help="run folder (default: <log.root>/<backbone>)")
     parser.add_argument("--metrics", default=None, help="summary JSON (default: metrics/train_<backbone>.json)")
     parser.add_argument("--plots", default=None, help="history CSV (default: plots/train_<backbone>.csv)")
-    parser.add_argument("--resume", action="store_true", help="continue from <out>/checkpoints/last.pt")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue from <out>/checkpoints/last.pt (an error if it is missing)"
+    )
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, as dvc exp run -S")
 
 
@@ -19,12 +21,15 @@ def run(args: argparse.Namespace) -> int:
     import json
     from pathlib import Path
 
-    from fieldlab.config import load_config
+    from fieldlab.config import load_config, to_dict
+    from fieldlab.core.checkpoint import check_resume, resume_checkpoint
     from fieldlab.potential.train import run_training
 
     cfg = load_config(args.params, args.overrides)
     backbone = args.backbone or cfg.model.backbone
     out = Path(args.out or Path(cfg.log.root) / backbone)
+    if args.resume:  # before any output is touched: a missing or foreign checkpoint is an error, not a fresh start
+        check_resume(resume_checkpoint(out), backbone, to_dict(cfg.model))
     summary = run_training(
         cfg,
         backbone,

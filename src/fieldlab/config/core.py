@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import copy
 import dataclasses
+import math
 import re
 import types
 import typing
@@ -49,8 +50,29 @@ _Loader.add_implicit_resolver(
 )
 
 
+def _construct_mapping(loader: _Loader, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+    """A mapping without repeated keys: PyYAML would silently keep the last of ``lr: 1`` ... ``lr: 2``.
+
+    Only the keys written in the mapping itself count; a key that overrides one merged in with ``<<`` is fine.
+    """
+    seen: set[Any] = set()
+    for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge" or not isinstance(key_node, yaml.ScalarNode):
+            continue
+        key = loader.construct_object(key_node, deep=deep)
+        if key in seen:
+            raise yaml.constructor.ConstructorError(
+                "while constructing a mapping", node.start_mark, f"found duplicate key {key!r}", key_node.start_mark
+            )
+        seen.add(key)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+_Loader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
 def yaml_load(text: str) -> Any:
-    """Parse YAML text with the project's loader (scientific notation without a dot is a float)."""
+    """Parse YAML text with the project's loader (scientific notation without a dot is a float, no repeated keys)."""
     return yaml.load(text, Loader=_Loader)  # _Loader derives from SafeLoader: no arbitrary objects
 
 
@@ -152,6 +174,8 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, int | float):
             _fail(source, key, value, "a number")
+        if not math.isfinite(value):
+            _fail(source, key, value, "a finite number")
         return float(value)
     if tp is str:
         if not isinstance(value, str):
@@ -226,18 +250,21 @@ def apply_overrides(raw: dict[str, Any], overrides: Sequence[str]) -> dict[str, 
 
 
 def read_params(path: str | Path) -> dict[str, Any]:
-    """Parse a params file into a mapping, with one-line errors for missing or malformed files."""
+    """Parse a params file into a mapping, with one-line errors for missing, empty or malformed files."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: params file not found")
     try:
-        raw = yaml_load(path.read_text())
+        raw = yaml_load(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise ConfigError(f"{path}: not UTF-8 text; expected a YAML params file") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark is not None else ""
-        raise ConfigError(f"{path}: not valid YAML{where}") from None
+        problem = getattr(exc, "problem", None)
+        raise ConfigError(f"{path}: not valid YAML{where}" + (f" ({problem})" if problem else "")) from None
     if raw is None:
-        return {}
+        raise ConfigError(f"{path}: empty params file; expected a mapping of sections (seed, data, model, ...)")
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: expected a mapping of sections at the top level, got {type(raw).__name__}")
     return raw

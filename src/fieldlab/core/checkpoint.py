@@ -7,7 +7,7 @@ PyTorch's safe unpickler:
 - ``transforms``: :meth:`fieldlab.potential.data.transforms.FieldScaler.to_dict`;
 - ``optimizer``, ``scheduler``: state dicts; ``epoch`` (completed epochs), ``step``;
 - ``rng``: Python, NumPy and torch (CPU, CUDA) generator states, converted to tensors and lists;
-- ``best_val``, ``history`` and the resolved ``config``.
+- ``best_val_rel_l2``, ``history``, ``train_time_s`` and the resolved ``config``.
 """
 
 from __future__ import annotations
@@ -68,8 +68,24 @@ def save_checkpoint(path: str | Path, checkpoint: dict[str, Any]) -> None:
         torch.save(checkpoint, fh)
 
 
+#: Keys of every checkpoint and the type each must have.
+REQUIRED: dict[str, type | tuple[type, ...]] = {
+    "model": dict,
+    "model_config": dict,
+    "backbone": str,
+    "transforms": dict,
+    "epoch": int,
+}
+#: Further keys a checkpoint needs to continue training from it (``--resume``).
+RESUME_KEYS = ("optimizer", "scheduler", "step", "best_val_rel_l2", "history", "train_time_s", "rng")
+
+
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Load a checkpoint with the safe unpickler; a missing or foreign file is an :class:`InputError`."""
+    """Load a checkpoint with the safe unpickler; a missing, foreign or incomplete file is an :class:`InputError`.
+
+    Checked: the file loads, holds a dict, has every key of :data:`REQUIRED` with its type, and every tensor of
+    the ``model`` state dict is finite (a NaN weight would turn every prediction into NaN).
+    """
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: checkpoint not found (train this backbone first)")
@@ -77,7 +93,76 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
         ckpt = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as exc:  # torch raises several unrelated types for corrupt or unsafe files
         raise InputError(f"{path}: not a readable fieldlab checkpoint ({exc.__class__.__name__})") from None
-    missing = [k for k in ("model", "model_config", "backbone", "transforms", "epoch") if k not in ckpt]
+    if not isinstance(ckpt, dict):
+        raise InputError(f"{path}: holds a {type(ckpt).__name__}; expected a fieldlab checkpoint (a dict)")
+    missing = [k for k in REQUIRED if k not in ckpt]
     if missing:
         raise InputError(f"{path}: checkpoint lacks {', '.join(missing)}")
+    for key, kind in REQUIRED.items():
+        if not isinstance(ckpt[key], kind) or isinstance(ckpt[key], bool):
+            expected = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+            raise InputError(f"{path}: checkpoint {key} is a {type(ckpt[key]).__name__}; expected {expected}")
+    for name, value in ckpt["model"].items():
+        if not isinstance(value, torch.Tensor):
+            raise InputError(f"{path}: model.{name} is a {type(value).__name__}; expected a tensor")
+        if (value.is_floating_point() or value.is_complex()) and not bool(torch.isfinite(value).all()):
+            raise InputError(f"{path}: model.{name} holds non-finite weights (NaN or infinity)")
     return ckpt
+
+
+def resume_checkpoint(out_dir: str | Path) -> Path:
+    """The checkpoint ``--resume`` continues from: ``<out_dir>/checkpoints/last.pt`` (written every epoch)."""
+    return Path(out_dir) / "checkpoints" / "last.pt"
+
+
+def check_resume(path: str | Path, backbone: str, model_config: dict[str, Any]) -> None:
+    """Fail before training when ``--resume`` has nothing, or the wrong thing, to continue from.
+
+    Parameters
+    ----------
+    path
+        The checkpoint to continue (:func:`resume_checkpoint`).
+    backbone
+        The backbone this run trains.
+    model_config
+        The ``model`` section of this run as a plain dict; it must equal the one the checkpoint was trained with
+        (the ``backbone`` key aside, which ``--backbone`` may override), or the weights would not fit the model.
+
+    Raises
+    ------
+    InputError
+        The checkpoint is missing, unreadable, lacks a key of :data:`RESUME_KEYS`, belongs to another backbone,
+        or was trained with another ``model`` section (the first differing key is named).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            f"{path}: no checkpoint to resume from; expected the last.pt of an earlier run of {backbone} "
+            "(drop --resume to start afresh)"
+        )
+    ckpt = load_checkpoint(path)
+    missing = [k for k in RESUME_KEYS if k not in ckpt]
+    if missing:
+        raise InputError(f"{path}: checkpoint lacks {', '.join(missing)}; cannot resume training from it")
+    if ckpt["backbone"] != backbone:
+        raise InputError(f"{path}: checkpoint of backbone {ckpt['backbone']!r}; expected {backbone!r} to resume")
+    trained = _flatten({k: v for k, v in ckpt["model_config"].items() if k != "backbone"})
+    current = _flatten({k: v for k, v in model_config.items() if k != "backbone"})
+    for key in sorted(set(trained) | set(current)):
+        old, new = trained.get(key), current.get(key)
+        if old != new:
+            raise InputError(
+                f"{path}: trained with model.{key} = {old!r}, the params give {new!r}; expected the same model "
+                "section to resume (or drop --resume to start afresh)"
+            )
+
+
+def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """``{"a": {"b": 1}}`` -> ``{"a.b": 1}``; lists become tuples (a checkpoint may store either)."""
+    out: dict[str, Any] = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            out.update(_flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = tuple(value) if isinstance(value, list | tuple) else value
+    return out

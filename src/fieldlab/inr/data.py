@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 from scipy.ndimage import distance_transform_edt
 
+from fieldlab.core.io import load_npz
 from fieldlab.errors import ConfigError, InputError
 
 #: components per field and their labels
@@ -26,6 +27,8 @@ FIELD_COMPONENTS: dict[str, tuple[str, ...]] = {
     "S": ("S11", "S12", "S21", "S22"),
     "C": ("C11", "C12", "C21", "C22"),
 }
+#: trailing shape of each field in ``trajectory.npz``, after ``(T, N)``
+FIELD_TAILS: dict[str, tuple[int, ...]] = {"F": (2, 2), "Jp": (), "S": (2, 2), "C": (2, 2)}
 
 
 @dataclass(frozen=True)
@@ -90,7 +93,8 @@ def load_field_window(path: str | Path, field_name: str, frame_start: int, n_fra
     Raises
     ------
     InputError
-        The file is missing or lacks a key or has inconsistent shapes.
+        One line naming the file: it is missing or unreadable (truncated, empty, not an ``.npz``), lacks ``x``,
+        the field or ``material``, an array has the wrong shape or dtype, or the window holds NaN or infinity.
     ConfigError
         The window ``[frame_start, frame_start + n_frames)`` is outside the recorded frames.
     """
@@ -101,28 +105,32 @@ def load_field_window(path: str | Path, field_name: str, frame_start: int, n_fra
         raise ConfigError(f"inr.field_name = {field_name!r}: expected one of {', '.join(FIELD_COMPONENTS)}")
     if not path.is_file():
         raise InputError(f"{path}: MPM trajectory not found (run the simulate_mpm stage first)")
-    try:
-        with np.load(path) as npz:
-            missing = [k for k in ("x", field_name, "material") if k not in npz.files]
-            if missing:
-                raise InputError(f"{path}: missing arrays {missing}; found {sorted(npz.files)}")
-            n_total = npz["x"].shape[0]
-            if frame_start + n_frames > n_total:
-                raise ConfigError(
-                    f"inr.frame_start + inr.n_training_frames = {frame_start} + {n_frames}: expected <= {n_total}, "
-                    f"the frames recorded in {path}"
-                )
-            window = slice(frame_start, frame_start + n_frames)
-            arrays = {field_name: npz[field_name][window]}
-            positions = np.asarray(npz["x"][window], dtype=np.float32)
-            material = np.asarray(npz["material"])
-    except (OSError, ValueError) as exc:
-        if isinstance(exc, InputError | ConfigError):
-            raise
-        raise InputError(f"{path}: not a readable .npz trajectory ({exc.__class__.__name__})") from None
-    values = np.asarray(field_components(field_name, arrays), dtype=np.float32)
-    if not np.all(np.isfinite(values)):
-        raise InputError(f"{path}: field {field_name} has non-finite values in frames {frame_start}..")
+    arrays = load_npz(path, ("x", field_name, "material"), what="an MPM trajectory")
+    x, field, material = arrays["x"], arrays[field_name], arrays["material"]
+    if x.ndim != 3 or x.shape[2] != 2 or min(x.shape) < 1:
+        raise InputError(f"{path}: x has shape {x.shape}; expected (T, N, 2) positions with T, N >= 1")
+    n_total, n = x.shape[:2]
+    expected = {"x": (n_total, n, 2), field_name: (n_total, n, *FIELD_TAILS[field_name]), "material": (n,)}
+    for name, want in expected.items():
+        if arrays[name].shape != want:
+            raise InputError(f"{path}: {name} has shape {arrays[name].shape}; expected {want} (T, N from x)")
+    for name in ("x", field_name):
+        if arrays[name].dtype.kind != "f":
+            raise InputError(f"{path}: {name} has dtype {arrays[name].dtype}; expected floating point (float32)")
+    if material.dtype.kind not in "iu":
+        raise InputError(f"{path}: material has dtype {material.dtype}; expected integer labels")
+    if frame_start + n_frames > n_total:
+        raise ConfigError(
+            f"inr.frame_start + inr.n_training_frames = {frame_start} + {n_frames}: expected <= {n_total}, "
+            f"the frames recorded in {path}"
+        )
+    window = slice(frame_start, frame_start + n_frames)
+    positions = np.asarray(x[window], dtype=np.float32)
+    values = np.asarray(field_components(field_name, {field_name: field[window]}), dtype=np.float32)
+    last = frame_start + n_frames - 1
+    for name, arr in (("x", positions), (field_name, values)):
+        if not np.all(np.isfinite(arr)):
+            raise InputError(f"{path}: {name} has non-finite values in frames {frame_start}..{last}")
     frames = np.arange(frame_start, frame_start + n_frames)
     return FieldWindow(field_name, values, positions, frames, material)
 

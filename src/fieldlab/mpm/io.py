@@ -7,12 +7,11 @@ and integer ``material`` (N,) (0 liquid, 1 jelly, 2 snow), ``particle_id`` (N,).
 from __future__ import annotations
 
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
-from fieldlab.core.io import save_npz, write_json
+from fieldlab.core.io import load_npz, save_npz, write_json
 from fieldlab.errors import InputError
 from fieldlab.mpm.trajectory import FIELD_SHAPES, MPMTrajectory
 
@@ -35,7 +34,8 @@ def load_trajectory(path: str | Path) -> MPMTrajectory:
     Raises
     ------
     InputError
-        The file is missing, is not an npz, lacks an array, or an array has the wrong shape or dtype.
+        The file is missing, is not an npz, lacks an array, an array has the wrong shape or dtype, or a particle
+        field holds NaN or infinity.
 
     Examples
     --------
@@ -48,14 +48,7 @@ def load_trajectory(path: str | Path) -> MPMTrajectory:
     npz = path / TRAJECTORY_FILE if path.suffix != ".npz" else path
     if not npz.is_file():
         raise InputError(f"{npz}: trajectory file not found (run `fieldlab simulate-mpm` or `dvc repro simulate_mpm`)")
-    try:
-        with np.load(npz, allow_pickle=False) as data:
-            arrays = {k: data[k] for k in REQUIRED if k in data.files}
-    except (OSError, ValueError, zipfile.BadZipFile) as exc:
-        raise InputError(f"{npz}: not a readable .npz file ({exc.__class__.__name__})") from None
-    missing = [k for k in REQUIRED if k not in arrays]
-    if missing:
-        raise InputError(f"{npz}: missing array(s) {', '.join(missing)}; expected {', '.join(REQUIRED)}")
+    arrays = load_npz(npz, REQUIRED, what="an MPM trajectory")
     meta = {}
     manifest = npz.parent / MANIFEST_FILE
     if manifest.is_file():
@@ -63,7 +56,16 @@ def load_trajectory(path: str | Path) -> MPMTrajectory:
             meta = json.loads(manifest.read_text())
         except json.JSONDecodeError as exc:
             raise InputError(f"{manifest}: not valid JSON (line {exc.lineno})") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"{manifest}: not readable UTF-8 text ({exc.__class__.__name__})") from None
+        if not isinstance(meta, dict):
+            raise InputError(f"{manifest}: holds a JSON {type(meta).__name__}; expected an object of parameters")
     try:
-        return MPMTrajectory(**arrays, meta=meta)
+        traj = MPMTrajectory(**arrays, meta=meta)
     except InputError as exc:
         raise InputError(f"{npz}: {exc}") from None
+    for name in FIELD_SHAPES:
+        bad = int(np.size(arrays[name]) - np.isfinite(arrays[name]).sum())
+        if bad:
+            raise InputError(f"{npz}: {name} holds {bad} non-finite value(s); expected finite particle fields")
+    return traj

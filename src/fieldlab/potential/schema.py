@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fieldlab.core.io import load_npz
 from fieldlab.errors import InputError
 
 #: Array axes of every volume, and the physical axis each one is.
@@ -83,8 +84,8 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> PotentialSampl
     if missing:
         raise InputError(f"{where}: missing key(s) {', '.join(missing)}; expected {', '.join(SAMPLE_KEYS)}")
     u = np.asarray(arrays["u"])
-    if u.ndim != 3:
-        raise InputError(f"{where}: u has shape {u.shape}; expected (D, H, W)")
+    if u.ndim != 3 or min(u.shape) < 1:
+        raise InputError(f"{where}: u has shape {u.shape}; expected (D, H, W), each at least 1")
     shape = u.shape
     expect = {
         "sigma": (*shape, 6),
@@ -107,6 +108,9 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> PotentialSampl
             raise InputError(f"{where}: {key} has dtype {arr.dtype}; expected a floating-point array")
         if not np.all(np.isfinite(arr)):
             raise InputError(f"{where}: {key} holds non-finite values")
+    mask = np.asarray(arrays["mask"])
+    if mask.dtype.kind != "b" and not (mask.dtype.kind in "iu" and np.all((mask == 0) | (mask == 1))):
+        raise InputError(f"{where}: mask has dtype {mask.dtype}; expected a boolean tissue mask (or 0/1 integers)")
     if np.any(np.asarray(arrays["spacing"]) <= 0):
         raise InputError(f"{where}: spacing = {np.asarray(arrays['spacing']).tolist()}; expected positive metres")
     tissue = np.asarray(arrays["tissue"])
@@ -120,15 +124,8 @@ def validate_arrays(arrays: dict[str, np.ndarray], where: str) -> PotentialSampl
 
 
 def load_sample(path: str | Path) -> PotentialSample:
-    """Read and validate one ``.npz`` sample file."""
-    path = Path(path)
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except FileNotFoundError:
-        raise InputError(f"{path}: file not found") from None
-    except (OSError, ValueError) as exc:
-        raise InputError(f"{path}: not a readable .npz file ({exc.__class__.__name__})") from None
+    """Read and validate one ``.npz`` sample file; every problem is one :class:`InputError` naming ``path``."""
+    arrays = load_npz(path, what="a potential sample (" + ", ".join(SAMPLE_KEYS) + ")")
     return validate_arrays(arrays, str(path))
 
 
