@@ -79,6 +79,30 @@ def test_malformed_params_name_the_key(tmp_path: Path, text: str, key: str) -> N
     assert "expected" in message
 
 
+MUSCLE_CASES = {
+    # (loss section, data section, accepted)
+    "other tensor": ({"muscle_sigma": [0.3, 0.3, 1.5, 0, 0, 0]}, {}, False),
+    "fibre along y (same eigenvalues)": ({"muscle_sigma": [0.2455, 1.2275, 0.2455, 0, 0, 0]}, {}, True),
+    "within muscle_rtol": ({"muscle_sigma": [0.2455, 0.2455, 1.2276, 0, 0, 0]}, {}, True),
+    "region tissue ignores it": ({"region": "tissue", "muscle_sigma": [0.3, 0.3, 1.5, 0, 0, 0]}, {}, True),
+    "raw corpus ignores it": ({"muscle_sigma": [0.3, 0.3, 1.5, 0, 0, 0]}, {"source": "raw"}, True),
+}
+
+
+@pytest.mark.parametrize(("loss", "data", "accepted"), MUSCLE_CASES.values(), ids=list(MUSCLE_CASES))
+def test_loss_muscle_sigma_must_be_the_physics_muscle_tensor(loss: dict, data: dict, accepted: bool) -> None:
+    """The loss mask keeps voxels with the eigenvalues of loss.muscle_sigma; a synthetic corpus's muscle carries
+    physics.conductivity.muscle = diag(0.2455, 0.2455, 1.2275). A fibre along y, diag(0.2455, 1.2275, 0.2455), is a
+    rotation of it (same eigenvalues); 1.2276 differs by 1e-4 < muscle_rtol 1e-3 x 1.2276."""
+    raw = {"loss": loss, "data": data}
+    if accepted:
+        config_from_dict(raw)
+        return
+    with pytest.raises(ConfigError, match=r"loss\.muscle_sigma = \[0\.3, .*physics\.conductivity\.muscle") as info:
+        config_from_dict(raw)
+    assert "\n" not in str(info.value)
+
+
 def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="expected a mapping of sections"):
         load_config(write(tmp_path, "- 1\n- 2\n"))

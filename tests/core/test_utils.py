@@ -31,6 +31,15 @@ def test_seed_everything_makes_all_generators_repeat() -> None:
     assert draw() != first
 
 
+def test_seed_everything_leaves_the_environment_alone(monkeypatch: pytest.MonkeyPatch) -> None:
+    """PYTHONHASHSEED only acts when the interpreter starts: setting it from a running process seeds nothing and would
+    only leak into child processes, so seeding must not touch the environment."""
+    monkeypatch.delenv("PYTHONHASHSEED", raising=False)
+    before = dict(os.environ)
+    seed_everything(7)
+    assert dict(os.environ) == before
+
+
 def test_seeded_generator_and_worker_seeds() -> None:
     a = torch.randint(0, 10**6, (4,), generator=seed_everything(5))
     b = torch.randint(0, 10**6, (4,), generator=seed_everything(5))

@@ -12,13 +12,13 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from torch import nn
 
 from fieldlab.config import INRConfig, NGPConfig, load_config
 from fieldlab.inr.block import run_inr_block
 from fieldlab.inr.data import FieldWindow, field_components, synthetic_trajectory
 from fieldlab.inr.fit import fit_inr
-from fieldlab.inr.models.registry import make_inputs
-from fieldlab.inr.scores import regression_stats
+from fieldlab.inr.models.registry import FieldINR, make_inputs
 
 ROOT = Path(__file__).resolve().parents[2]
 CPU = torch.device("cpu")
@@ -54,19 +54,50 @@ def test_small_fit_reaches_r2_above_0_99_on_a_smooth_field(cfg):
     assert np.all(np.isfinite(result.ssim)) and len(result.ssim) == 1
 
 
-def test_metrics_are_in_physical_units_per_component():
-    """Standardisation is undone: the reported R2 is that of the prediction against the raw field values."""
-    window = window_of("S")  # components of scale 25, far from unit variance
-    result = fit_inr(replace(SMALL_SIREN, field_name="S", total_steps=40), window, seed=0, device=CPU)
-    assert result.prediction.shape == window.values.shape
-    mean = window.values.reshape(-1, 4).mean(0)
-    centred = regression_stats(window.values - mean, result.prediction - mean)
-    assert result.stats.r2 == pytest.approx(centred.r2, rel=1e-6)
-    assert result.r2_pooled == pytest.approx(regression_stats(window.values, result.prediction).r2, rel=1e-9)
-    # a per-component constant prediction scores R2 = 0 on centred values, whatever the pooled R2 says
-    constant = np.broadcast_to(mean, window.values.shape)
-    assert regression_stats(window.values - mean, constant - mean).r2 == pytest.approx(0.0, abs=1e-9)
-    assert len(result.r2_per_component) == 4 and len(result.ssim) == 4
+class ConstantField(nn.Module):
+    """A network set by hand: ``c`` (standardised units) for every input, whatever training does.
+
+    Its only parameter enters as ``0 * p``: the gradient is exactly zero, so Adam leaves it (and the output) as is.
+    """
+
+    def __init__(self, c: list[float]) -> None:
+        super().__init__()
+        self.register_buffer("c", torch.tensor(c))
+        self.p = nn.Parameter(torch.zeros(()))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c.expand(x.shape[0], -1) + 0.0 * self.p  # (b*N, d) -> (b*N, C)
+
+
+def test_metrics_are_in_physical_units_per_component(monkeypatch):
+    """A model whose standardised output is the constant c_k on component k, fitted to S (scale ~25, four
+    components of unequal spread), has a closed-form de-standardised prediction and closed-form scores.
+
+    With m_k, s_k the component's mean and (population) std over the T*N values, the prediction is
+    p_k = m_k + c_k s_k. Then SS_res,k = sum (y - m_k - c_k s_k)^2 = n s_k^2 (1 + c_k^2) (the cross term vanishes
+    because sum (y - m_k) = 0) and SS_tot,k = n s_k^2, so
+
+        R2_k = 1 - (1 + c_k^2) = -c_k^2,
+        R2 (values centred per component) = -sum_k s_k^2 c_k^2 / sum_k s_k^2,
+        slope = 0 (the centred prediction is constant on each component, whose centred truth sums to zero),
+        R2 (raw pooled values) = 1 - sum_k s_k^2 (1 + c_k^2) / sum_k (s_k^2 + (m_k - M)^2), M = mean_k m_k.
+
+    A prediction left in standardised units, or de-standardised with a pooled mean or std, misses every one."""
+    window = window_of("S")
+    c = [1.0, -2.0, 0.5, 0.0]
+    monkeypatch.setattr(
+        "fieldlab.inr.fit.build_inr", lambda cfg, n, n_c: FieldINR("siren_txy", ConstantField(c), n, n_c)
+    )
+    result = fit_inr(replace(SMALL_SIREN, field_name="S", total_steps=3), window, seed=0, device=CPU)
+    flat = window.values.reshape(-1, 4).astype(np.float64)
+    m, s = flat.mean(0), flat.std(0)
+    np.testing.assert_allclose(result.prediction, np.broadcast_to(m + np.array(c) * s, window.values.shape), rtol=1e-6)
+    np.testing.assert_allclose(result.r2_per_component, [-(ck**2) for ck in c], atol=1e-9)
+    assert result.stats.r2 == pytest.approx(-np.sum(s**2 * np.square(c)) / np.sum(s**2), rel=1e-9)
+    assert result.stats.slope == pytest.approx(0.0, abs=1e-9)
+    pooled = 1 - np.sum(s**2 * (1 + np.square(c))) / np.sum(s**2 + (m - m.mean()) ** 2)
+    assert result.r2_pooled == pytest.approx(pooled, rel=1e-9)
+    assert len(result.ssim) == 4
 
 
 def test_same_seed_same_losses_and_learnable_omega_moves():

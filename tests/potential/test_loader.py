@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -70,6 +72,29 @@ def test_2x_ball_covers_the_same_physical_region(root):
     n_fine = int((~fine[0]["mask"]).sum())
     assert n_base >= 7  # at least one full radius-1 ball (7 voxels)
     assert n_fine > 4 * n_base  # radius 2 voxels at 2x: 33 per ball vs 7, i.e. ~8 / 2**3 * 7 of the same volume
+
+
+def test_muscle_sigma_that_matches_no_voxel_is_refused_naming_the_file(root):
+    """The corpus's muscle is diag(0.2455, 0.2455, 1.2275); a loss tensor of other eigenvalues matches no voxel, and
+    an empty mask would score any prediction as perfect: the item is refused, naming the file, the rule and the
+    tensor that the voxels labelled muscle carry."""
+    files = split_files(root, "train")
+    ds = PotentialDataset(files, FieldScaler(1.0, 1.0), singularity_radius=1.0, muscle_sigma=(0.3, 0.3, 1.5, 0, 0, 0))
+    with pytest.raises(InputError) as info:
+        ds[0]
+    message = str(info.value)
+    assert message.startswith(f"{files[0]}: the loss mask holds 0 of 288 tissue voxels")
+    assert "loss.muscle_sigma = [0.3, 0.3, 1.5, 0, 0, 0]" in message
+    assert "labelled muscle carry [0.2455, 0.2455, 1.2275, 0, 0, 0]" in message and "\n" not in message
+
+
+def test_source_balls_that_cover_the_tissue_are_refused(root):
+    """Balls of radius 10 base voxels around the poles cover the whole 8 x 6 x 6 grid: nothing is left to score."""
+    files = split_files(root, "val")
+    ds = PotentialDataset(files, FieldScaler(1.0, 1.0), singularity_radius=10.0, region="tissue")
+    expected = rf"^{re.escape(str(files[0]))}: the loss mask holds 0 of .*loss\.singularity_radius = 10"
+    with pytest.raises(InputError, match=expected):
+        ds[0]
 
 
 def test_missing_split_is_a_clear_error(tmp_path):

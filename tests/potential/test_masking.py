@@ -10,6 +10,7 @@ import pytest
 import torch
 from support_train import FAT, MUSCLE
 
+from fieldlab.errors import InputError
 from fieldlab.potential import masking
 
 
@@ -84,3 +85,33 @@ def test_loss_mask_is_region_minus_singular():
     region = torch.tensor([True, True, False, False])
     singular = torch.tensor([True, False, True, False])
     assert masking.loss_mask(region, singular).tolist() == [False, True, False, False]
+
+
+@pytest.mark.parametrize(
+    ("n_mask", "n_tissue", "refused"),
+    [(0, 0, True), (0, 50, True), (1, 101, True), (2, 101, False), (1, 100, False)],
+    ids=["no-tissue", "empty", "1-of-101", "2-of-101", "1-of-100"],
+)
+def test_coverage_floor_is_one_percent_of_the_tissue(n_mask, n_tissue, refused):
+    """MIN_MASK_FRACTION = 1 %: 1 of 101 tissue voxels (0.99 %) is refused, 2 of 101 and 1 of 100 pass; an empty
+    mask is refused whatever the tissue."""
+    tissue = torch.zeros(300, dtype=torch.bool)
+    tissue[:n_tissue] = True
+    mask = torch.zeros(300, dtype=torch.bool)
+    mask[:n_mask] = True
+    if not refused:
+        masking.check_coverage(mask, tissue, "s.npz", lambda: "the rule")
+        return
+    with pytest.raises(InputError, match=rf"s\.npz: the loss mask holds {n_mask} of {n_tissue} .* 1%.*; the rule"):
+        masking.check_coverage(mask, tissue, "s.npz", lambda: "the rule")
+
+
+def test_dominant_tensor_is_the_pure_tissue_of_a_label():
+    """Three pure muscle voxels and two different partial volumes labelled muscle: the pure tensor is the mode."""
+    half = [0.5 * (m + f) for m, f in zip(MUSCLE, FAT, strict=True)]
+    third = [(m + 2 * f) / 3 for m, f in zip(MUSCLE, FAT, strict=True)]
+    sigma = torch.tensor([half, MUSCLE, third, MUSCLE, MUSCLE, FAT], dtype=torch.float64).reshape(6, 1, 1, 6)
+    labels = torch.tensor([3, 3, 3, 3, 3, 2]).reshape(6, 1, 1)
+    assert masking.dominant_tensor(sigma, labels, 3) == list(MUSCLE)
+    assert masking.dominant_tensor(sigma, labels, 2) == list(FAT)
+    assert masking.dominant_tensor(sigma, labels, 4) is None

@@ -45,6 +45,24 @@ def test_perfect_prediction_and_mismatched_shapes(fields):
         metrics.masked_mse(t[:, :, :3], t, m)
 
 
+def test_empty_mask_is_nan_not_a_perfect_score(fields):
+    """Over an empty set there is no error to report: every measure of that sample is NaN (a 0 error or an R2 of 1
+    would pass for a perfect fit), the other sample keeps its value, and a loss over the batch is NaN."""
+    pred, target, mask = fields
+    mask[1] = False
+    p, t, m = as_t(pred, target, mask)
+    s = torch.tensor([[0.001, 0.002, 0.004]] * 2)
+    for measure in (metrics.masked_mse, metrics.relative_l2, metrics.r2_score, metrics.max_error):
+        got = measure(p, t, m)
+        assert torch.isfinite(got[0]) and torch.isnan(got[1]), measure.__name__
+    pb, tb = pred[0][mask[0]], target[0][mask[0]]
+    np.testing.assert_allclose(metrics.masked_mse(p, t, m)[0], np.mean((pb - tb) ** 2), rtol=1e-12)
+    assert torch.isnan(metrics.gradient_loss(p, t, m, s))
+    assert torch.isnan(metrics.training_loss(p, t, m, s, 1.0, 0.0))
+    # a perfect prediction over an empty mask is still NaN, not 0 and 1
+    assert torch.isnan(metrics.relative_l2(t, t, m)[1]) and torch.isnan(metrics.r2_score(t, t, m)[1])
+
+
 def test_electric_field_of_a_linear_potential_is_exact():
     """phi = a x + b y + c z -> E = -(c, b, a) in (z, y, x) order, exactly, for any spacing."""
     dx, dy, dz = 0.002, 0.003, 0.005

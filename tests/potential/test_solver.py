@@ -62,6 +62,44 @@ def test_element_matrix_matches_kronecker_form():
         np.testing.assert_allclose(K[c].sum(axis=1), 0.0, atol=1e-14)
 
 
+OFF_DIAGONAL_ENTRIES = {
+    # (channel, a, b): value for (dx, dy, dz) = (0.5, 0.7, 1.1); corner index 4 c_z + 2 c_y + c_x
+    "xy diagonal (000, 000)": (3, 0, 0, 1.1 / 6),
+    "xy across the z-face (000, 011)": (3, 0, 3, -1.1 / 6),
+    "xy along x only (000, 001)": (3, 0, 1, 0.0),
+    "xy through the box (000, 111)": (3, 0, 7, -1.1 / 12),
+    "xy anti-diagonal of a face (001, 010)": (3, 1, 2, 1.1 / 6),
+    "xy up one layer (000, 100)": (3, 0, 4, 1.1 / 12),
+    "xz across the y-face (000, 101)": (4, 0, 5, -0.7 / 6),
+    "xz diagonal (000, 000)": (4, 0, 0, 0.7 / 6),
+    "yz across the x-face (000, 110)": (5, 0, 6, -0.5 / 6),
+    "yz through the box (000, 111)": (5, 0, 7, -0.5 / 12),
+}
+
+
+@pytest.mark.parametrize(("channel", "a", "b", "want"), OFF_DIAGONAL_ENTRIES.values(), ids=list(OFF_DIAGONAL_ENTRIES))
+def test_off_diagonal_element_matrix_entries_derived_by_hand(channel, a, b, want):
+    """K_xy = G_xy + G_yx on the box [0, dx] x [0, dy] x [0, dz], by hand.
+
+    Corner a has bits (c_z, c_y, c_x) and N_a = X_a(x) Y_a(y) Z_a(z) with X_a = x / dx if c_x = 1, else
+    1 - x / dx (alike in y, z), so dX_a/dx = s^x_a / dx with s = +1 for c = 1 and -1 for c = 0. Then
+
+        G_xy[a, b] = int dN_a/dx dN_b/dy dV = (s^x_a / dx)(s^y_b / dy) int X_b dx  int Y_a dy  int Z_a Z_b dz
+                   = (s^x_a s^y_b / (dx dy)) (dx / 2)(dy / 2) dz m(c^z_a, c^z_b),
+
+    with m = 1/3 for equal bits (int_0^1 t^2 dt) and 1/6 for different ones (int_0^1 t (1 - t) dt), so
+
+        K_xy[a, b] = dz m(c^z_a, c^z_b) (s^x_a s^y_b + s^y_a s^x_b) / 4,
+
+    which does not depend on dx or dy. E.g. a = b = 000: dz (1/3)(1 + 1) / 4 = dz / 6; a = 000, b = 011:
+    dz (1/3)(-1 - 1) / 4 = -dz / 6; a = 000, b = 001: (-1)(-1) + (-1)(+1) = 0; a = 000, b = 111: -dz / 12.
+    K_xz and K_yz follow by exchanging the roles: dy m(c^y) (s^x s^z + s^z s^x) / 4 and dx m(c^x) (...) / 4.
+    """
+    K = element_matrices((0.5, 0.7, 1.1))
+    assert K[channel, a, b] == pytest.approx(want, abs=1e-14)
+    assert K[channel, b, a] == pytest.approx(want, abs=1e-14)
+
+
 def test_manufactured_solution_converges_at_second_order():
     """u = cos(pi x/Lx) cos(pi y/Ly) cos(pi z/Lz) on a box with zero normal flux and sigma = diag(1, 2.5, 0.4):
     f = (sx (pi/Lx)^2 + sy (pi/Ly)^2 + sz (pi/Lz)^2) u. Q1 elements give O(h^2) at the voxel centres; the

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import math
 from pathlib import Path
 
 import pytest
@@ -124,14 +125,63 @@ def test_predict_restricted_runs_the_model_on_the_restricted_grid(backbone, monk
     assert torch.allclose(seen["coords"], inputs((16, 8, 8))[2], atol=1e-6)
 
 
-def test_conditioning_distinguishes_spacings_and_can_be_disabled():
+def gelu(x: float) -> float:
+    """The exact GELU, x Phi(x) with Phi the standard normal CDF."""
+    return x * 0.5 * (1.0 + math.erf(x / math.sqrt(2.0)))
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_conditioning_distinguishes_spacings_and_can_be_disabled(backbone, monkeypatch):
+    """The spacing reaches the backbone's latent as the FiLM h (1 + gamma) + beta, (gamma, beta) =
+    W_2 gelu(W_1 s + b_1) + b_2 with s = log(spacing / reference) per sample (conditioning.py).
+
+    1. At the reference spacing s = 0, so with b_1 = b_2 = 0 the FiLM is the identity whatever W_1 and W_2 are: the
+       model equals the same weights without a conditioner.
+    2. Hand-set weights (W_1 = [I; 0], b_1 = 0; W_2 picks hidden units) give gamma_0 = gelu(s_x),
+       beta_0 = gelu(s_y), gamma_1 = gelu(s_z), beta_1 = 1/4 (b_2), every other channel 0. A backbone that records
+       what its ``modulate`` does to h = 0 (beta) and h = 1 (1 + gamma + beta) sees exactly that, sample by sample,
+       for spacings (2, 2, 2) mm (the reference) and (1, 4, 8) mm: s = (-ln 2, ln 2, 2 ln 2).
+    3. Disabled, there is no conditioner and the output does not depend on the spacing.
+    """
     torch.manual_seed(3)
     sigma, f, coords, _ = inputs((16, 8, 8))
-    model = build_model(SMALL).eval()
-    a = model(sigma, f, coords, torch.full((2, 3), 2e-3))
-    b = model(sigma, f, coords, torch.full((2, 3), 1e-3))
-    assert not torch.allclose(a, b)
-    plain = build_model(dataclasses.replace(SMALL, conditioning=ConditioningConfig(enabled=False))).eval()
+    reference = torch.full((2, 3), 2e-3)
+    model = build_model(SMALL, backbone).eval()
+    plain = build_model(dataclasses.replace(SMALL, conditioning=ConditioningConfig(enabled=False)), backbone).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("conditioner.")})
+    first, last = model.conditioner.mlp[0], model.conditioner.mlp[-1]
+    with torch.no_grad():
+        first.bias.zero_()
+        last.bias.zero_()
+        assert torch.equal(model(sigma, f, coords, reference), plain(sigma, f, coords, reference))
+
+    latent = model.backbone.latent_channels
+    with torch.no_grad():
+        first.weight.zero_()
+        first.weight[:3] = torch.eye(3)
+        last.weight.zero_()
+        last.weight[0, 0] = last.weight[latent, 1] = last.weight[1, 2] = 1.0
+        last.bias[latent + 1] = 0.25
+    seen = {}
+
+    def spy(x, modulate=None):
+        h = torch.zeros(x.shape[0], latent, 2, 2, 2)
+        seen["beta"], seen["one"] = modulate(h), modulate(h + 1)
+        return torch.zeros_like(x[:, :1])
+
+    monkeypatch.setattr(model.backbone, "forward", spy)
+    spacing = torch.tensor([[2e-3, 2e-3, 2e-3], [1e-3, 4e-3, 8e-3]])
+    with torch.no_grad():
+        model(sigma, f, coords, spacing)
+    ln2 = math.log(2.0)
+    gamma, beta = torch.zeros(2, latent), torch.zeros(2, latent)
+    gamma[1, 0], beta[1, 0], gamma[1, 1] = gelu(-ln2), gelu(ln2), gelu(2 * ln2)
+    beta[:, 1] = 0.25
+    want_beta = beta[:, :, None, None, None].expand(-1, -1, 2, 2, 2)
+    want_one = (1 + gamma + beta)[:, :, None, None, None].expand(-1, -1, 2, 2, 2)
+    torch.testing.assert_close(seen["beta"], want_beta, atol=1e-6, rtol=1e-6)
+    torch.testing.assert_close(seen["one"], want_one, atol=1e-6, rtol=1e-6)
+
     assert plain.conditioner is None
     assert torch.equal(
         plain(sigma, f, coords, torch.full((2, 3), 2e-3)), plain(sigma, f, coords, torch.full((2, 3), 1.0))

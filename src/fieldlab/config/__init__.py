@@ -21,7 +21,7 @@ from fieldlab.config.core import (
     to_dict,
     yaml_load,
 )
-from fieldlab.config.explore import ExploreConfig, ExploreRanges
+from fieldlab.config.explore import ExploreConfig, ExploreNGPRanges, ExploreRanges
 from fieldlab.config.inr import INRConfig, NGPConfig
 from fieldlab.config.mpm import DiscsSceneConfig, MPM128SceneConfig, MPMConfig, MPMSceneConfig
 from fieldlab.config.potential import (
@@ -41,6 +41,7 @@ from fieldlab.config.potential import (
     SourceConfig,
     TrainConfig,
     UNetConfig,
+    check_loss_muscle,
 )
 from fieldlab.errors import ConfigError
 
@@ -53,6 +54,7 @@ __all__ = [
     "EncoderConfig",
     "EvalConfig",
     "ExploreConfig",
+    "ExploreNGPRanges",
     "ExploreRanges",
     "FNOConfig",
     "INRConfig",
@@ -99,6 +101,9 @@ class Config:
     mpm: MPMConfig = field(default_factory=MPMConfig)
     inr: INRConfig = field(default_factory=INRConfig)
     explore: ExploreConfig = field(default_factory=ExploreConfig)
+
+    def __post_init__(self) -> None:
+        check_loss_muscle(self.loss, self.physics.conductivity, self.data)
 
 
 def config_from_dict(raw: Mapping[str, Any], source: str = "params") -> Config:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import random
 
 import numpy as np
@@ -18,13 +17,18 @@ def seed_everything(seed: int, deterministic: bool = False) -> torch.Generator:
         Non-negative integer, usually ``params.yaml: seed``.
     deterministic
         Also ask cuDNN and torch for deterministic kernels (slower; some ops then warn).
+
+    Notes
+    -----
+    String hashing (``PYTHONHASHSEED``) is fixed when the interpreter starts, so no call made afterwards can seed
+    it; this function leaves the environment alone. Export ``PYTHONHASHSEED`` before starting Python when the
+    iteration order of sets of strings must repeat across processes.
     """
     if seed < 0:
         raise ValueError(f"seed = {seed}: expected a non-negative integer")
     random.seed(seed)
     np.random.seed(seed % 2**32)  # noqa: NPY002 -- seeds the legacy global RNG that libraries still use
     torch.manual_seed(seed)
-    os.environ.setdefault("PYTHONHASHSEED", str(seed))
     torch.backends.cudnn.deterministic = deterministic
     torch.backends.cudnn.benchmark = not deterministic
     if deterministic:

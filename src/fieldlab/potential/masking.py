@@ -11,16 +11,24 @@ The training loss is taken where the surrogate can be right and where the truth 
   a (near) point current has a singularity that no grid resolves. On a finer grid the radius in voxels grows with
   the resolution factor, so the excluded ball is the same physical region at 1x and 2x.
 
+A loss mask that holds fewer than :data:`MIN_MASK_FRACTION` of the tissue voxels is refused
+(:func:`check_coverage`): a muscle tensor that matches nothing (``loss.muscle_sigma`` differing from the corpus's
+muscle) leaves nothing to score, and a loss of 0 with an R2 of 1 over no voxels would pass for a perfect fit.
+
 All masks are bool tensors of shape ``(D, H, W)``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 
 from fieldlab.errors import InputError
+
+#: Least fraction of the tissue voxels a loss mask must hold. The loss mask of a phantom sample holds about 40-70 %
+#: of its tissue (smoke and base grids), so a mask below 1 % means the region rule matched (almost) nothing.
+MIN_MASK_FRACTION = 0.01
 
 #: sigma channels (xx, yy, zz, xy, xz, yz) -> position in the symmetric 3x3 matrix
 _SYM = ((0, 3, 4), (3, 1, 5), (4, 5, 2))
@@ -106,3 +114,55 @@ def singularity_mask(
 def loss_mask(region: torch.Tensor, singular: torch.Tensor) -> torch.Tensor:
     """The combined mask ``region AND NOT singular``."""
     return region & ~singular
+
+
+def dominant_tensor(sigma: torch.Tensor, labels: torch.Tensor, label: int) -> list[float] | None:
+    """The most frequent tensor ``(6,)`` among voxels of ``label``: the pure tissue's own tensor (partial volumes
+    are mixtures, each rarer than the pure value); ``None`` when no voxel carries the label.
+
+    Parameters
+    ----------
+    sigma
+        ``(D, H, W, 6)`` conductivity in S/m.
+    labels
+        ``(D, H, W)`` tissue labels (:data:`fieldlab.potential.schema.TISSUES`).
+    label
+        The label of interest.
+
+    Examples
+    --------
+    >>> sigma = torch.tensor([[0.2, 0.2, 1.0, 0, 0, 0]] * 3 + [[0.1, 0.1, 0.5, 0, 0, 0]]).reshape(1, 1, 4, 6)
+    >>> dominant_tensor(sigma, torch.tensor([[[3, 3, 3, 3]]]), 3) == [float(v) for v in sigma[0, 0, 0]]
+    True
+    """
+    rows = sigma[labels == label]  # (N, 6)
+    if rows.shape[0] == 0:
+        return None
+    values, counts = torch.unique(rows, dim=0, return_counts=True)
+    return values[int(torch.argmax(counts))].tolist()
+
+
+def check_coverage(mask: torch.Tensor, tissue: torch.Tensor, where: str, rule: Callable[[], str]) -> None:
+    """Refuse a loss mask that holds fewer than :data:`MIN_MASK_FRACTION` of the tissue voxels.
+
+    Parameters
+    ----------
+    mask, tissue
+        ``(D, H, W)`` bool loss mask and tissue mask.
+    where
+        The sample (its file) named in the message.
+    rule
+        Returns how the mask was built and what to change, appended to the message; called only when the check
+        fails (it may scan the sample).
+
+    Raises
+    ------
+    InputError
+        ``mask.sum() < MIN_MASK_FRACTION * tissue.sum()`` (always for an empty mask).
+    """
+    n, n_tissue = int(mask.sum()), int(tissue.sum())
+    if n == 0 or n < MIN_MASK_FRACTION * n_tissue:
+        raise InputError(
+            f"{where}: the loss mask holds {n} of {n_tissue} tissue voxels, below the floor of "
+            f"{MIN_MASK_FRACTION:.0%} (too few voxels to score the prediction on); {rule()}"
+        )

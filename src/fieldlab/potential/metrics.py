@@ -1,7 +1,9 @@
 """Masked losses and error measures for fields ``(B, 1, D, H, W)`` with masks ``(B, 1, D, H, W)`` (bool).
 
 Every measure is computed per sample over the voxels of its mask and returned as a ``(B,)`` tensor, except the
-training losses, which are averaged over the batch.
+training losses, which are averaged over the batch. A measure over an empty mask is NaN, never 0 or 1: an empty
+set has no error, and reporting a perfect score for it would hide a mask that matched nothing (the dataset refuses
+such masks, :mod:`fieldlab.potential.data.loader`; NaN carries any that get through into every mean).
 
 - masked MSE:        ``MSE_b = sum_m (p - t)^2 / |m|``
 - relative L2:       ``rel_b = ||p - t||_m / ||t||_m``
@@ -21,6 +23,11 @@ def _flat(x: torch.Tensor) -> torch.Tensor:
     return x.reshape(x.shape[0], -1)  # (B, 1, D, H, W) -> (B, D*H*W)
 
 
+def _where_any(mask: torch.Tensor, value: torch.Tensor) -> torch.Tensor:
+    """``value`` where the sample's mask ``(B, D*H*W)`` holds a voxel, NaN where it is empty."""
+    return torch.where(mask.any(1), value, torch.full_like(value, float("nan")))
+
+
 def _check(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None:
     if pred.shape != target.shape or mask.shape != target.shape:
         raise ValueError(
@@ -30,24 +37,33 @@ def _check(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> None
 
 
 def masked_mse(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample mean squared error over the mask, ``(B,)``; an empty mask gives 0."""
+    """Per-sample mean squared error over the mask, ``(B,)``; NaN for an empty mask.
+
+    Examples
+    --------
+    >>> p, t = torch.zeros(2, 1, 1, 1, 2), torch.tensor([1.0, 3.0]).expand(2, 1, 1, 1, 2)
+    >>> masked_mse(p, t, torch.tensor([[True, True], [False, False]]).reshape(2, 1, 1, 1, 2))
+    tensor([5., nan])
+    """
     _check(pred, target, mask)
     m = _flat(mask).to(pred.dtype)
     sq = _flat((pred - target) ** 2) * m
-    return sq.sum(1) / m.sum(1).clamp_min(1.0)
+    # the clamp keeps the division (and its gradient) finite for an empty mask, whose value is then replaced by NaN
+    return _where_any(_flat(mask), sq.sum(1) / m.sum(1).clamp_min(1.0))
 
 
 def relative_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
-    """Per-sample ``||p - t||_m / ||t||_m``, ``(B,)``."""
+    """Per-sample ``||p - t||_m / ||t||_m``, ``(B,)``; NaN for an empty mask."""
     _check(pred, target, mask)
     m = _flat(mask).to(pred.dtype)
     num = (_flat((pred - target) ** 2) * m).sum(1).sqrt()
     den = (_flat(target**2) * m).sum(1).sqrt()
-    return num / den.clamp_min(eps)
+    return _where_any(_flat(mask), num / den.clamp_min(eps))
 
 
 def r2_score(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:
-    """Per-sample coefficient of determination ``1 - SS_res / SS_tot`` over the mask, ``(B,)``."""
+    """Per-sample coefficient of determination ``1 - SS_res / SS_tot`` over the mask, ``(B,)``; NaN for an empty
+    mask."""
     _check(pred, target, mask)
     m = _flat(mask).to(pred.dtype)
     n = m.sum(1).clamp_min(1.0)
@@ -55,14 +71,14 @@ def r2_score(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: 
     mean = (t * m).sum(1) / n
     ss_res = (_flat((pred - target) ** 2) * m).sum(1)
     ss_tot = (((t - mean[:, None]) ** 2) * m).sum(1)
-    return 1.0 - ss_res / ss_tot.clamp_min(eps)
+    return _where_any(_flat(mask), 1.0 - ss_res / ss_tot.clamp_min(eps))
 
 
 def max_error(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Per-sample ``max_m |p - t|``, ``(B,)``; an empty mask gives 0."""
+    """Per-sample ``max_m |p - t|``, ``(B,)``; NaN for an empty mask."""
     _check(pred, target, mask)
     err = _flat((pred - target).abs()) * _flat(mask).to(pred.dtype)
-    return err.max(1).values
+    return _where_any(_flat(mask), err.max(1).values)
 
 
 def electric_field(phi: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:
@@ -80,7 +96,8 @@ def gradient_loss(
 ) -> torch.Tensor:
     """Batch mean of ``sum_m |E_p - E_t|^2 / sum_m |E_t|^2`` with ``E = -grad phi`` (see module notes).
 
-    ``spacing`` is ``(B, 3)`` (dx, dy, dz) in metres, one row per sample (samples may differ in resolution).
+    ``spacing`` is ``(B, 3)`` (dx, dy, dz) in metres, one row per sample (samples may differ in resolution). A
+    sample with an empty mask contributes NaN.
     """
     _check(pred, target, mask)
     losses = []
@@ -90,7 +107,8 @@ def gradient_loss(
         m = mask[b].to(pred.dtype)  # (1, D, H, W) broadcasts over the 3 components
         num = (((e_p - e_t) ** 2) * m).sum()
         den = ((e_t**2) * m).sum()
-        losses.append(num / den.clamp_min(eps))
+        ratio = num / den.clamp_min(eps)
+        losses.append(torch.where(mask[b].any(), ratio, torch.full_like(ratio, float("nan"))))
     return torch.stack(losses).mean()
 
 
