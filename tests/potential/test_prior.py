@@ -88,8 +88,9 @@ def test_loader_adds_the_scaled_prior_only_when_asked(tmp_path):
     root = write_corpus(tmp_path / "potential")
     files = split_files(root, "train")
     scaler = FieldScaler(f_scale=1.0, u_scale=2e-3)
-    with_prior = PotentialDataset(files, scaler, prior_core_m=2e-3)[0]
-    plain = PotentialDataset(files, scaler)[0]
+    tiny = {"singularity_radius": 1.0}  # the default 3-voxel balls would cover the 8x6x6 grid's muscle
+    with_prior = PotentialDataset(files, scaler, prior_core_m=2e-3, **tiny)[0]
+    plain = PotentialDataset(files, scaler, **tiny)[0]
     assert "prior" not in plain
     raw = free_space_prior(with_prior_sample := PotentialDataset(files, scaler).sample(0), 2e-3)
     assert with_prior["prior"].shape == (1, *with_prior_sample.shape)

@@ -8,13 +8,21 @@ region at both resolutions) and over the whole tissue:
 and the headline ratio is ``ratio_x2_base = mean rel_l2 at 2x / mean rel_l2 at base``. A UNet's voxel kernels do
 not transfer across resolutions, so for it the 2x split is also evaluated the honest way
 (``predict_restricted``: restrict the inputs to the training grid, predict, interpolate back), reported as
-``x2_restricted``. The surrogate's wall time per sample is compared with the solver's (from the corpus manifest).
+``x2_restricted``. The surrogate's time per sample includes its prior (:func:`~.baselines.prior_seconds`) and is set
+beside the full solve's (from the corpus manifest) and beside the classical front: the same limbs solved by the FEM
+on coarser grids (``eval.baseline_spacings_m``; at 2x also the base grid), scored on the same mask
+(:func:`~.baselines.classical_front`).
+
+``metrics/eval_sr.json`` holds the headline numbers (``dvc metrics show``); every per-sample value (all measures,
+forward and prior seconds) goes to ``per_sample.json`` beside the figures.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +35,11 @@ from fieldlab.core.checkpoint import load_checkpoint
 from fieldlab.core.device import select_device
 from fieldlab.errors import InputError
 from fieldlab.potential import metrics
+from fieldlab.potential.baselines import base_spacing, classical_front, prior_seconds
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
 from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.estimate import estimate_error
+from fieldlab.potential.models.wrapper import BACKBONES
 
 MEASURES = ("rel_l2", "rel_l2_tissue", "mse", "r2", "max_error")
 
@@ -38,15 +49,55 @@ def checkpoint_model_config(ckpt: dict[str, Any], path: str | Path) -> ModelConf
     return config_from_dict({"model": ckpt["model_config"]}, source=f"{path}: model_config").model
 
 
-def load_trained(path: str | Path, device: torch.device, model_factory=None) -> tuple[nn.Module, dict[str, Any]]:
-    """Rebuild the model of a checkpoint (its own ``model`` section) and load its weights."""
+def load_trained(
+    path: str | Path, device: torch.device, model_factory=None, backbone: str | None = None
+) -> tuple[nn.Module, dict[str, Any]]:
+    """Rebuild the model of a checkpoint (its own ``model`` section) and load its weights.
+
+    ``backbone``, when given, is the one the caller asked for: a checkpoint of another backbone is an error, not
+    a silent evaluation of the other model. Every problem is one :class:`InputError` naming ``path``.
+    """
     ckpt = load_checkpoint(path, map_location="cpu")
+    if backbone is not None and ckpt["backbone"] != backbone:
+        raise InputError(
+            f"{path}: checkpoint of backbone {ckpt['backbone']!r}; expected {backbone!r} (--backbone or model.backbone)"
+        )
+    if ckpt["backbone"] not in BACKBONES:
+        raise InputError(f"{path}: backbone = {ckpt['backbone']!r}; expected one of {', '.join(BACKBONES)}")
     model_cfg = checkpoint_model_config(ckpt, path)
     if model_factory is None:
         from fieldlab.potential.train import default_model_factory as model_factory
     model = model_factory(model_cfg, ckpt["backbone"])
-    model.load_state_dict(ckpt["model"])
+    try:
+        model.load_state_dict(ckpt["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[-1].strip() if str(exc).strip() else exc.__class__.__name__
+        raise InputError(
+            f"{path}: weights do not fit the {ckpt['backbone']} model of its model_config ({first})"
+        ) from None
     return model.to(device).eval(), ckpt
+
+
+def evaluation_inputs(ckpt: dict[str, Any], path: str | Path) -> tuple[FieldScaler, list[float], tuple[int, ...]]:
+    """The field scaler, reference spacing (m) and training grid a checkpoint was trained with, checked."""
+    try:
+        scaler = FieldScaler.from_dict(ckpt["transforms"])
+    except InputError as exc:
+        raise InputError(f"{path}: {exc}") from None
+    ref, grid = ckpt.get("reference_spacing"), ckpt.get("grid")
+    if not _numbers(ref, 3) or not all(math.isfinite(v) and v > 0 for v in ref):
+        raise InputError(f"{path}: reference_spacing = {ref!r}; expected three positive lengths (dx, dy, dz) in m")
+    if not _numbers(grid, 3) or not all(isinstance(v, int) and v >= 1 for v in grid):
+        raise InputError(f"{path}: grid = {grid!r}; expected the training grid (D, H, W) as three positive integers")
+    return scaler, [float(v) for v in ref], tuple(int(v) for v in grid)
+
+
+def _numbers(value: Any, n: int) -> bool:
+    return (
+        isinstance(value, list | tuple)
+        and len(value) == n
+        and all(isinstance(v, int | float) and not isinstance(v, bool) for v in value)
+    )
 
 
 def solver_seconds(root: str | Path, split: str) -> dict[str, float]:
@@ -69,13 +120,42 @@ def solver_seconds(root: str | Path, split: str) -> dict[str, float]:
     return out
 
 
+#: Per-split headline metrics (metrics/eval_sr.json); every per-sample value goes to per_sample.json instead.
+HEADLINE = ("rel_l2", "r2", "prior_rel_l2")
+
+
 def _summary(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> dict[str, Any]:
-    names = [m for m in (*MEASURES, "prior_rel_l2") if all(m in r for r in rows.values())]
-    out: dict[str, Any] = {m: float(np.mean([r[m] for r in rows.values()])) for m in names}
+    """Means of the headline measures, the worst sample's rel L2 and the seconds per sample (prior included)."""
+    out: dict[str, Any] = {m: float(np.mean([r[m] for r in rows.values()])) for m in HEADLINE if _everywhere(rows, m)}
+    out["rel_l2_max"] = float(np.max([r["rel_l2"] for r in rows.values()]))
     out["seconds_per_sample"] = float(np.mean(list(seconds.values())))
-    keep = [m for m in ("rel_l2", "rel_l2_tissue", "mse", "prior_rel_l2") if m in names]
-    out["per_sample"] = {m: {name: r[m] for name, r in rows.items()} for m in keep}
+    if _everywhere(rows, "estimate_rel_l2"):
+        out["estimate"] = estimate_quality(rows.values())
     return out
+
+
+def estimate_quality(rows: Any) -> dict[str, float]:
+    """How well the error estimate ranks and sizes the true errors: Spearman's rho, the median effectivity
+    (estimate / true error), the fraction of samples with effectivity in [0.5, 2] and the estimate's cost."""
+    from scipy.stats import spearmanr
+
+    rows = list(rows)
+    true = np.array([r["rel_l2"] for r in rows])
+    est = np.array([r["estimate_rel_l2"] for r in rows])
+    eff = est / true
+    for r, e in zip(rows, eff, strict=True):
+        r["effectivity"] = float(e)
+    rho = float(spearmanr(true, est).statistic) if len(rows) > 2 else float("nan")
+    return {
+        "spearman": rho,
+        "effectivity_median": float(np.median(eff)),
+        "effectivity_in_band": float(np.mean((eff >= 0.5) & (eff <= 2.0))),
+        "seconds": float(np.mean([r["estimate_seconds"] for r in rows])),
+    }
+
+
+def _everywhere(rows: dict[str, dict[str, float]], measure: str) -> bool:
+    return all(measure in r for r in rows.values())
 
 
 @torch.no_grad()
@@ -88,11 +168,15 @@ def evaluate_split(
     n_figures: int = 0,
     tag: str = "",
     repeats: int = 1,
+    prior_cost: Callable[[int], float] | None = None,
+    estimate: bool = False,
 ) -> tuple[dict[str, Any], dict[str, float]]:
-    """Errors per sample and the surrogate's seconds per sample.
+    """Errors per sample and the surrogate's seconds per sample, its prior included.
 
-    The time is the median of ``repeats`` forward passes (synchronised on CUDA), after one untimed warm-up pass
-    on the first sample (lazy initialisation, allocator growth).
+    The forward time is the median of ``repeats`` forward passes (synchronised on CUDA), after one untimed warm-up
+    pass on the first sample (lazy initialisation, allocator growth); ``prior_cost(i)`` adds what the prior of
+    sample ``i`` costs (the coarse solve, or the analytic prior). ``estimate`` adds the error estimate of every
+    prediction (:func:`~fieldlab.potential.estimate.estimate_error`) and its cost.
     """
     rows: dict[str, dict[str, float]] = {}
     seconds: dict[str, float] = {}
@@ -116,7 +200,9 @@ def evaluate_split(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             times.append(time.perf_counter() - t0)
-        seconds[name] = float(np.median(times))
+        forward_s = float(np.median(times))
+        prior_s = prior_cost(i) if prior_cost is not None else 0.0
+        seconds[name] = forward_s + prior_s
         pred = pred.float()
         phi, mask, tissue = item["phi"], item["mask"], item["tissue"]
         rows[name] = {
@@ -125,7 +211,14 @@ def evaluate_split(
             "mse": float(metrics.masked_mse(pred, phi, mask)[0]),
             "r2": float(metrics.r2_score(pred, phi, mask)[0]),
             "max_error": float(metrics.max_error(pred, phi, mask)[0]),
+            "forward_seconds": forward_s,
+            "prior_seconds": prior_s,
         }
+        if estimate:  # the a-posteriori estimate of the prediction's error, from the sample's own FEM system
+            s = dataset.sample(i)
+            volts = dataset.scaler.unscale_potential(pred)[0, 0].cpu().numpy().astype(np.float64)
+            est = estimate_error(volts, s.sigma, s.source, tuple(s.spacing), mask[0, 0].cpu().numpy().astype(bool))
+            rows[name].update(estimate_rel_l2=est.rel_l2, estimate_seconds=est.seconds)
         if prior is not None:  # the analytic prior alone: the baseline the operator has to beat
             rows[name]["prior_rel_l2"] = float(metrics.relative_l2(prior.float(), phi, mask)[0])
         if figures_dir is not None and i < n_figures:
@@ -148,50 +241,86 @@ def evaluate_sr(
     checkpoint: str | Path,
     figures_dir: str | Path | None = None,
     model_factory=None,
+    backbone: str | None = None,
+    with_front: bool = True,
 ) -> dict[str, Any]:
-    """Evaluate ``checkpoint`` on ``eval.splits`` (base, 2x) of ``data.root``; return the ``eval_sr.json`` dict."""
+    """Evaluate ``checkpoint`` on ``eval.splits`` (base, 2x) of ``data.root``; return the ``eval_sr.json`` dict.
+
+    ``with_front=False`` skips the classical front (a caller that compares several checkpoints computes it once).
+
+    ``backbone``, when given, must be the checkpoint's (see :func:`load_trained`).
+    """
     device = select_device(cfg.device)
-    model, ckpt = load_trained(checkpoint, device, model_factory)
-    scaler = FieldScaler.from_dict(ckpt["transforms"])
+    model, ckpt = load_trained(checkpoint, device, model_factory, backbone)
+    scaler, ref, train_grid = evaluation_inputs(ckpt, checkpoint)
     figures = None if figures_dir is None else Path(figures_dir)
     prior = checkpoint_model_config(ckpt, checkpoint).prior  # the inputs the trained model expects
-    kw = {**dataset_options(cfg, scaler, ckpt["reference_spacing"], prior), "cache": False}
+    kw = {**dataset_options(cfg, scaler, ref, prior), "cache": False}
     backbone = ckpt["backbone"]
     out: dict[str, Any] = {"backbone": backbone, "checkpoint_epoch": int(ckpt["epoch"])}
-    timing: dict[str, Any] = {}
+    samples: dict[str, Any] = {}
+    solver: dict[str, float] = {}
+    front: dict[str, dict[str, Any]] = {}
     for key, split in zip(("base", "x2"), cfg.eval.splits, strict=True):
         ds = PotentialDataset(split_files(cfg.data.root, split), **kw)
         n_fig, reps = cfg.eval.figures, cfg.eval.timing_repeats
-        rows, seconds = evaluate_split(model, ds, device, None, figures, n_fig, f"{backbone}_{key}", reps)
-        out[key] = _summary(rows, seconds)
-        solver = solver_seconds(cfg.data.root, split)
-        shared = [n for n in seconds if n in solver]
-        if shared:
-            s_model = float(np.mean([seconds[n] for n in shared]))
-            s_solver = float(np.mean([solver[n] for n in shared]))
-            timing[key] = {"surrogate_s": s_model, "solver_s": s_solver, "speedup": s_solver / s_model}
+
+        def cost(i: int, ds: PotentialDataset = ds) -> float:
+            return prior_seconds(ds.sample(i), ds.files[i], prior, cfg)
+
+        est = cfg.eval.error_estimate
+        rows, seconds = evaluate_split(model, ds, device, None, figures, n_fig, f"{backbone}_{key}", reps, cost, est)
+        out[key], samples[key] = _summary(rows, seconds), rows
+        timed = solver_seconds(cfg.data.root, split)
+        if timed and all(n in timed for n in rows):
+            solver[key] = float(np.mean([timed[n] for n in rows]))
+            for n in rows:
+                rows[n]["solver_seconds"] = timed[n]
         if key == "x2" and backbone == "unet":
-            grid = tuple(int(g) for g in ckpt["grid"])
-            rows_r, seconds_r = evaluate_split(model, ds, device, grid, figures, n_fig, f"{backbone}_x2r", reps)
-            out["x2_restricted"] = _summary(rows_r, seconds_r)
+            rows_r, seconds_r = evaluate_split(
+                model, ds, device, train_grid, figures, n_fig, f"{backbone}_x2r", reps, cost
+            )
+            out["x2_restricted"], samples["x2_restricted"] = _summary(rows_r, seconds_r), rows_r
+        if with_front:
+            for name, point in split_front(cfg, ds, key).items():
+                front.setdefault(name, {})[key] = point
     out["ratio_x2_base"] = out["x2"]["rel_l2"] / out["base"]["rel_l2"]
     if "x2_restricted" in out:
         out["ratio_x2_restricted_base"] = out["x2_restricted"]["rel_l2"] / out["base"]["rel_l2"]
-    out["timing"] = timing
+    if solver:
+        out["solver_seconds"] = solver
+    if front:
+        out["baselines"] = front
     out["device"] = str(device)
+    out["samples"] = samples
     return out
 
 
-def run_eval(cfg: Config, checkpoint: str | Path, metrics_json: str | Path, figures_dir: str | Path) -> dict[str, Any]:
-    """:func:`evaluate_sr`, then write ``metrics_json``; figures go to ``figures_dir`` (emptied first)."""
-    import shutil
+def split_front(cfg: Config, ds: PotentialDataset, key: str) -> dict[str, dict[str, float]]:
+    """The classical front on the files of ``ds``, scored on its loss masks; at 2x the base grid is one more point."""
+    extra = (base_spacing(cfg),) if key == "x2" and base_spacing(cfg) not in cfg.eval.baseline_spacings_m else ()
+    spacings = cfg.eval.baseline_spacings_m + extra
+    masks = [ds[i]["mask"][0].numpy().astype(bool) for i in range(len(ds))]
+    return classical_front(cfg, ds.files, masks, spacings)
 
-    from fieldlab.core.io import write_json
 
-    figures = Path(figures_dir)
-    if figures.exists():
-        shutil.rmtree(figures)
-    figures.mkdir(parents=True)
-    result = evaluate_sr(cfg, checkpoint, figures)
+def run_eval(
+    cfg: Config,
+    checkpoint: str | Path,
+    metrics_json: str | Path,
+    figures_dir: str | Path,
+    backbone: str | None = None,
+) -> dict[str, Any]:
+    """:func:`evaluate_sr`, then write ``metrics_json``; figures and ``per_sample.json`` go to ``figures_dir``,
+    replaced only on success.
+
+    The figures are drawn into a temporary sibling folder that replaces ``figures_dir`` once the evaluation has
+    finished, so a failed evaluation leaves the previous figures and metrics as they were.
+    """
+    from fieldlab.core.io import atomic_dir, write_json
+
+    with atomic_dir(figures_dir) as staging:
+        result = evaluate_sr(cfg, checkpoint, staging, backbone=backbone)
+        write_json(Path(staging) / "per_sample.json", result.pop("samples"))
     write_json(metrics_json, result)
     return result

@@ -12,12 +12,17 @@ spacing     (3,)              (dx, dy, dz) in metres
 phi         (1, D, H, W)      potential ``u / u_scale``
 mask        (1, D, H, W)      loss mask: region (muscle or tissue) and not near a source pole
 tissue      (1, D, H, W)      tissue mask (all non-air voxels)
-prior       (1, D, H, W)      analytic free-space potential ``/ u_scale`` (only with ``prior_core_m``;
-                              see :mod:`fieldlab.potential.data.prior`)
+prior       (1, D, H, W)      physics prior ``/ u_scale``: free-space (with ``prior_core_m``) or the cached
+                              coarse_fem one (with ``prior_cache``; :mod:`fieldlab.potential.data.priors`)
 =========== ================= ============================================================
 
 Any resolution works: coordinates are rebuilt from the grid shape, and the singularity ball is scaled by
 ``reference_spacing / spacing`` so that it covers the same physical region as on the training grid.
+
+A sample whose loss mask holds fewer than :data:`fieldlab.potential.masking.MIN_MASK_FRACTION` (1 %) of its
+tissue voxels is an :class:`~fieldlab.errors.InputError` naming the file: with ``region = "muscle"`` this is what
+a ``loss.muscle_sigma`` that differs from the corpus's muscle tensor (``physics.conductivity.muscle`` when the
+corpus was generated) produces, and the message quotes the tensor the sample's muscle-labelled voxels carry.
 """
 
 from __future__ import annotations
@@ -30,12 +35,14 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from fieldlab.config.potential import MUSCLE_SIGMA
 from fieldlab.errors import InputError
 from fieldlab.potential import masking
 from fieldlab.potential.data.prior import free_space_prior
+from fieldlab.potential.data.priors import PriorCache, cache_for
 from fieldlab.potential.data.symmetry import Symmetry, apply_symmetry, can_swap_xy
 from fieldlab.potential.data.transforms import FieldScaler
-from fieldlab.potential.schema import PotentialSample, cell_centres, load_sample
+from fieldlab.potential.schema import TISSUES, PotentialSample, cell_centres, load_sample
 
 
 def split_files(root: str | Path, split: str) -> list[Path]:
@@ -71,11 +78,15 @@ class PotentialDataset(Dataset):
     region
         ``"muscle"`` (tensor match) or ``"tissue"``.
     muscle_sigma, muscle_rtol
-        The muscle tensor and match tolerance (``loss.muscle_sigma``, ``loss.muscle_rtol``).
+        The muscle tensor and match tolerance (``loss.muscle_sigma``, ``loss.muscle_rtol``); the tensor must be the
+        corpus's muscle tensor, or the mask is (nearly) empty and the item is refused.
     reference_spacing
         (dx, dy, dz) of the training grid; ``None`` uses each sample's own spacing (scale 1).
     prior_core_m
         Core width (m) of the analytic prior (``model.prior.core_m``); ``None`` leaves the ``prior`` key out.
+    prior_cache
+        Cached coarse_fem priors (:class:`~fieldlab.potential.data.priors.PriorCache`): each item's prior is read
+        from it (``prior_core_m`` is then ignored); a missing cache file is an :class:`InputError`.
     augment
         Return each item under a random symmetry of the box (:mod:`fieldlab.potential.data.symmetry`; training only).
     cache
@@ -89,10 +100,11 @@ class PotentialDataset(Dataset):
         coord_range: Sequence[float] = (-1.0, 1.0),
         singularity_radius: float = 3.0,
         region: str = "muscle",
-        muscle_sigma: Sequence[float] = (0.2455, 0.2455, 1.2275, 0.0, 0.0, 0.0),
+        muscle_sigma: Sequence[float] = MUSCLE_SIGMA,
         muscle_rtol: float = 1e-3,
         reference_spacing: Sequence[float] | None = None,
         prior_core_m: float | None = None,
+        prior_cache: PriorCache | None = None,
         augment: bool = False,
         cache: bool = True,
     ) -> None:
@@ -107,6 +119,7 @@ class PotentialDataset(Dataset):
         self.muscle_rtol = float(muscle_rtol)
         self.reference_spacing = None if reference_spacing is None else tuple(float(s) for s in reference_spacing)
         self.prior_core_m = None if prior_core_m is None else float(prior_core_m)
+        self.prior_cache = prior_cache
         self.augment = bool(augment)
         self._cache: dict[int, dict[str, torch.Tensor]] | None = {} if cache else None
 
@@ -121,15 +134,28 @@ class PotentialDataset(Dataset):
         if self._cache is not None and index in self._cache:
             item = self._cache[index]
         else:
-            item = self.build_item(self.sample(index))
+            s = self.sample(index)
+            cached = None if self.prior_cache is None else self.prior_cache.load(self.files[index], s.shape)
+            item = self.build_item(s, where=str(self.files[index]), prior=cached)
             if self._cache is not None:
                 self._cache[index] = item
         if self.augment:
             item = apply_symmetry(item, Symmetry.random(allow_swap=can_swap_xy(item)))
         return item
 
-    def build_item(self, s: PotentialSample) -> dict[str, torch.Tensor]:
-        """Inputs, target and masks of one sample (see the module table)."""
+    def build_item(
+        self, s: PotentialSample, where: str = "sample", prior: np.ndarray | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Inputs, target and masks of one sample (see the module table); ``where`` names it in errors.
+
+        ``prior`` (D, H, W) in volts (a cached coarse_fem prior) is used as given; without it the free-space prior
+        is computed when ``prior_core_m`` is set.
+
+        Raises
+        ------
+        InputError
+            The loss mask holds fewer than ``MIN_MASK_FRACTION`` of the tissue voxels.
+        """
         shape = s.shape
         sigma = torch.from_numpy(np.ascontiguousarray(s.sigma, dtype=np.float32))  # (D, H, W, 6)
         tissue = torch.from_numpy(s.mask.astype(bool))
@@ -142,6 +168,8 @@ class PotentialDataset(Dataset):
         # voxels of this grid per training-grid voxel along (D, H, W) = (z, y, x); spacing is (dx, dy, dz)
         scale = (ref[2] / float(spacing[2]), ref[1] / float(spacing[1]), ref[0] / float(spacing[0]))
         singular = masking.singularity_mask(shape, torch.from_numpy(s.source_index), self.singularity_radius, scale)
+        mask = masking.loss_mask(region, singular)
+        masking.check_coverage(mask, tissue, where, lambda: self._coverage_rule(sigma, s))
         f = torch.from_numpy(np.asarray(s.source, dtype=np.float32))
         u = torch.from_numpy(np.asarray(s.u, dtype=np.float32))
         item = {
@@ -150,13 +178,27 @@ class PotentialDataset(Dataset):
             "coords": coordinate_grid(shape, self.coord_range),
             "spacing": spacing,
             "phi": self.scaler.scale_potential(u)[None],
-            "mask": masking.loss_mask(region, singular)[None],
+            "mask": mask[None],
             "tissue": tissue[None],
         }
-        if self.prior_core_m is not None:
-            prior = torch.from_numpy(free_space_prior(s, self.prior_core_m).astype(np.float32))
-            item["prior"] = self.scaler.scale_potential(prior)[None]
+        if prior is None and self.prior_core_m is not None:
+            prior = free_space_prior(s, self.prior_core_m)
+        if prior is not None:
+            item["prior"] = self.scaler.scale_potential(torch.from_numpy(np.asarray(prior).astype(np.float32)))[None]
         return item
+
+    def _coverage_rule(self, sigma: torch.Tensor, s: PotentialSample) -> str:
+        """The mask's rule and its likely cause, for the message of :func:`masking.check_coverage`."""
+        balls = f"minus balls of loss.singularity_radius = {self.singularity_radius:g} voxels around the poles"
+        if self.region == "tissue":
+            return f"loss.region = tissue {balls}; lower loss.singularity_radius"
+        found = masking.dominant_tensor(sigma, torch.from_numpy(s.tissue), TISSUES["muscle"])
+        carried = "none" if found is None else "[" + ", ".join(f"{v:.6g}" for v in found) + "]"
+        return (
+            f"loss.region = muscle: voxels whose tensor has the eigenvalues of loss.muscle_sigma = "
+            f"{list(self.muscle_sigma)} within loss.muscle_rtol = {self.muscle_rtol:g}, {balls}; the voxels labelled "
+            f"muscle carry {carried}: set loss.muscle_sigma to the corpus's muscle tensor (physics.conductivity.muscle)"
+        )
 
 
 def dataset_options(
@@ -175,7 +217,8 @@ def dataset_options(
         "muscle_sigma": cfg.loss.muscle_sigma,
         "muscle_rtol": cfg.loss.muscle_rtol,
         "reference_spacing": [float(s) for s in reference_spacing],
-        "prior_core_m": None if prior.kind == "none" else prior.core_m,
+        "prior_core_m": prior.core_m if prior.kind == "free_space" else None,
+        "prior_cache": cache_for(prior),
     }
 
 

@@ -1,0 +1,120 @@
+"""Error against time per sample: trained operators beside the classical front, at base and zero-shot at 2x, as JSON.
+
+On the test limbs of ``data.root`` (one run, same masks): the FEM on coarser grids of physical spacing
+``eval.baseline_spacings_m`` (and at 2x the base grid) evaluated on the target grid, and every checkpoint given
+with ``--checkpoint LABEL=PATH`` (its seconds include its prior). A point is on the Pareto front when no other point
+is at least as accurate and at least as fast (and better in one). Prints JSON and draws the scatter with the front::
+
+    python bench/pareto.py --checkpoint fno/coarse_fem=experiments/fno/checkpoints/best.pt \\
+        --checkpoint unet/coarse_fem=experiments/unet/checkpoints/best.pt --figure docs/figures/pareto.png
+
+Run it alone on the machine: the seconds are wall time.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from fieldlab.config import PriorConfig, load_config
+from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
+from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.evaluate import evaluate_sr, split_front
+
+KEYS = ("base", "x2")
+
+
+def pareto(points: list[dict]) -> list[dict]:
+    """Mark ``on_front`` on each point: no other point is <= in both error and time and < in one."""
+    for p in points:
+        p["on_front"] = not any(
+            q is not p
+            and q["rel_l2"] <= p["rel_l2"]
+            and q["seconds"] <= p["seconds"]
+            and (q["rel_l2"] < p["rel_l2"] or q["seconds"] < p["seconds"])
+            for q in points
+        )
+    return points
+
+
+def front_points(cfg, checkpoint: Path) -> dict[str, list[dict]]:
+    """The classical front of both splits, scored on the masks of ``checkpoint``'s loss settings."""
+    import torch
+
+    ckpt = torch.load(checkpoint, map_location="cpu", weights_only=False)
+    scaler = FieldScaler.from_dict(ckpt["transforms"])
+    no_prior = PriorConfig(kind="none")  # only the masks are needed
+    kw = {**dataset_options(cfg, scaler, ckpt["reference_spacing"], no_prior), "cache": False}
+    out: dict[str, list[dict]] = {}
+    for key, split in zip(KEYS, cfg.eval.splits, strict=True):
+        ds = PotentialDataset(split_files(cfg.data.root, split), **kw)
+        front = split_front(cfg, ds, key)
+        out[key] = [
+            {"name": n, "kind": "fem", "rel_l2": v["rel_l2"], "seconds": v["seconds"]} for n, v in front.items()
+        ]
+    return out
+
+
+def draw(result: dict, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    for ax, key in zip(axes, KEYS, strict=True):
+        pts = result[key]
+        front = sorted((p for p in pts if p["on_front"]), key=lambda p: p["seconds"])
+        ax.step([p["seconds"] for p in front], [p["rel_l2"] for p in front], where="post", color="0.6", zorder=1)
+        for p in pts:
+            fem = p["kind"] == "fem"
+            ax.scatter(
+                p["seconds"],
+                p["rel_l2"],
+                marker="s" if fem else "o",
+                s=36,
+                zorder=2,
+                color="tab:gray" if fem else "tab:red",
+                edgecolor="k" if p["on_front"] else "none",
+            )
+            ax.annotate(p["name"], (p["seconds"], p["rel_l2"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+        ax.set(
+            xscale="log",
+            yscale="log",
+            xlabel="seconds per sample (2 CPU cores)",
+            ylabel="relative L2 (loss mask)",
+            title={"base": "base grid 96x48x48", "x2": "2x grid 192x96x96 (zero shot)"}[key],
+        )
+        ax.grid(True, which="both", alpha=0.3)
+    fig.suptitle("Operators (circles) vs FEM on coarser grids (squares); outlined: Pareto front", fontsize=10)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=130)
+    plt.close(fig)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=PATH", required=True)
+    parser.add_argument("--figure", default=None, help="PNG of the two scatters")
+    parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
+    args = parser.parse_args()
+    cfg = load_config(args.params, args.overrides)
+    named = [tuple(c.split("=", 1)) for c in args.checkpoint]
+    result = front_points(cfg, Path(named[0][1]))
+    for label, path in named:
+        ev = evaluate_sr(cfg, path, None, with_front=False)
+        for key in KEYS:
+            result[key].append(
+                {"name": label, "kind": "model", "rel_l2": ev[key]["rel_l2"], "seconds": ev[key]["seconds_per_sample"]}
+            )
+    for key in KEYS:
+        pareto(result[key])
+    if args.figure:
+        draw(result, Path(args.figure))
+    print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+    main()
