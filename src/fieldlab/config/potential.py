@@ -5,8 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+import numpy as np
+
 from fieldlab.config.core import check_ranges, range_spec, spec
 from fieldlab.errors import ConfigError
+
+#: Muscle conductivity (S/m) as channels (xx, yy, zz, xy, xz, yz): 1:5 anisotropy, stiff along the fibres (z);
+#: layered-cylinder EMG models use 0.1 / 0.5 S/m. The default of ``physics.conductivity.muscle`` and of
+#: ``loss.muscle_sigma``, which must agree (:func:`check_loss_muscle`).
+MUSCLE_SIGMA = (0.2455, 0.2455, 1.2275, 0.0, 0.0, 0.0)
 
 
 # ---- data: the potential corpus -------------------------------------------------------------------------------
@@ -22,6 +29,8 @@ class DataConfig:
     n_train: int = spec(80, ge=1)
     n_val: int = spec(10, ge=1)
     n_test: int = spec(10, ge=1)
+    # n_train / n_val / n_test count limbs; each limb gives sources_per_limb samples (one assembly and AMG setup).
+    sources_per_limb: int = spec(1, ge=1, le=100, doc="bipolar sources solved per limb; 1 = one NNNN.npz per limb")
     test_2x: bool = True
     workers: int = spec(0, ge=0, doc="parallel processes for generation; 0 = all cores")
 
@@ -50,8 +59,7 @@ class PhantomConfig:
 class ConductivityConfig:
     """Tissue conductivities (S/m); muscle is the full tensor (xx, yy, zz, xy, xz, yz), the others isotropic."""
 
-    # Muscle 1:5 anisotropy, stiff along the fibres (z); layered-cylinder EMG models use 0.1 / 0.5 S/m.
-    muscle: tuple[float, float, float, float, float, float] = (0.2455, 0.2455, 1.2275, 0.0, 0.0, 0.0)
+    muscle: tuple[float, float, float, float, float, float] = MUSCLE_SIGMA  # see MUSCLE_SIGMA
     # Skin: reported values span 0.1-1 S/m (dry to wet); 0.5 is mid-range.
     skin: float = spec(0.5, gt=0)
     # Fat 0.04 S/m and cortical bone 0.02 S/m (Gabriel et al. 1996; layered EMG models, e.g. Lowery et al. 2002).
@@ -84,6 +92,9 @@ class SolverConfig:
     maxiter: int = spec(300, ge=1)
     method: Literal["sa", "rs"] = "sa"
     attempts: int = spec(3, ge=1, doc="AMG hierarchies tried (alternating sa / rs) before failing")
+    # SA prolongation smoother: jacobi (pyamg's default) or energy (energy minimisation: cheaper setup and fewer CG
+    # iterations on this system); energy, like data.sources_per_limb > 1, solves through one shared hierarchy per limb.
+    prolongation: Literal["jacobi", "energy"] = "jacobi"
 
 
 @dataclass(frozen=True)
@@ -140,10 +151,14 @@ class FNOConfig:
 
 @dataclass(frozen=True)
 class PriorConfig:
-    """Analytic prior: the free-space potential of the sample's poles, an input channel and the output's base."""
+    """Physics prior, an input channel and the output's base: the free-space potential of the sample's poles
+    (free_space), the sample restricted to a coarse grid and solved with the FEM (coarse_fem, cached by the priors
+    stage under ``root``), or none."""
 
-    kind: Literal["free_space", "none"] = "free_space"
+    kind: Literal["free_space", "coarse_fem", "none"] = "free_space"
     core_m: float = spec(2e-3, gt=0, doc="m; Gaussian core that keeps the prior finite at each pole")
+    coarse_spacing_m: float = spec(4e-3, gt=0, doc="m; cell size of the coarse_fem grid, a whole number of voxels")
+    root: str = "data/priors"  # the priors stage writes <root>/<split>/<sample file name> (coarse_fem)
 
 
 @dataclass(frozen=True)
@@ -188,7 +203,8 @@ class LossConfig:
     lambda_mse: float = spec(1.0, ge=0)
     lambda_grad: float = spec(0.1, ge=0)
     region: Literal["muscle", "tissue"] = "muscle"
-    muscle_sigma: tuple[float, float, float, float, float, float] = (0.2455, 0.2455, 1.2275, 0.0, 0.0, 0.0)
+    # The corpus's muscle tensor: physics.conductivity.muscle for a synthetic corpus (checked on load).
+    muscle_sigma: tuple[float, float, float, float, float, float] = MUSCLE_SIGMA
     muscle_rtol: float = spec(1e-3, gt=0, lt=1, doc="eigenvalue match tolerance of the muscle mask")
 
 
@@ -209,3 +225,40 @@ class EvalConfig:
     splits: tuple[str, str] = ("test", "test_2x")
     figures: int = spec(2, ge=0, doc="error-map figures per split")
     timing_repeats: int = spec(1, ge=1)
+    error_estimate: bool = True  # an a-posteriori error estimate of every prediction (potential/estimate.py)
+    baseline_spacings_m: tuple[float, ...] = spec(
+        (0.008, 0.006, 0.004, 0.003), gt=0, doc="m; the FEM on these coarser grids is the classical front (empty: none)"
+    )
+
+
+# ---- checks across sections ----------------------------------------------------------------------------------------
+def _eigenvalues(channels: tuple[float, ...]) -> np.ndarray:
+    """Ascending eigenvalues of the symmetric tensor with channels (xx, yy, zz, xy, xz, yz)."""
+    xx, yy, zz, xy, xz, yz = channels
+    return np.linalg.eigvalsh(np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]], dtype=np.float64))
+
+
+def check_loss_muscle(loss: LossConfig, conductivity: ConductivityConfig, data: DataConfig) -> None:
+    """Require ``loss.muscle_sigma`` to be the muscle tensor of a synthetic corpus, ``physics.conductivity.muscle``.
+
+    The loss mask keeps the voxels whose tensor has the sorted eigenvalues of ``loss.muscle_sigma`` within
+    ``loss.muscle_rtol * max |lambda|`` (:func:`fieldlab.potential.masking.muscle_mask`); the same rule compares the
+    two settings here, so that a tilted fibre (a rotated tensor, same eigenvalues) still agrees. Nothing is checked
+    for ``loss.region = tissue`` or a ``raw`` corpus (whose tensors ``physics`` does not describe; the dataset
+    refuses a mask that matches almost nothing).
+
+    Raises
+    ------
+    ConfigError
+        The eigenvalues differ by more than the tolerance.
+    """
+    if loss.region != "muscle" or data.source != "synthetic":
+        return
+    want, got = _eigenvalues(conductivity.muscle), _eigenvalues(loss.muscle_sigma)
+    if np.any(np.abs(got - want) > loss.muscle_rtol * np.abs(got).max()):
+        raise ConfigError(
+            f"params: loss.muscle_sigma = {list(loss.muscle_sigma)} (eigenvalues {np.round(got, 6).tolist()}): "
+            f"expected the eigenvalues {np.round(want, 6).tolist()} of physics.conductivity.muscle = "
+            f"{list(conductivity.muscle)} within loss.muscle_rtol = {loss.muscle_rtol:g}, or the loss mask misses "
+            "the corpus's muscle"
+        )

@@ -8,6 +8,12 @@ Layout under ``root`` (default ``data/potential``)::
 
 Sample ``i`` of split ``s`` draws its limb from ``numpy_rng(seed, SPLIT_STREAM[s], i)``: the corpus is deterministic
 per seed and a split's limbs do not depend on the size of the other splits.
+
+With ``data.sources_per_limb = K > 1`` limb ``i`` carries ``K`` bipoles drawn after it from the same generator
+(:func:`~.sampling.sample_limb_sources`); they are solved with one assembly and one AMG hierarchy
+(:func:`~.multisource.solve_potential_many`) and written as ``NNNN_kk.npz``, all in the limb's split (a split never
+shares a limb with another). The manifest records ``limb_index`` and ``source_k`` of every file. ``K = 1`` with
+``physics.solver.prolongation = jacobi`` (the defaults) is the single-source path, file for file.
 """
 
 from __future__ import annotations
@@ -26,12 +32,12 @@ import numpy as np
 
 from fieldlab.config import DataConfig, PhysicsConfig, to_dict
 from fieldlab.core.io import save_npz, write_json
-from fieldlab.core.seeding import numpy_rng
 from fieldlab.errors import InputError
-from fieldlab.potential.physics.phantom import rasterise
+from fieldlab.potential.physics.multisource import solve_potential_many
+from fieldlab.potential.physics.phantom import LimbParams, rasterise, with_source
 from fieldlab.potential.physics.resolution import relative_l2_agreement
-from fieldlab.potential.physics.sampling import sample_limb
-from fieldlab.potential.physics.solver import check_inputs, solve_potential
+from fieldlab.potential.physics.sampling import sample_limb, sample_limb_sources
+from fieldlab.potential.physics.solver import SolveInfo, check_inputs, solve_potential
 from fieldlab.potential.schema import PotentialSample, load_sample
 
 SPLITS = ("train", "val", "test")
@@ -57,6 +63,8 @@ def sha256(path: Path) -> str:
 
 def solve_sample(seed: int, split: str, index: int, grid: tuple[int, int, int], factor: int, physics: PhysicsConfig):
     """Draw limb ``index`` of ``split``, rasterise it on ``grid * factor`` and solve; return (sample, info, limb)."""
+    from fieldlab.core.seeding import numpy_rng  # seeding imports torch: only generating needs it, not importing
+
     limb, cond = sample_limb(
         numpy_rng(seed, SPLIT_STREAM[split], index), physics.phantom, physics.conductivity, physics.source
     )
@@ -73,22 +81,67 @@ def solve_sample(seed: int, split: str, index: int, grid: tuple[int, int, int], 
     return sample, info, limb
 
 
-def _run_job(args: tuple[Job, int, tuple[int, int, int], PhysicsConfig, str]) -> dict[str, Any]:
-    job, seed, grid, physics, root = args
-    sample, info, limb = solve_sample(seed, job.split, job.index, grid, job.factor, physics)
+def solve_limb(
+    seed: int,
+    split: str,
+    index: int,
+    grid: tuple[int, int, int],
+    factor: int,
+    physics: PhysicsConfig,
+    n_sources: int,
+) -> list[tuple[PotentialSample, SolveInfo, LimbParams]]:
+    """Limb ``index`` of ``split`` with ``n_sources`` bipoles, rasterised once on ``grid * factor`` and solved with
+    one assembly and one AMG hierarchy; return ``(sample, info, limb)`` per source (``limb`` with its poles)."""
+    from fieldlab.core.seeding import numpy_rng  # as solve_sample: torch only when generating
+
+    limbs, cond = sample_limb_sources(
+        numpy_rng(seed, SPLIT_STREAM[split], index), physics.phantom, physics.conductivity, physics.source, n_sources
+    )
+    shape = tuple(n * factor for n in grid)
+    subsamples = max(2, -(-physics.phantom.subsamples // factor))  # as solve_sample
+    first = rasterise(limbs[0], cond, shape, subsamples)  # type: ignore[arg-type]
+    rasters = [first] + [with_source(first, limb) for limb in limbs[1:]]
+    s = physics.solver
+    kw = {"maxiter": s.maxiter, "method": s.method, "max_attempts": s.attempts, "prolongation": s.prolongation}
+    out = solve_potential_many(first.sigma, [r.source for r in rasters], first.spacing, s.tol, **kw)
+    samples = [
+        PotentialSample(r.sigma, r.source, r.mask, r.tissue, u, np.array(r.spacing), r.source_point, r.source_index)
+        for r, u in zip(rasters, out.u, strict=True)
+    ]
+    return list(zip(samples, out.infos, limbs, strict=True))
+
+
+def sample_name(limb_index: int, source_k: int, n_sources: int) -> str:
+    """File name of source ``source_k`` of limb ``limb_index``: ``NNNN.npz`` for one source, else ``NNNN_kk.npz``."""
+    return f"{limb_index:04d}.npz" if n_sources == 1 else f"{limb_index:04d}_{source_k:02d}.npz"
+
+
+def _run_job(args: tuple[Job, int, tuple[int, int, int], PhysicsConfig, str, int]) -> list[dict[str, Any]]:
+    job, seed, grid, physics, root, n_sources = args
+    if n_sources == 1 and physics.solver.prolongation == "jacobi":  # the single-source path, unchanged
+        solved = [solve_sample(seed, job.split, job.index, grid, job.factor, physics)]
+    else:
+        solved = solve_limb(seed, job.split, job.index, grid, job.factor, physics, n_sources)
     name = "test_2x" if job.factor == FACTOR_2X else job.split
-    path = Path(root) / name / f"{job.index:04d}.npz"
-    save_npz(path, **sample.to_arrays())
-    return {
-        "split": name,
-        "file": f"{name}/{path.name}",
-        "index": job.index,
-        "grid": list(sample.shape),
-        "spacing": [float(v) for v in sample.spacing],
-        "sha256": sha256(path),
-        **{f"solver_{k}": v for k, v in info.to_dict().items()},
-        "limb": limb.to_dict(),
-    }
+    records = []
+    for k, (sample, info, limb) in enumerate(solved):
+        path = Path(root) / name / sample_name(job.index, k, n_sources)
+        save_npz(path, **sample.to_arrays())
+        records.append(
+            {
+                "split": name,
+                "file": f"{name}/{path.name}",
+                "index": job.index,
+                "limb_index": job.index,
+                "source_k": k,
+                "grid": list(sample.shape),
+                "spacing": [float(v) for v in sample.spacing],
+                "sha256": sha256(path),
+                **{f"solver_{key}": v for key, v in info.to_dict().items()},
+                "limb": limb.to_dict(),
+            }
+        )
+    return records
 
 
 def _map(fn: Callable, items: list, workers: int, progress: bool, desc: str) -> list:
@@ -118,12 +171,13 @@ def _fresh_layout(root: Path) -> None:
     (root / "manifest.json").unlink(missing_ok=True)
 
 
-def resolution_agreement(root: Path, n_test: int, exclude_voxels: int = AGREEMENT_EXCLUDE_VOXELS) -> list[float]:
-    """Relative L2 1x-vs-2x agreement of each test sample, more than ``exclude_voxels`` base voxels from the poles."""
+def resolution_agreement(root: Path, names: list[str], exclude_voxels: int = AGREEMENT_EXCLUDE_VOXELS) -> list[float]:
+    """Relative L2 1x-vs-2x agreement of each test file ``names[i]`` (in ``test/`` and ``test_2x/``), more than
+    ``exclude_voxels`` base voxels from the poles."""
     out = []
-    for i in range(n_test):
-        a = load_sample(root / "test" / f"{i:04d}.npz")
-        b = load_sample(root / "test_2x" / f"{i:04d}.npz")
+    for name in names:
+        a = load_sample(root / "test" / name)
+        b = load_sample(root / "test_2x" / name)
         exclude = exclude_voxels * float(max(a.spacing))
         spacing = tuple(float(v) for v in a.spacing)
         out.append(relative_l2_agreement(a.u, a.mask, b.u, b.mask, spacing, a.source_point, exclude))  # type: ignore[arg-type]
@@ -141,14 +195,19 @@ def generate_corpus(
     jobs += [Job(s, i, 1) for s in SPLITS for i in range(counts[s])]
     workers = data.workers or os.cpu_count() or 1
     t0 = time.perf_counter()
-    records = _map(_run_job, [(j, seed, data.grid, physics, str(root)) for j in jobs], workers, progress, "prepare")
-    records.sort(key=lambda r: (r["split"], r["index"]))
-    agreement = resolution_agreement(root, data.n_test) if data.test_2x else []
+    k = data.sources_per_limb
+    args = [(j, seed, data.grid, physics, str(root), k) for j in jobs]
+    records = [r for rs in _map(_run_job, args, workers, progress, "prepare") for r in rs]  # one list per limb
+    records.sort(key=lambda r: (r["split"], r["index"], r["source_k"]))
+    names = [Path(r["file"]).name for r in records if r["split"] == "test"]
+    agreement = resolution_agreement(root, names) if data.test_2x else []
     base = [r for r in records if r["split"] != "test_2x"]
     fine = [r for r in records if r["split"] == "test_2x"]
     summary = {
         "samples": len(base),
         "samples_2x": len(fine),
+        "limbs": len({(r["split"], r["limb_index"]) for r in base}),
+        "sources_per_limb": k,
         "seconds_total": time.perf_counter() - t0,
         "workers": workers,
         "residual_max": max(r["solver_residual"] for r in records),
@@ -199,6 +258,11 @@ def import_raw(data: DataConfig, root: str | Path | None = None) -> dict[str, An
             f"{raw}: found {len(files)} .npz file(s); expected at least data.n_train + n_val + n_test = {need}"
         )
     samples = [validate_raw_file(f) for f in files[:need]]
+    fines = {}  # every file is validated before the corpus folder is touched
+    for k in range(need - data.n_test, need):
+        fine = raw / "test_2x" / files[k].name
+        if fine.is_file():
+            fines[k] = (fine, validate_raw_file(fine))
     _fresh_layout(root)
     records = []
     bounds = {
@@ -213,10 +277,10 @@ def import_raw(data: DataConfig, root: str | Path | None = None) -> dict[str, An
             records.append(
                 {"split": split, "file": f"{split}/{path.name}", "origin": str(files[k]), "sha256": sha256(path)}
             )
-            fine = raw / "test_2x" / files[k].name
-            if split == "test" and fine.is_file():
+            if split == "test" and k in fines:
+                fine, fine_sample = fines[k]
                 path2 = root / "test_2x" / f"{i:04d}.npz"
-                save_npz(path2, **validate_raw_file(fine).to_arrays())
+                save_npz(path2, **fine_sample.to_arrays())
                 records.append(
                     {"split": "test_2x", "file": f"test_2x/{path2.name}", "origin": str(fine), "sha256": sha256(path2)}
                 )

@@ -31,7 +31,7 @@ renormalised so that ``sum_voxels f dV = +-I`` exactly: the same continuous sour
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 import numpy as np
 
@@ -177,6 +177,15 @@ def rasterise(p: LimbParams, cond: Conductivities, grid: tuple[int, int, int], s
     tissue = np.where(mask, np.array(ks, dtype=np.uint8)[idx], TISSUES["air"]).astype(np.uint8)
     source = bipole_source(p, grid, mask)
     spacing = (Lx / W, Ly / H, Lz / D)
+    points, index = pole_voxels(p, grid)
+    return Rasterised(sigma, source, mask, tissue, spacing, points, index)
+
+
+def pole_voxels(p: LimbParams, grid: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """``(2, 3)`` pole positions (x, y, z) in metres and the ``(2, 3)`` voxel index (d, h, w) holding each."""
+    D, H, W = grid
+    Lx, Ly, Lz = p.box_m
+    spacing = (Lx / W, Ly / H, Lz / D)
     points = np.array(p.poles, dtype=np.float64)  # (2, 3) (x, y, z)
     index = np.stack(
         [
@@ -186,4 +195,11 @@ def rasterise(p: LimbParams, cond: Conductivities, grid: tuple[int, int, int], s
         ],
         axis=1,
     ).astype(np.int64)
-    return Rasterised(sigma, source, mask, tissue, spacing, points, index)
+    return points, index
+
+
+def with_source(r: Rasterised, p: LimbParams) -> Rasterised:
+    """The rasterised limb ``r`` carrying the bipole of ``p`` instead (same geometry; only the source changes)."""
+    grid = r.mask.shape
+    points, index = pole_voxels(p, grid)
+    return replace(r, source=bipole_source(p, grid, r.mask), source_point=points, source_index=index)

@@ -7,7 +7,7 @@ import math
 import numpy as np
 
 from fieldlab.config import ConductivityConfig, PhantomConfig, SourceConfig
-from fieldlab.errors import PhysicsError
+from fieldlab.errors import InputError, PhysicsError
 from fieldlab.potential.physics.phantom import Conductivities, LimbParams, isotropic, label_points, rotate_fibre
 from fieldlab.potential.schema import TISSUES
 
@@ -77,19 +77,7 @@ def sample_limb(
         current=source.current_a,
         width=source.width_m,
     )
-    Lx, Ly, Lz = phantom.box_m
-    poles = None
-    for _ in range(MAX_TRIES):
-        plus = rng.uniform(-0.5, 0.5, size=3) * np.array([Lx, Ly, Lz])
-        direction = rng.normal(size=3)
-        direction /= np.linalg.norm(direction)
-        minus = plus + _uniform(rng, source.separation_m) * direction
-        if _in_muscle(limb, plus, source.margin_m) and _in_muscle(limb, minus, source.margin_m):
-            poles = (tuple(float(v) for v in plus), tuple(float(v) for v in minus))
-            break
-    if poles is None:
-        raise PhysicsError("could not place the source poles in the muscle; lower physics.source.margin_m")
-    limb = LimbParams(**{**limb.__dict__, "poles": poles})
+    limb = draw_poles(rng, limb, source)
     muscle = tuple(conductivity.muscle)
     tilt = _uniform(rng, conductivity.fibre_tilt_deg)
     if tilt > 0:
@@ -101,3 +89,34 @@ def sample_limb(
         bone=isotropic(conductivity.bone),
     )
     return limb, cond
+
+
+def draw_poles(rng: np.random.Generator, limb: LimbParams, source: SourceConfig) -> LimbParams:
+    """``limb`` with a fresh bipole: ``+I`` uniform in the box, ``-I`` at a uniform distance in ``separation_m``
+    along a uniform random direction, redrawn until both lie in muscle at least ``margin_m`` from other tissue."""
+    Lx, Ly, Lz = limb.box_m
+    for _ in range(MAX_TRIES):
+        plus = rng.uniform(-0.5, 0.5, size=3) * np.array([Lx, Ly, Lz])
+        direction = rng.normal(size=3)
+        direction /= np.linalg.norm(direction)
+        minus = plus + _uniform(rng, source.separation_m) * direction
+        if _in_muscle(limb, plus, source.margin_m) and _in_muscle(limb, minus, source.margin_m):
+            poles = (tuple(float(v) for v in plus), tuple(float(v) for v in minus))
+            return LimbParams(**{**limb.__dict__, "poles": poles})
+    raise PhysicsError("could not place the source poles in the muscle; lower physics.source.margin_m")
+
+
+def sample_limb_sources(
+    rng: np.random.Generator,
+    phantom: PhantomConfig,
+    conductivity: ConductivityConfig,
+    source: SourceConfig,
+    n_sources: int,
+) -> tuple[list[LimbParams], Conductivities]:
+    """One limb (:func:`sample_limb`) and ``n_sources`` bipoles in it: the limb's own, then ``n_sources - 1``
+    more from :func:`draw_poles` on the same generator. Each returned :class:`LimbParams` is the same geometry
+    with its own ``poles``; ``n_sources = 1`` draws exactly what :func:`sample_limb` draws."""
+    if n_sources < 1:
+        raise InputError(f"n_sources = {n_sources}; expected at least one source per limb")
+    limb, cond = sample_limb(rng, phantom, conductivity, source)
+    return [limb] + [draw_poles(rng, limb, source) for _ in range(n_sources - 1)], cond

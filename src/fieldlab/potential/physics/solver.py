@@ -23,7 +23,7 @@ aggregation or Ruge-Stuben), the true residual ``||b - A u|| / ||b||`` of the fu
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import scipy.sparse as sp
@@ -34,6 +34,8 @@ from fieldlab.errors import InputError, PhysicsError
 CORNERS = np.array([(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=np.int64)
 #: AMG methods tried in order after the configured first choice.
 AMG_METHODS = ("sa", "rs")
+#: Smoothers of the SA tentative prolongator (:func:`build_hierarchy`); the single-source solve uses the first.
+PROLONGATIONS = ("jacobi", "energy")
 
 
 @dataclass(frozen=True)
@@ -194,24 +196,43 @@ def corners_to_centres(u_nodes: np.ndarray, nodes: np.ndarray, mask: np.ndarray)
     return np.where(mask, u, 0.0)
 
 
-def _amg_solve(
-    A: sp.csr_matrix, b: np.ndarray, method: str, tol: float, maxiter: int, seed: int
-) -> tuple[np.ndarray, int]:
-    """Pin row 0, build a seeded AMG hierarchy and run preconditioned CG; return the full solution and iterations."""
+def build_hierarchy(Ar: sp.csr_matrix, method: str, seed: int, prolongation: str = "jacobi"):
+    """Seeded AMG hierarchy (a ``pyamg.MultilevelSolver``) of the pinned matrix ``Ar = A[1:, 1:]``.
+
+    ``method`` is ``"sa"`` (smoothed aggregation) or ``"rs"`` (Ruge-Stuben); ``seed`` seeds the random vectors
+    pyamg draws for its spectral radius estimates, so the same matrix and seed give the same hierarchy.
+    ``prolongation`` smooths the SA tentative prolongator: ``"jacobi"`` (pyamg's default, the corpus's) or
+    ``"energy"`` (energy minimisation; ignored by ``"rs"``).
+    """
     import pyamg
 
-    Ar = A[1:, 1:].tocsr()
-    br = b[1:]
+    if prolongation not in PROLONGATIONS:
+        raise InputError(f"prolongation = {prolongation!r}; expected one of {', '.join(PROLONGATIONS)}")
     # pyamg draws random vectors (spectral radius estimates) from NumPy's legacy global RNG: seed it, then restore.
     state = np.random.get_state()  # noqa: NPY002
     np.random.seed(seed)  # noqa: NPY002
     try:
+        if method == "sa" and prolongation == "energy":
+            return pyamg.smoothed_aggregation_solver(Ar, symmetry="symmetric", max_coarse=500, smooth="energy")
         if method == "sa":
-            ml = pyamg.smoothed_aggregation_solver(Ar, symmetry="symmetric", max_coarse=500)
-        else:
-            ml = pyamg.ruge_stuben_solver(Ar, max_coarse=500)
+            return pyamg.smoothed_aggregation_solver(Ar, symmetry="symmetric", max_coarse=500)
+        return pyamg.ruge_stuben_solver(Ar, max_coarse=500)
     finally:
         np.random.set_state(state)  # noqa: NPY002
+
+
+def _amg_solve(
+    A: sp.csr_matrix, b: np.ndarray, method: str, tol: float, maxiter: int, seed: int
+) -> tuple[np.ndarray, int]:
+    """Pin row 0, build a seeded AMG hierarchy and run preconditioned CG; return the full solution and iterations."""
+    Ar = A[1:, 1:].tocsr()
+    return pinned_cg(build_hierarchy(Ar, method, seed), Ar, b, tol, maxiter)
+
+
+def pinned_cg(ml, Ar: sp.csr_matrix, b: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarray, int]:
+    """CG on ``Ar x = b[1:]`` preconditioned by the hierarchy ``ml``, to ``tol * 0.1`` then refined on the true
+    residual; return the full solution (``x[0] = 0``, the pinned corner) and the CG iterations."""
+    br = b[1:]
     residuals: list[float] = []
     x = ml.solve(br, tol=tol * 0.1, maxiter=maxiter, accel="cg", residuals=residuals)
     iterations = max(len(residuals) - 1, 0)
@@ -225,6 +246,70 @@ def _amg_solve(
         x = x + ml.solve(r, tol=min(0.5, 0.1 * tol * bnorm / rnorm), maxiter=maxiter, accel="cg", residuals=residuals)
         iterations += max(len(residuals) - 1, 0)
     return np.concatenate([[0.0], x]), iterations
+
+
+def _solve_nodes(
+    sigma: np.ndarray,
+    source: np.ndarray,
+    spacing: tuple[float, float, float],
+    tol: float,
+    maxiter: int,
+    method: str,
+    max_attempts: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, SolveInfo]:
+    """Check, assemble and solve; return ``(x, nodes, mask, info)``: ``x`` the corner values over ``nodes``
+    (pinned corner 0, no gauge fixed), ``mask`` the tissue voxels, ``info`` with ``seconds`` left at 0."""
+    if method not in AMG_METHODS:
+        raise InputError(f"method = {method!r}; expected one of {', '.join(AMG_METHODS)}")
+    mask = check_inputs(sigma, source, spacing)
+    A, nodes = assemble(np.asarray(sigma), mask, spacing)
+    b = load_vector(np.asarray(source), mask, nodes, spacing)
+    b -= b.sum() / b.size  # remove the round-off imbalance so the singular system is consistent
+    bnorm = float(np.linalg.norm(b))
+    order = [method] + [m for m in AMG_METHODS if m != method]
+    residual, iterations, used = np.inf, 0, order[0]
+    for attempt in range(max_attempts):
+        used = order[attempt % len(order)]
+        x, iterations = _amg_solve(A, b, used, tol, maxiter, seed=attempt)
+        residual = float(np.linalg.norm(b - A @ x)) / bnorm
+        if np.isfinite(residual) and residual <= tol:
+            break
+    else:
+        raise PhysicsError(
+            f"AMG-CG did not converge: relative residual {residual:.2e} > tol {tol:.0e} after {max_attempts} "
+            f"attempt(s) ({', '.join(order[a % len(order)] for a in range(max_attempts))}); {nodes.size} unknowns"
+        )
+    return x, nodes, mask, SolveInfo(residual, iterations, int(nodes.size), 0.0, used, attempt + 1)
+
+
+def solve_corners(
+    sigma: np.ndarray,
+    source: np.ndarray,
+    spacing: tuple[float, float, float],
+    tol: float = 1e-8,
+    *,
+    maxiter: int = 300,
+    method: str = "sa",
+    max_attempts: int = 3,
+) -> tuple[np.ndarray, np.ndarray, SolveInfo]:
+    """The same solve as :func:`solve_potential`, returned where the unknowns live: on the voxel corners.
+
+    Returns
+    -------
+    phi : ``(D+1, H+1, W+1)`` float64 corner values in volts, zero at corners that touch no tissue voxel; the gauge
+        is not fixed (one corner is pinned to 0). Inside a tissue voxel the Q1 field is the trilinear interpolant of
+        its eight corners.
+    active : ``(D+1, H+1, W+1)`` bool, the corners that are unknowns.
+    info : :class:`SolveInfo`.
+    """
+    t0 = time.perf_counter()
+    x, nodes, mask, info = _solve_nodes(sigma, source, spacing, tol, maxiter, method, max_attempts)
+    shape = tuple(n + 1 for n in mask.shape)
+    phi = np.zeros(int(np.prod(shape)))
+    phi[nodes] = x
+    active = np.zeros(phi.size, dtype=bool)
+    active[nodes] = True
+    return phi.reshape(shape), active.reshape(shape), replace(info, seconds=time.perf_counter() - t0)
 
 
 def solve_potential(
@@ -266,28 +351,8 @@ def solve_potential(
     >>> bool(u[0, 0, 0] > 0 > u[3, 3, 3]), info.residual < 1e-8
     (True, True)
     """
-    if method not in AMG_METHODS:
-        raise InputError(f"method = {method!r}; expected one of {', '.join(AMG_METHODS)}")
     t0 = time.perf_counter()
-    mask = check_inputs(sigma, source, spacing)
-    A, nodes = assemble(np.asarray(sigma), mask, spacing)
-    b = load_vector(np.asarray(source), mask, nodes, spacing)
-    b -= b.sum() / b.size  # remove the round-off imbalance so the singular system is consistent
-    bnorm = float(np.linalg.norm(b))
-    order = [method] + [m for m in AMG_METHODS if m != method]
-    residual, iterations, used = np.inf, 0, order[0]
-    for attempt in range(max_attempts):
-        used = order[attempt % len(order)]
-        x, iterations = _amg_solve(A, b, used, tol, maxiter, seed=attempt)
-        residual = float(np.linalg.norm(b - A @ x)) / bnorm
-        if np.isfinite(residual) and residual <= tol:
-            break
-    else:
-        raise PhysicsError(
-            f"AMG-CG did not converge: relative residual {residual:.2e} > tol {tol:.0e} after {max_attempts} "
-            f"attempt(s) ({', '.join(order[a % len(order)] for a in range(max_attempts))}); {nodes.size} unknowns"
-        )
+    x, nodes, mask, info = _solve_nodes(sigma, source, spacing, tol, maxiter, method, max_attempts)
     u = corners_to_centres(x, nodes, mask)
     u[mask] -= u[mask].mean()
-    info = SolveInfo(residual, iterations, int(nodes.size), time.perf_counter() - t0, used, attempt + 1)
-    return u, info
+    return u, replace(info, seconds=time.perf_counter() - t0)
