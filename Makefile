@@ -8,13 +8,15 @@ TORCH_SPEC ?= torch==2.13.0
 IMAGE ?= fieldlab
 DVC_CACHE ?= $(abspath .dvc/cache)
 BIN := $(VENV)/bin
+# Columns of `make exps`: headline metrics and the params experiments usually vary.
+EXP_COLUMNS ?= Experiment|Created|base.rel_l2$$|x2.rel_l2$$|ratio_x2_base|best_val_rel_l2|final_r2|^slope|model.backbone|model.prior.kind|train.epochs|train.lr|inr.model|inr.field_name
 STAMP := $(VENV)/.fieldlab-installed
 # glibc keeps large FFT buffers mapped instead of re-mapping them every step (see README, "Speed").
 export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup repro test smoke lint format explore docker-build docker-train clean distclean
+.PHONY: help setup repro results exps test smoke lint format explore docker-build docker-train clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -32,10 +34,16 @@ setup: $(STAMP) ## create .venv and install fieldlab with its dev tools (idempot
 repro: setup ## run the whole DVC pipeline (the main job)
 	$(BIN)/dvc repro
 
-test: setup ## ruff + the fast test suite
+results: setup ## the headline results from metrics/ (also rewrites the README's results block)
+	$(BIN)/fieldlab report --readme README.md
+
+exps: setup ## dvc exp show, headline metrics and the params experiments change (fits 200 columns)
+	$(BIN)/dvc exp show --drop '.*' --keep '$(EXP_COLUMNS)'
+
+test: setup ## ruff + the fast test suite + the docstring examples of src/fieldlab
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --doctest-modules src/fieldlab tests
 
 smoke: setup ## run the whole pipeline on a tiny grid in a throw-away copy of the repo
 	bash .ci/smoke

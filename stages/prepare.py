@@ -10,13 +10,24 @@ from fieldlab.core.io import write_json
 from fieldlab.potential.physics.corpus import prepare_corpus
 
 METRICS = "metrics/prepare.json"
+#: The corpus numbers `dvc metrics show` reports.
+HEADLINE = (
+    "samples",
+    "samples_2x",
+    "solve_seconds_mean",
+    "solve_seconds_2x_mean",
+    "residual_max",
+    "agreement_1x_2x_mean",
+    "agreement_1x_2x_max",
+)
 
 
 def main() -> int:
     args = stage_parser(__doc__.splitlines()[0]).parse_args()
     cfg = load_config(args.params, args.overrides)
     manifest = prepare_corpus(cfg.data, cfg.physics, cfg.seed, progress=sys.stderr.isatty())
-    write_json(METRICS, manifest.get("summary", {"samples": len(manifest["samples"]), "source": manifest["source"]}))
+    summary = manifest.get("summary", {"samples": len(manifest["samples"])})
+    write_json(METRICS, {k: v for k, v in summary.items() if k in HEADLINE})  # the rest: <data.root>/manifest.json
     print(f"prepare: {len(manifest['samples'])} file(s) in {cfg.data.root}; summary in {METRICS}")
     return 0
 

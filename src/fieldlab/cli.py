@@ -20,9 +20,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "models": ("fieldlab.commands.models", "describe the operator models (--summary)"),
     "train": ("fieldlab.commands.train", "train the operator model of model.backbone"),
     "eval-sr": ("fieldlab.commands.eval_sr", "evaluate at base and 2x resolution (zero-shot)"),
+    "predict": ("fieldlab.commands.predict", "predict the potential of your own samples, with an error estimate"),
     "simulate-mpm": ("fieldlab.commands.simulate_mpm", "simulate an MLS-MPM scene and write its fields"),
     "inr-fit": ("fieldlab.commands.inr_fit", "fit one implicit neural representation to an MPM field"),
     "explore": ("fieldlab.commands.explore", "run the UCB exploration loop over INR configurations"),
+    "report": ("fieldlab.commands.report", "print the headline results from the metrics files"),
 }
 
 

@@ -289,12 +289,18 @@ def run_training(
     history_csv: str | Path,
     resume: bool = False,
 ) -> dict[str, Any]:
-    """Train, then write the summary to ``metrics_json`` (rank 0 only); the stage and ``fieldlab train`` use this."""
+    """Train, then write the headline (:data:`HEADLINE`) to ``metrics_json`` and the whole summary to
+    ``<out_dir>/summary.json`` (rank 0 only); the stage and ``fieldlab train`` use this."""
     import os
 
     from fieldlab.core.io import write_json
 
     summary = train_operator(cfg, backbone, out_dir, history_csv=history_csv, resume=resume)
     if int(os.environ.get("RANK", "0")) == 0:
-        write_json(metrics_json, summary)
+        write_json(Path(out_dir) / "summary.json", summary)
+        write_json(metrics_json, {k: summary[k] for k in HEADLINE})
     return summary
+
+
+#: What ``metrics/train_<backbone>.json`` shows (``dvc metrics show``, ``dvc exp show``).
+HEADLINE = ("best_val_rel_l2", "best_epoch", "params", "train_time_s")

@@ -1,0 +1,191 @@
+"""``fieldlab report``: the headline results as Markdown tables, read from the metrics files of the last run.
+
+The README's results block is this command's output on the committed ``metrics/`` (a test checks they agree), so
+the published numbers and ``dvc metrics show`` are the same numbers.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fieldlab.errors import InputError
+
+BEGIN, END = "<!-- fieldlab report: begin -->", "<!-- fieldlab report: end -->"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--metrics", default="metrics", help="folder of the metrics JSON files (default: metrics)")
+    parser.add_argument("--readme", default=None, help="also replace the results block of this Markdown file")
+
+
+def _read(path: Path) -> dict[str, Any] | None:
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path}: not valid JSON (expected the metrics written by the pipeline)") from None
+    if not isinstance(data, dict):
+        raise InputError(f"{path}: expected a JSON object of metrics, got {type(data).__name__}")
+    return data
+
+
+def _get(data: dict[str, Any] | None, dotted: str) -> Any:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return None
+        node = node[part]
+    return node
+
+
+def fmt(value: Any, spec: str = ".4g") -> str:
+    """A table cell: numbers with ``spec``, missing or non-finite values as an en dash."""
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "–"
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return str(value)
+    return format(value, spec)
+
+
+def table(header: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def operator_section(m: Path) -> str | None:
+    ev = _read(m / "eval_sr.json")
+    trains = {b: _read(m / f"train_{b}.json") for b in ("fno", "unet")}
+    if ev is None and not any(trains.values()):
+        return None
+    rows = []
+    for backbone, tr in trains.items():
+        evaluated = ev is not None and ev.get("backbone") == backbone
+        e: Callable[[str], Any] = (lambda k: _get(ev, k)) if evaluated else (lambda k: None)
+        if tr is None and not evaluated:
+            continue
+        rows.append(
+            [
+                backbone,
+                fmt(_get(tr, "params"), ",d") if isinstance(_get(tr, "params"), int) else fmt(_get(tr, "params")),
+                fmt(_get(tr, "best_val_rel_l2")),
+                fmt(e("base.rel_l2")),
+                fmt(e("x2.rel_l2")),
+                fmt(e("x2_restricted.rel_l2")),
+                fmt(e("ratio_x2_base"), ".3f"),
+                fmt(e("base.prior_rel_l2")),
+                fmt(e("base.seconds_per_sample"), ".3f"),
+                fmt(e("x2.seconds_per_sample"), ".3f"),
+                fmt(_get(tr, "train_time_s"), ".0f"),
+            ]
+        )
+    header = [
+        "backbone",
+        "params",
+        "best val rel L2",
+        "base rel L2",
+        "2x rel L2 (zero shot)",
+        "2x restricted",
+        "2x / base",
+        "prior alone (base)",
+        "s / sample base",
+        "s / sample 2x",
+        "train s",
+    ]
+    text = (
+        "**Operator** (`metrics/train_<backbone>.json`, `metrics/eval_sr.json`; test split, rel L2 over the loss mask)"
+    )
+    out = [text, "", table(header, rows)]
+    baselines = _get(ev, "baselines")
+    if isinstance(baselines, dict) and baselines:
+        brows = [
+            [
+                name,
+                fmt(_get(b, "base.rel_l2")),
+                fmt(_get(b, "base.seconds"), ".3f"),
+                fmt(_get(b, "x2.rel_l2")),
+                fmt(_get(b, "x2.seconds"), ".3f"),
+            ]
+            for name, b in baselines.items()
+        ]
+        out += ["", "**Classical baselines** (same test limbs and mask, `metrics/eval_sr.json: baselines`)", ""]
+        out.append(table(["predictor", "base rel L2", "base s", "2x rel L2", "2x s"], brows))
+    solver = [_get(ev, "solver_seconds.base"), _get(ev, "solver_seconds.x2")]
+    if any(s is not None for s in solver):
+        out += ["", f"Full FEM solve per sample: {fmt(solver[0], '.2f')} s at base, {fmt(solver[1], '.2f')} s at 2x."]
+    return "\n".join(out)
+
+
+def corpus_section(m: Path) -> str | None:
+    p = _read(m / "prepare.json")
+    if p is None:
+        return None
+    keys = [
+        ("samples", "samples", "d"),
+        ("samples_2x", "2x samples", "d"),
+        ("solve_seconds_mean", "solve s (base)", ".2f"),
+        ("solve_seconds_2x_mean", "solve s (2x)", ".2f"),
+        ("residual_max", "max residual", ".1e"),
+        ("agreement_1x_2x_mean", "1x vs 2x mean", ".4f"),
+        ("agreement_1x_2x_max", "1x vs 2x max", ".4f"),
+    ]
+    present = [k for k in keys if k[0] in p]
+    row = [fmt(p[k], spec) if isinstance(p[k], int | float) else fmt(p[k]) for k, _, spec in present]
+    return "**Corpus** (`metrics/prepare.json`)\n\n" + table([h for _, h, _ in present], [row])
+
+
+def inr_section(m: Path) -> str | None:
+    r = _read(m / "inr.json")
+    if r is None:
+        return None
+    header = ["field", "model", "frames", "R2", "slope", "MSE", "params", "compression", "time s"]
+    row = [
+        fmt(r.get("field_name")),
+        fmt(r.get("inr_type")),
+        fmt(r.get("n_frames")),
+        fmt(r.get("final_r2")),
+        fmt(r.get("slope"), ".4f"),
+        fmt(r.get("final_mse")),
+        fmt(r.get("total_params"), ",d") if isinstance(r.get("total_params"), int) else fmt(r.get("total_params")),
+        fmt(r.get("compression_ratio"), ".3g"),
+        fmt(r.get("training_time"), ".0f"),
+    ]
+    return "**INR fit** (`metrics/inr.json`)\n\n" + table(header, [row])
+
+
+def render(metrics_dir: str | Path) -> str:
+    """Markdown of every section whose metrics file exists; an error when none does."""
+    m = Path(metrics_dir)
+    sections = [s for s in (corpus_section(m), operator_section(m), inr_section(m)) if s]
+    if not sections:
+        raise InputError(f"{m}: no metrics files (expected prepare.json, train_*.json, eval_sr.json or inr.json)")
+    return "\n\n".join(sections) + "\n"
+
+
+def replace_block(text: str, body: str, where: str) -> str:
+    """``text`` with the part between :data:`BEGIN` and :data:`END` replaced by ``body``."""
+    if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
+        raise InputError(f"{where}: expected one results block, {BEGIN} ... {END}")
+    head, rest = text.split(BEGIN, 1)
+    return head + BEGIN + "\n" + body + rest[rest.index(END) :]
+
+
+def run(args: argparse.Namespace) -> int:
+    body = render(args.metrics)
+    print(body, end="")
+    if args.readme is not None:
+        from fieldlab.core.io import atomic_open
+
+        path = Path(args.readme)
+        if not path.is_file():
+            raise InputError(f"{path}: no such file (--readme)")
+        new = replace_block(path.read_text(), body, str(path))
+        with atomic_open(path, "w") as fh:
+            fh.write(new)
+    return 0

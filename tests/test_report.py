@@ -1,0 +1,60 @@
+"""``fieldlab report`` and the README: the published result tables are the committed metrics, digit for digit."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from fieldlab.commands.report import BEGIN, END, render
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_block() -> str:
+    text = (REPO / "README.md").read_text()
+    assert BEGIN in text and END in text, f"README.md: the results block ({BEGIN} ... {END}) is missing"
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].strip("\n") + "\n"
+
+
+def test_readme_results_are_the_committed_metrics():
+    """The README's block is `fieldlab report` on metrics/ (regenerate it with `make results`)."""
+    assert readme_block() == render(REPO / "metrics")
+
+
+def test_readme_numbers_appear_in_the_metrics_files():
+    """Independent of the renderer: the headline rel L2 values of eval_sr.json are printed in the README block."""
+    ev = json.loads((REPO / "metrics" / "eval_sr.json").read_text())
+    block = readme_block()
+    for key in ("base", "x2"):
+        assert format(ev[key]["rel_l2"], ".4g") in block
+
+
+def test_report_renders_what_the_files_say(tmp_path):
+    (tmp_path / "eval_sr.json").write_text(
+        json.dumps(
+            {
+                "backbone": "fno",
+                "base": {"rel_l2": 0.0123456, "prior_rel_l2": 0.5, "seconds_per_sample": 0.25},
+                "x2": {"rel_l2": 0.02, "seconds_per_sample": 1.5},
+                "ratio_x2_base": 1.62,
+                "baselines": {"fem_4mm": {"base": {"rel_l2": 0.052, "seconds": 0.2}, "x2": {"rel_l2": 0.059}}},
+            }
+        )
+    )
+    (tmp_path / "train_fno.json").write_text(json.dumps({"params": 4199169, "best_val_rel_l2": 0.011}))
+    text = render(tmp_path)
+    row = next(line for line in text.splitlines() if line.startswith("| fno"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells[:7] == ["fno", "4,199,169", "0.011", "0.01235", "0.02", "–", "1.620"]
+    assert "| fem_4mm | 0.052 | 0.200 | 0.059 | – |" in text
+    assert "unet" not in text  # no file, no row
+
+
+def test_report_without_metrics_is_one_error_line(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "fieldlab", "report", "--metrics", str(tmp_path)], capture_output=True, text=True
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and str(tmp_path) in proc.stderr
