@@ -2,7 +2,8 @@
 
 On the test limbs of ``data.root`` (one run, same masks): the FEM on coarser grids of physical spacing
 ``eval.baseline_spacings_m`` (and at 2x the base grid) evaluated on the target grid, and every checkpoint given
-with ``--checkpoint LABEL=PATH`` (its seconds include its prior). A point is on the Pareto front when no other point
+with ``--checkpoint LABEL=PATH`` (its seconds include its prior; at 2x also through its training grid,
+``predict_restricted``). A point is on the Pareto front when no other point
 is at least as accurate and at least as fast (and better in one). Prints JSON and draws the scatter with the front::
 
     python bench/pareto.py --checkpoint fno/coarse_fem=experiments/fno/checkpoints/best.pt \\
@@ -109,6 +110,9 @@ def main() -> None:
             result[key].append(
                 {"name": label, "kind": "model", "rel_l2": ev[key]["rel_l2"], "seconds": ev[key]["seconds_per_sample"]}
             )
+        r = ev["x2_restricted"]  # the same model through its training grid at 2x
+        name = f"{label} (restricted)"
+        result["x2"].append({"name": name, "kind": "model", "rel_l2": r["rel_l2"], "seconds": r["seconds_per_sample"]})
     for key in KEYS:
         pareto(result[key])
     if args.figure:
