@@ -59,6 +59,7 @@ def front_points(cfg, checkpoint: Path) -> dict[str, list[dict]]:
 
 def draw(result: dict, path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -87,6 +88,10 @@ def draw(result: dict, path: Path) -> None:
             ylabel="relative L2 (loss mask)",
             title={"base": "base grid 96x48x48", "x2": "2x grid 192x96x96 (zero shot)"}[key],
         )
+        ticks = matplotlib.ticker
+        ax.xaxis.set_major_locator(ticks.FixedLocator([0.1, 0.2, 0.3, 0.5, 1, 2, 3, 5, 10]))
+        ax.xaxis.set_major_formatter(ticks.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_formatter(ticks.NullFormatter())  # labelled ticks only: no overlapping labels
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle("Operators (circles) vs FEM on coarser grids (squares); outlined: Pareto front", fontsize=10)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -97,10 +102,16 @@ def draw(result: dict, path: Path) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--params", default="params.yaml")
-    parser.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=PATH", required=True)
+    parser.add_argument("--checkpoint", action="append", default=[], metavar="LABEL=PATH")
+    parser.add_argument("--replot", default=None, metavar="JSON", help="redraw --figure from a saved result")
     parser.add_argument("--figure", default=None, help="PNG of the two scatters")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE")
     args = parser.parse_args()
+    if args.replot:
+        draw(json.loads(Path(args.replot).read_text()), Path(args.figure))
+        return
+    if not args.checkpoint:
+        parser.error("--checkpoint LABEL=PATH is required (at least one)")
     cfg = load_config(args.params, args.overrides)
     named = [tuple(c.split("=", 1)) for c in args.checkpoint]
     result = front_points(cfg, Path(named[0][1]))
