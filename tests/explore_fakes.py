@@ -19,14 +19,15 @@ import yaml
 ap = argparse.ArgumentParser()
 ap.add_argument("--params", default="params.yaml")
 args, _ = ap.parse_known_args()
-p = yaml.safe_load(open(args.params))["inr"]
+full = yaml.safe_load(open(args.params))
+p = full["inr"]
 for key in ("lr", "omega"):
     if not isinstance(p[key], float):
         sys.exit(f"inr.{key} = {p[key]!r}: expected a number")
 if p["hidden_features"] > 1024:
     sys.exit("fake out of memory: hidden_features > 1024")
 r2 = 1 - 0.02 * math.log10(p["lr"] / 1e-4) ** 2 - 0.01 * math.log2(p["hidden_features"] / 256) ** 2
-r2 -= 1e-5 * (p["omega"] - 30) ** 2
+r2 -= 1e-5 * (p["omega"] - 30) ** 2 + 0.15 * full.get("seed", 0)  # another seed: another fit
 pathlib.Path("metrics").mkdir(exist_ok=True)
 metrics = {"final_r2": r2, "slope": 0.95, "intercept": 0.0, "ssim": [0.9, 0.7],
            "training_time": p["total_steps"] * 1e-3, "field_name": p["field_name"]}

@@ -14,6 +14,7 @@ from explore_fakes import BASE_INR, env, make_workspace, small_config
 
 from fieldlab.cli import main
 from fieldlab.errors import ConfigError
+from fieldlab.explore.blocks import summarise
 from fieldlab.explore.driver import Study, run_study
 from fieldlab.explore.journal import Journal
 from fieldlab.explore.mutations import mutate
@@ -63,6 +64,23 @@ def test_failed_fit_becomes_a_failed_node_and_the_loop_goes_on(tmp_path: Path) -
     assert "FAILED" in (tmp_path / "out" / "inr_analysis.md").read_text()
 
 
+def test_robustness_repeat_runs_under_another_seed(tmp_path: Path) -> None:
+    """A same-seed repeat is bit-identical on a CPU (and a DVC run-cache hit): the repeat must change the seed.
+
+    The fake stage's R2 drops by 0.15 per unit of seed, so the repeat shows a spread that marks the block stochastic.
+    """
+    ws = make_workspace(tmp_path / "ws", dvc=False)
+    cfg = small_config()
+    nodes = run_study(cfg, Study(ws, tmp_path / "out", 1, 4, use_dvc=False), log=lambda s: None)
+    repeat = next(n for n in nodes if n.strategy == "robustness-test")
+    original = next(n for n in nodes if n.id == repeat.parent)
+    assert repeat.params == original.params and (original.seed, repeat.seed) == (None, cfg.seed + 1)
+    assert repeat.r2 == pytest.approx(original.r2 - 0.15)
+    assert summarise(nodes).stochastic
+    assert f"seed {cfg.seed + 1}" in (tmp_path / "out" / "inr_analysis.md").read_text()
+    assert Journal(tmp_path / "out" / "journal.jsonl").load() == nodes  # the seed survives the journal
+
+
 def test_baseline_exponent_floats_are_numbers(tmp_path: Path) -> None:
     """params.yaml written by hand or by ``dvc exp run -S`` holds ``lr: 1e-4`` (YAML 1.1: a string): the study must
     read a number, run every fit with it and mutate it (``old * factor`` on a string would raise)."""
@@ -82,11 +100,11 @@ class Interrupting:
     def __init__(self, inner: SubprocessRunner, at: int) -> None:
         self.inner, self.at, self.calls = inner, at, 0
 
-    def run(self, name: str, inr: dict) -> RunResult:
+    def run(self, name: str, inr: dict, seed: int | None = None) -> RunResult:
         self.calls += 1
         if self.calls == self.at:
             raise KeyboardInterrupt
-        return self.inner.run(name, inr)
+        return self.inner.run(name, inr, seed)
 
 
 def test_resume_after_interruption_loses_and_duplicates_nothing(tmp_path: Path) -> None:
@@ -138,6 +156,9 @@ def test_dvc_exp_run_study_and_cli_resume(tmp_path: Path, monkeypatch: pytest.Mo
     runner = DvcRunner(ws, "inr_block", "metrics/inr.json", baseline)
     res = runner.run("direct", {**BASE_INR, "lr": 1e-5, "ngp": {"levels": 4}})
     assert res.metrics is not None, res.error
+    seeded = runner.run("seeded", BASE_INR, seed=2)  # a robustness repeat: the experiment records the seed
+    assert seeded.metrics is not None and seeded.metrics["final_r2"] == pytest.approx(1.0 - 0.3)
+    assert yaml.safe_load(git(ws, "show", f"{seeded.commit}:params.yaml"))["seed"] == 2
     assert yaml.safe_load(git(ws, "show", f"{res.commit}:params.yaml"))["inr"]["lr"] == 1e-5
 
 

@@ -3,8 +3,9 @@
 Strategies, tried in this order at every iteration after a block's root (the first whose trigger holds wins):
 
 ``robustness-test``
-    once per block, from its third node on: re-run the best config with R2 >= 0.99 (a spread of R2 over repeats
-    above 0.1 marks the field stochastic, see :mod:`fieldlab.explore.blocks`).
+    once per block, from its third node on: re-run the best config with R2 >= 0.99 under another seed (the driver
+    runs it with ``seed + k``, :func:`fieldlab.explore.driver.repeat_seed`; a spread of R2 over repeats above 0.1
+    marks the field stochastic, see :mod:`fieldlab.explore.blocks`).
 ``failure-probe``
     the last 3 nodes all reached R2 >= 0.95 and none of them was a probe: set one parameter of the best-UCB node
     to the far end of its range.

@@ -36,7 +36,7 @@ from fieldlab.explore.ucb import render_scores, ucb_scores
 
 
 class Runner(Protocol):
-    def run(self, name: str, inr: dict[str, Any]) -> RunResult: ...
+    def run(self, name: str, inr: dict[str, Any], seed: int | None = None) -> RunResult: ...
 
 
 @dataclass(frozen=True)
@@ -179,10 +179,21 @@ def _write_iteration_config(out: Path, node_id: int, block: int, iteration: int,
     _write(out / "configs" / f"iter_{node_id:03d}.yaml", yaml.safe_dump(record, sort_keys=False))
 
 
-def _run_node(runner: Runner, name: str, node_id: int, ctx: Context, prop: Proposal) -> Node:
-    """Run ``prop`` as experiment ``name``; the journal node it becomes (a failed run: a failed node)."""
+def repeat_seed(prop: Proposal, history: list[Node], seed: int) -> int | None:
+    """The seed of a robustness repeat: ``seed + k`` for the k-th repeat of the config, ``None`` otherwise.
+
+    A repeat under the study's own seed would measure nothing: a CPU fit is bit-identical for a given seed, and
+    ``dvc exp run`` would restore it from the run cache without fitting.
+    """
+    if prop.strategy != "robustness-test":
+        return None
+    return seed + max(1, sum(n.params == prop.params for n in history))
+
+
+def _run_node(runner: Runner, name: str, node_id: int, ctx: Context, prop: Proposal, seed: int | None) -> Node:
+    """Run ``prop`` (under ``seed`` unless ``None``) as experiment ``name``; the journal node it becomes."""
     started = _now()
-    res = runner.run(name, prop.params)
+    res = runner.run(name, prop.params) if seed is None else runner.run(name, prop.params, seed=seed)
     return Node(
         id=node_id,
         parent=prop.parent,
@@ -201,6 +212,7 @@ def _run_node(runner: Runner, name: str, node_id: int, ctx: Context, prop: Propo
         finished=_now(),
         exp_name=res.exp_name,
         commit=res.commit,
+        seed=seed,
     )
 
 
@@ -230,7 +242,7 @@ def run_study(
             node_id, name = len(nodes) + 1, f"b{b}-i{i}"
             _write_iteration_config(out, node_id, b, i, prop)
             log(f"[{name}] node {node_id} parent {prop.parent} {prop.strategy}: {prop.mutation or '-'}")
-            node = _run_node(runner, name, node_id, ctx, prop)
+            node = _run_node(runner, name, node_id, ctx, prop, repeat_seed(prop, nodes, cfg.seed))
             journal.append(node)
             nodes.append(node)
             log(f"[{name}] " + (f"R2={node.r2:.5f}" if node.r2 is not None else f"FAILED: {node.error[-200:]}"))

@@ -28,7 +28,8 @@ class Node:
     """One fitted configuration of the study.
 
     ``parent`` is ``None`` for the root of a block (its first iteration); ``params`` is the full ``inr`` section the
-    fit ran with; ``metrics`` holds ``final_r2`` and whatever else the stage wrote.
+    fit ran with; ``metrics`` holds ``final_r2`` and whatever else the stage wrote; ``seed`` is the top-level seed
+    of the fit when it is not the study's (a robustness repeat), else ``None``.
     """
 
     id: int
@@ -48,12 +49,15 @@ class Node:
     finished: str = ""
     exp_name: str = ""
     commit: str = ""
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("id", "block", "iteration"):
             value = getattr(self, name)
             if not _integer(value) or value < 1:
                 raise InputError(f"journal node {self.id!r}: {name} = {value!r}: expected a positive integer")
+        if self.seed is not None and not _integer(self.seed):
+            raise InputError(f"journal node {self.id}: seed = {self.seed!r}: expected an integer or null")
         if self.parent is not None and not _integer(self.parent):
             raise InputError(f"journal node {self.id}: parent = {self.parent!r}: expected a node id or null")
         for name in ("params", "metrics"):

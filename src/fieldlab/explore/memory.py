@@ -51,7 +51,8 @@ def entry(node: Node) -> list[str]:
     """The analysis entry of one node."""
     parent = "root" if node.parent is None else str(node.parent)
     lines = [f"### b{node.block}-i{node.iteration}: node {node.id} (parent {parent})", ""]
-    lines.append(f"- strategy: {node.strategy}; mutation: {node.mutation or '-'}")
+    seed = "" if node.seed is None else f"; seed {node.seed}"
+    lines.append(f"- strategy: {node.strategy}; mutation: {node.mutation or '-'}{seed}")
     lines.append(f"- config: {_config(node.params)}")
     if node.r2 is None:
         lines.append(f"- status: FAILED: {node.error.strip().splitlines()[-1] if node.error.strip() else '?'}")

@@ -1,6 +1,7 @@
 """Ways to run one INR fit: a git-linked ``dvc exp run``, or the stage command in a fresh subprocess (``--no-dvc``).
 
-Both take the full ``inr`` section of the configuration and return the stage's metrics or the error text.
+Both take the full ``inr`` section of the configuration (and optionally another top-level ``seed``, for a
+robustness repeat) and return the stage's metrics or the error text.
 
 ``dvc exp run -S inr.lr=1e-05`` writes ``lr: 1e-05`` into params.yaml, which a plain YAML 1.1 reader
 (``yaml.safe_load``) reads back as the *string* ``'1e-05'`` (the project's loader,
@@ -58,10 +59,13 @@ def _tool(name: str) -> str:
     return str(local) if local.exists() else name
 
 
-def params_text(baseline: dict[str, Any], inr: dict[str, Any]) -> str:
-    """The baseline params with the ``inr`` section replaced, as YAML that PyYAML reads back exactly."""
+def params_text(baseline: dict[str, Any], inr: dict[str, Any], seed: int | None = None) -> str:
+    """The baseline params with the ``inr`` section (and ``seed``, unless ``None``) replaced, as YAML that PyYAML
+    reads back exactly."""
     full = dict(baseline)
     full["inr"] = dict(inr)
+    if seed is not None:
+        full["seed"] = seed
     return yaml.safe_dump(full, sort_keys=False)
 
 
@@ -103,11 +107,11 @@ class SubprocessRunner:
         self.metrics_file = metrics_file
         self.baseline = baseline
 
-    def run(self, name: str, inr: dict[str, Any]) -> RunResult:
+    def run(self, name: str, inr: dict[str, Any], seed: int | None = None) -> RunResult:
         metrics_path = self.workspace / self.metrics_file
         metrics_path.unlink(missing_ok=True)
         with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix=f"{name}-", delete=False) as fh:
-            fh.write(params_text(self.baseline, inr))
+            fh.write(params_text(self.baseline, inr, seed))
         cmd = [*shlex.split(self.stage_cmd), "--params", fh.name]
         if cmd[0] == "python":
             cmd[0] = sys.executable
@@ -147,12 +151,14 @@ class DvcRunner:
     def reset_params(self) -> None:
         (self.repo / "params.yaml").write_text(self.baseline_text)
 
-    def run(self, name: str, inr: dict[str, Any]) -> RunResult:
+    def run(self, name: str, inr: dict[str, Any], seed: int | None = None) -> RunResult:
         self._drop_existing(name)
-        (self.repo / "params.yaml").write_text(params_text(self.baseline, inr))
+        (self.repo / "params.yaml").write_text(params_text(self.baseline, inr, seed))
         base = flatten(self.baseline.get("inr") or {})
         changed = {k: v for k, v in flatten(inr).items() if base.get(k) != v and dvc_safe(v)}
         sets = [a for k, v in changed.items() for a in ("-S", f"inr.{k}={json.dumps(v)}")]
+        if seed is not None:
+            sets += ["-S", f"seed={int(seed)}"]
         cmd = [self.dvc, "exp", "run", "-n", name, *sets, self.stage]
         env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
         try:
