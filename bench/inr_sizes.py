@@ -1,14 +1,16 @@
 """The smallest hash-grid INR that still reaches R2 >= 0.995 on each MPM field (compression as an axis).
 
 A ladder of ngp sizes, largest first (levels x 2^log2_table_size x features hash table plus a ReLU MLP), each fitted
-with the ``inr`` section of ``--params`` otherwise unchanged (48 frames, ``--steps`` steps, the stage's scores,
-``bench/inr_fits.py``). Per field a bisection over the ladder finds the last rung that reaches the target, assuming
-R2 falls as the model shrinks (every rung it fits is reported, so a violation shows). Prints JSON: per field the
-fitted rungs (parameters, compression = values / parameters, R2, slope, seconds) and the smallest passing one.
+with the ``inr`` section of ``--params`` otherwise unchanged (48 frames, ``--steps`` steps per field, the stage's
+scores, ``bench/inr_fits.py``). Per field a bisection over the ladder finds the last rung that reaches the target,
+assuming R2 falls as the model shrinks (every rung it fits is reported, so a violation shows). Prints JSON: per
+field the fitted rungs (parameters, compression = values / parameters, R2, slope, seconds) and the smallest passing
+one.
 
-Run (about 15 min on 2 cores)::
+Run (about 35 min on 2 cores)::
 
-    python bench/inr_sizes.py --fields Jp F S C --steps 1000 --trials docs/landscape/size_trials.jsonl
+    python bench/inr_sizes.py --fields Jp F C S --steps Jp=1000 F=3000 C=3000 S=3000 \\
+        --trials docs/landscape/size_trials.jsonl
 """
 
 from __future__ import annotations
@@ -61,12 +63,14 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
     ap.add_argument("--fields", nargs="+", default=["Jp", "F", "S", "C"])
-    ap.add_argument("--steps", type=int, default=1000)
+    ap.add_argument("--steps", nargs="+", default=["1000"], help="N for every field, or FIELD=N each")
     ap.add_argument("--trials", type=Path, default=None, help="append every fit here (JSON lines)")
     args = ap.parse_args()
+    steps = {f: int(args.steps[0]) for f in args.fields} if "=" not in args.steps[0] else {}
+    steps.update({k: int(v) for k, _, v in (s.partition("=") for s in args.steps if "=" in s)})
     fits = InProcessFits(load_config(args.params), args.trials, tag="sizes")
-    out = {f: smallest_passing(fits, f, args.steps) for f in args.fields}
-    print(json.dumps({"target_r2": TARGET_R2, "steps": args.steps, "frames": 48, "fields": out}, indent=1))
+    out = {f: {"steps": steps[f], **smallest_passing(fits, f, steps[f])} for f in args.fields}
+    print(json.dumps({"target_r2": TARGET_R2, "frames": 48, "fields": out}, indent=1))
 
 
 if __name__ == "__main__":

@@ -115,7 +115,7 @@ def tables(fits: list[Fit], bench: dict[str, Any]) -> str:
             )
     sizes = bench.get("sizes")
     if sizes:
-        out += ["", f"**Bisection over the ngp size ladder** (`bench/inr_sizes.py`, {sizes['steps']} steps each)", ""]
+        out += ["", "**Bisection over the ngp size ladder** (`bench/inr_sizes.py`; steps per field in the table)", ""]
         out += ["| field | rungs fitted (rung: params, compression, R2) | smallest passing |",
                 "|---|---|---|"]  # fmt: skip
         for field, res in sizes["fields"].items():
@@ -123,7 +123,7 @@ def tables(fits: list[Fit], bench: dict[str, Any]) -> str:
                                f"{r['final_r2']:.4f}" for r in res["fits"])  # fmt: skip
             best = res["smallest_passing"]
             got = "none" if best is None else f"{best['total_params']:,} params, {best['compression_ratio']:.1f}x"
-            out.append(f"| {field} | {fitted} | {got} |")
+            out.append(f"| {field} ({res['steps']} steps) | {fitted} | {got} |")
     bad = [f for f in fits if f.source.split()[1:2] == ["node"] and (f.r2 is None or f.r2 < 0.99)]
     out += [
         "",
