@@ -97,6 +97,21 @@ def test_parameter_count_is_dense_vertices_or_table_size_per_level():
     assert enc.dense.tolist() == [True, True, False]
 
 
+def test_fine_levels_whose_vertex_count_overflows_int64_are_hashed():
+    """N up to 9 * 1.98^20 / 0.03 cells per axis: (N + 1)^3 ~ 1e25 > 2^63. Such a level holds T rows and hashes.
+
+    Reached by the exploration ranges (t_period 0.03, base 9, growth 1.98, 21 levels); the vertex count used to wrap
+    around in int64 and the table asked for 3.8e18 bytes.
+    """
+    scale = (1 / 0.03, 1 / 0.15, 1 / 0.15)
+    enc = HashGridEncoding(3, levels=21, features=1, log2_table_size=12, base_resolution=9, growth=1.98, scale=scale)
+    cells = [[max(1, int(9 * 1.98**lvl * s)) for s in scale] for lvl in range(21)]
+    rows = [min((a + 1) * (b + 1) * (c + 1), 2**12) for a, b, c in cells]  # Python integers: exact
+    assert enc.table.shape == (sum(rows), 1) and not enc.dense.any()
+    out = enc(torch.rand(64, 3) * 2 - 1)
+    assert out.shape == (64, 21) and torch.isfinite(out).all()
+
+
 def test_initial_table_is_small_and_inputs_are_checked():
     enc = HashGridEncoding(2, levels=2, features=2, log2_table_size=8, base_resolution=4)
     assert enc.table.abs().max() <= 1e-4

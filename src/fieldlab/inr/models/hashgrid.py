@@ -21,6 +21,7 @@ Encoding", ACM Trans. Graph. 41(4), 2022.
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
 
 import torch
@@ -76,9 +77,10 @@ class HashGridEncoding(nn.Module):
         res = torch.tensor(
             [[max(1, int(base_resolution * growth**lvl * s)) for s in scale] for lvl in range(levels)], dtype=torch.long
         )  # (L, d) cells per axis
-        n_vertices = torch.prod(res + 1, dim=1)  # (L,)
-        dense = n_vertices <= self.table_size
-        sizes = torch.where(dense, n_vertices, torch.full_like(n_vertices, self.table_size))
+        # vertex counts in Python integers: prod(N + 1) of a fine level overflows int64 (a wrapped, garbage size)
+        n_vertices = [math.prod(int(r) + 1 for r in row) for row in res.tolist()]
+        dense = torch.tensor([n <= self.table_size for n in n_vertices])
+        sizes = torch.tensor([min(n, self.table_size) for n in n_vertices], dtype=torch.long)
         offsets = torch.cat([torch.zeros(1, dtype=torch.long), torch.cumsum(sizes, 0)[:-1]])
         strides = torch.cumprod(torch.cat([torch.ones(levels, 1, dtype=torch.long), res[:, :-1] + 1], dim=1), dim=1)
         self.register_buffer("resolution", res, persistent=False)
