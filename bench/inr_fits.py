@@ -24,7 +24,8 @@ from fieldlab.inr.fit import fit_inr, fit_metrics
 class InProcessFits:
     """Callable: ``inr`` overrides (nested ``ngp`` merged)[, seed] -> the stage's metrics plus ``wall_s``.
 
-    A fit that raises a fieldlab error (diverged) returns ``final_r2 = None`` and the ``error`` text.
+    A fit that raises a fieldlab error (diverged) or a RuntimeError (out of memory) returns ``final_r2 = None`` and
+    the ``error`` text, as the stage's failure makes a failed node in the loop.
     """
 
     def __init__(self, base: Config, trials: Path | None = None, tag: str = "") -> None:
@@ -63,8 +64,8 @@ class InProcessFits:
         start = time.perf_counter()
         try:
             metrics = fit_metrics(cfg, window, fit_inr(cfg, window, self.base.seed, self.device))
-        except FieldlabError as exc:
-            metrics = {"final_r2": None, "error": str(exc)}
+        except (FieldlabError, RuntimeError) as exc:  # diverged, out of memory: a failed node in the loop too
+            metrics = {"final_r2": None, "error": f"{type(exc).__name__}: {str(exc)[:300]}"}
         metrics["wall_s"] = time.perf_counter() - start
         if self.trials is not None:
             with self.trials.open("a") as fh:

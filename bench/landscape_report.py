@@ -162,24 +162,38 @@ def tables(fits: list[Fit], bench: dict[str, Any]) -> str:
 
 
 def figure(fits: list[Fit], path: Path) -> None:
+    """1 - R2 against compression per field; marker = model, colour = training steps (log scale)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib import colors
 
-    fig, axes = plt.subplots(1, 4, figsize=(16, 4), sharey=True, constrained_layout=True)
+    ok = [f for f in fits if f.r2 is not None]
+    norm = colors.LogNorm(vmin=min(f.inr["total_steps"] for f in ok), vmax=max(f.inr["total_steps"] for f in ok))
+    fig, axes = plt.subplots(1, 4, figsize=(16, 4.2), sharex=True, sharey=True, constrained_layout=True)
+    sc = None
     for ax, field in zip(axes, FIELDS, strict=True):
         for model, marker in (("ngp", "o"), ("siren_txy", "s"), ("siren_id", "^"), ("siren_t", "v")):
-            pts = [(f.metrics["compression_ratio"], 1 - f.r2) for f in fits
-                   if f.field == field and f.r2 is not None and f.inr.get("model") == model]  # fmt: skip
-            if pts:
-                ax.loglog(*zip(*pts, strict=True), marker, ls="", alpha=0.7, label=model)
+            mine = [f for f in ok if f.field == field and f.inr.get("model") == model]
+            if mine:
+                sc = ax.scatter([f.metrics["compression_ratio"] for f in mine], [1 - f.r2 for f in mine],
+                                c=[f.inr["total_steps"] for f in mine], norm=norm, cmap="viridis", marker=marker,
+                                edgecolors="k", linewidths=0.5, label=model)  # fmt: skip
+        ax.set_xscale("log")
+        ax.set_yscale("log")
         ax.axhline(1 - TARGET_R2, color="k", ls="--", lw=1)
         ax.set_title(field)
         ax.set_xlabel("compression (values / parameters)")
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
+            ax.legend(fontsize=8, loc="upper right")
+    errs = [1 - f.r2 for f in ok if f.r2 < 1]
+    axes[0].set_ylim(min(errs) / 2, max(1.5, max(errs) * 1.5))
+    comp = [f.metrics["compression_ratio"] for f in ok]
+    axes[0].set_xlim(min(comp) / 1.5, max(comp) * 1.5)
     axes[0].set_ylabel("1 - R2 (dashed: R2 = 0.995)")
+    if sc is not None:
+        fig.colorbar(sc, ax=axes, label="training steps")
     fig.savefig(path, dpi=110)
 
 
