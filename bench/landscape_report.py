@@ -155,7 +155,8 @@ def tables(fits: list[Fit], bench: dict[str, Any]) -> str:
             s = res["settings"]
             pts = ", ".join(f"{p['steps']}: {p['final_r2']:.4f}" for p in res["points"] if p["final_r2"] is not None)
             law = res["power_law"]
-            need = "-" if law is None else f"{law['steps_to_target']:,.0f} ({law.get('cpu_hours_to_target', 0):.1f} h)"
+            need = "none: 1 - R2 >= 0.5 at the last point" if law is None else (
+                f"{law['steps_to_target']:,.0f} ({law.get('cpu_hours_to_target', 0):.1f} h)")  # fmt: skip
             out.append(f"| {field} | {s['hidden_features']} x {s['hidden_layers']}, omega {s['omega']:g}, lr "
                        f"{s['lr']:g} | {pts} | {res['seconds_per_step']:.3f} | {need} |")  # fmt: skip
     return "\n".join(out)
