@@ -45,7 +45,7 @@ import yaml
 from inr_fits import InProcessFits  # bench/inr_fits.py
 
 from fieldlab.config import Config, ExploreConfig, load_config, to_dict
-from fieldlab.explore.cost import budget_steps, cost_units
+from fieldlab.explore.cost import budget_steps, cost_units, machine_rate
 from fieldlab.explore.driver import Study, run_study
 from fieldlab.explore.keys import MODELS, get_value, model_of, mutable_keys, with_value
 from fieldlab.explore.mutations import INT_KEYS, bounds
@@ -119,9 +119,9 @@ class Budgeted:
         cap = budget_steps(params, self.history, self.cfg.time_budget_s, self.cfg.ranges)
         if cap is not None and cap < params["total_steps"]:
             params = {**params, "total_steps": cap}
-        if cap is not None and self.history:
-            rates = [t / (p["total_steps"] * cost_units(p)) for p, t in self.history]
-            predicted = float(np.median(rates)) * params["total_steps"] * cost_units(params)
+        rate = machine_rate(self.history)
+        if cap is not None and rate is not None:
+            predicted = rate * params["total_steps"] * cost_units(params)
             if predicted > self.OVER * self.cfg.time_budget_s:
                 return {"final_r2": None, "error": f"predicted {predicted:.0f} s > {self.OVER:g} budgets: not run"}
         m = self.objective(params) if seed is None else self.objective(params, seed)

@@ -133,6 +133,14 @@ def cost_units(params: dict[str, Any], n_particles: int = DEFAULT_PARTICLES) -> 
     return float(np.dot(astuple(COEFFS), astuple(step_work(params, n_particles))))
 
 
+def machine_rate(history: list[tuple[dict[str, Any], float]], n_particles: int = DEFAULT_PARTICLES) -> float | None:
+    """This machine against the measurement machine: the median of training_time / (total_steps * cost_units) over
+    earlier fits ``history`` (pairs of params and measured training_time); ``None`` without a usable fit."""
+    rates = [t / (p["total_steps"] * cost_units(p, n_particles)) for p, t in history
+             if t > 0 and p.get("total_steps", 0) > 0]  # fmt: skip
+    return float(np.median(rates)) if rates else None
+
+
 def budget_steps(
     params: dict[str, Any],
     history: list[tuple[dict[str, Any], float]],
@@ -142,15 +150,11 @@ def budget_steps(
 ) -> int | None:
     """Largest ``total_steps`` that keeps the predicted fit time within ``budget_s``, or ``None`` without history.
 
-    The rate r = training_time / (total_steps * cost_units) (this machine against the measurement machine) is the
-    median over earlier fits ``history`` (pairs of params and measured training_time); the prediction is
-    t = r * total_steps * cost_units(params), so the cap is floor(budget_s / (r * cost_units)), never below the
-    range's lower end.
+    With the rate r of :func:`machine_rate`, the prediction is t = r * total_steps * cost_units(params), so the cap
+    is floor(budget_s / (r * cost_units)), never below the range's lower end.
     """
-    done = [(p, t) for p, t in history if t > 0 and p.get("total_steps", 0) > 0]
-    rates = [t / (p["total_steps"] * cost_units(p, n_particles)) for p, t in done]
-    if not rates or "total_steps" not in params:
+    rate = machine_rate(history, n_particles)
+    if rate is None or "total_steps" not in params:
         return None
-    rate = float(np.median(rates))
     cap = int(budget_s / (rate * cost_units(params, n_particles)) * (1 + 1e-12))  # exact quotients stay whole
     return max(int(ranges.total_steps[0]), cap)

@@ -69,14 +69,12 @@ def flatten(params: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     return out
 
 
+_MISSING = object()
+
+
 def has_key(params: dict[str, Any], key: str) -> bool:
     """Whether the dotted ``key`` holds a value in ``params``."""
-    node: Any = params
-    for part in key.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False
-        node = node[part]
-    return True
+    return get_value(params, key, _MISSING) is not _MISSING
 
 
 def get_value(params: dict[str, Any], key: str, default: Any = None) -> Any:
