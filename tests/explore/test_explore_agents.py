@@ -138,6 +138,18 @@ def test_time_budget_caps_total_steps() -> None:
         assert rate * p.params["total_steps"] * cost_units(p.params) <= 0.5 * (1 + 1e-9)
 
 
+def test_no_proposal_repeats_a_run_under_a_binding_budget() -> None:
+    """Budget 1 s = the 2000 steps every node ran (1 s each): a total_steps increase is capped back to the parent's
+    steps, i.e. to a config already run. Such repeats are drawn again; only a robustness test repeats a run."""
+    nodes = [node(1, None, 0.5), node(2, 1, 0.6, {"lr": 2e-4}), node(3, 1, 0.55, {"omega": 40.0})]
+    agent = RuleAgent(ExploreRanges(total_steps=(100, 200_000)), 1.0, seed=0)
+    seen = [n.params for n in nodes]
+    proposals = [agent.propose(Context(1, it, 8, 1.0, nodes, nodes)) for it in range(4, 64)]
+    redrawn = [p for p in proposals if "draw " in p.rationale]
+    assert redrawn, "the budget should have capped some total_steps increase back onto a run"
+    assert all(p.params not in seen for p in proposals if p.strategy != "robustness-test")
+
+
 def test_observe_reads_the_panel_numbers() -> None:
     text = observe({"ssim": {"xx": 0.95, "xy": 0.62}, "slope": 0.9, "intercept": 0.01})
     assert text.startswith("Visual: ")

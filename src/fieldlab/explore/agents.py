@@ -29,12 +29,16 @@ Only keys that the config's model reads are mutated (:func:`fieldlab.explore.key
 are nested). ``total_steps`` is finally capped so the predicted fit time stays within ``explore.time_budget_s``
 (:func:`~fieldlab.explore.cost.budget_steps`, from the measured cost law of a training step); the cap is not
 counted as a mutation. A robustness re-run is never capped: a shorter fit would not be a repeat.
+
+A proposal that, after the cap, repeats a config already run in the block is drawn again from the same generator
+(up to :data:`MAX_REDRAWS` draws): under a binding budget a ``total_steps`` increase is capped back to its
+parent's steps, and such a repeat would spend a fit on a known answer (robustness re-runs are repeats by design).
 """
 
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -49,6 +53,8 @@ from fieldlab.explore.ucb import ucb_scores
 
 GOOD, PROBE_R2, RECOMBINE_R2, SUCCESS_R2 = 0.99, 0.95, 0.95, 0.90
 MIN_BRANCHING, RANDOM_BRANCHING, RANDOM_P, SAME_PARAM_STREAK = 0.2, 0.4, 0.2, 4
+#: Draws of a proposal that repeats a config of the block (after the budget cap) before it is kept anyway.
+MAX_REDRAWS = 8
 
 
 def classify(r2: float | None) -> str:
@@ -125,8 +131,16 @@ class RuleAgent:
 
     def propose(self, ctx: Context) -> Proposal:
         rng = numpy_rng(self.seed, ctx.block, ctx.iteration)
-        prop = self._choose(ctx, rng)
-        return self.fit_budget(prop, ctx)
+        seen = [n.params for n in ctx.nodes]
+        for draw in range(MAX_REDRAWS):
+            prop = self.fit_budget(self._choose(ctx, rng), ctx)
+            if prop.strategy == "robustness-test" or prop.params not in seen:
+                if draw:
+                    prop = replace(
+                        prop, rationale=prop.rationale + f"; draw {draw + 1} (the earlier ones repeated a run)"
+                    )
+                return prop
+        return replace(prop, rationale=prop.rationale + f"; repeats a run after {MAX_REDRAWS} draws")
 
     # ---- strategy selection ------------------------------------------------------------------------------------
     def _choose(self, ctx: Context, rng: np.random.Generator) -> Proposal:
