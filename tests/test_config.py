@@ -103,6 +103,27 @@ def test_loss_muscle_sigma_must_be_the_physics_muscle_tensor(loss: dict, data: d
     assert "\n" not in str(info.value)
 
 
+OOD_CASES = {
+    # (physics section, the message, or None when accepted)
+    "defaults": ({}, None),
+    "ood fat overlaps": ({"ood": {"fat_m": [0.005, 0.008]}}, r"physics\.ood\.fat_m = \[0\.005, 0\.008\] overlaps"),
+    "training range widened onto it": ({"source": {"separation_m": [0.005, 0.04]}}, r"physics\.source\.separation_m"),
+    "below the training range": ({"ood": {"ellipticity": [0.0, 0.0]}, "phantom": {"ellipticity": [0.05, 0.1]}}, None),
+    "touching at an end": ({"ood": {"bone_radius_m": [0.009, 0.012]}}, r"physics\.ood\.bone_radius_m"),
+    "ellipticity of 1": ({"ood": {"ellipticity": [0.5, 1.0]}}, r"physics\.ood\.ellipticity.*below 1"),
+}
+
+
+@pytest.mark.parametrize(("physics", "message"), OOD_CASES.values(), ids=list(OOD_CASES))
+def test_ood_ranges_must_lie_outside_the_training_ranges(physics: dict, message: str | None) -> None:
+    if message is None:
+        config_from_dict({"physics": physics})
+        return
+    with pytest.raises(ConfigError, match=message) as info:
+        config_from_dict({"physics": physics})
+    assert "\n" not in str(info.value)
+
+
 def test_not_a_mapping_and_bad_yaml(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="expected a mapping of sections"):
         load_config(write(tmp_path, "- 1\n- 2\n"))

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -14,6 +16,7 @@ from support_train import tiny_config, tiny_factory, write_corpus
 from torch import nn
 
 from fieldlab.core.checkpoint import load_checkpoint, save_checkpoint
+from fieldlab.errors import InputError
 from fieldlab.potential import evaluate
 from fieldlab.potential.data.loader import PotentialDataset, split_files
 from fieldlab.potential.data.prior import free_space_prior
@@ -40,10 +43,8 @@ def root(tmp_path):
     return write_corpus(tmp_path / "potential")
 
 
-def test_zero_model_has_relative_error_one_at_both_resolutions(root, tmp_path):
-    cfg = tiny_config(root, tmp_path)
-    scaler = FieldScaler(f_scale=1.0, u_scale=1e-3)
-    ref = [0.01, 0.01, 0.01]
+def zero_checkpoint(path: Path, scaler: FieldScaler, ref: list[float]) -> Path:
+    """A checkpoint of :class:`ZeroOperator` on the tiny corpus's grid."""
     ckpt = {
         "model": ZeroOperator().state_dict(),
         "model_config": {"backbone": "unet"},
@@ -53,8 +54,15 @@ def test_zero_model_has_relative_error_one_at_both_resolutions(root, tmp_path):
         "grid": [8, 6, 6],
         "epoch": 1,
     }
-    path = tmp_path / "best.pt"
     save_checkpoint(path, ckpt)
+    return path
+
+
+def test_zero_model_has_relative_error_one_at_both_resolutions(root, tmp_path):
+    cfg = tiny_config(root, tmp_path)
+    scaler = FieldScaler(f_scale=1.0, u_scale=1e-3)
+    ref = [0.01, 0.01, 0.01]
+    path = zero_checkpoint(tmp_path / "best.pt", scaler, ref)
     out = evaluate.evaluate_sr(cfg, path, tmp_path / "figs", model_factory=lambda c, b: ZeroOperator())
     assert out["backbone"] == "unet"
     for key in ("base", "x2", "x2_restricted"):
@@ -82,6 +90,30 @@ def test_zero_model_has_relative_error_one_at_both_resolutions(root, tmp_path):
     assert "baselines" not in out  # the tiny corpus has no continuous limbs: no classical front
     figures = sorted(p.name for p in (tmp_path / "figs").glob("*.png"))
     assert figures == ["unet_base_0000.png", "unet_x2_0000.png", "unet_x2r_0000.png"]
+
+
+def test_out_of_distribution_split_is_scored_per_shift(root, tmp_path):
+    """With ``data.n_ood > 0`` the ood split is scored at the base grid, grouped by the manifest's shift names; a
+    corpus without it is a one-line input error."""
+    manifest = json.loads((root / "manifest.json").read_text())
+    for i, shift in enumerate(("thick_fat", "elliptic")):
+        (root / "ood").mkdir(exist_ok=True)
+        (root / "ood" / f"{i:04d}.npz").write_bytes((root / "test" / f"{i:04d}.npz").read_bytes())
+        manifest["samples"].append({"split": "ood", "file": f"ood/{i:04d}.npz", "ood_shift": shift})
+    (root / "manifest.json").write_text(json.dumps(manifest))
+    base = tiny_config(root, tmp_path)
+    cfg = dataclasses.replace(base, data=dataclasses.replace(base.data, n_ood=2))
+    path = zero_checkpoint(tmp_path / "best.pt", FieldScaler(f_scale=1.0, u_scale=1e-3), [0.01, 0.01, 0.01])
+    out = evaluate.evaluate_sr(cfg, path, tmp_path / "figs", model_factory=lambda c, b: ZeroOperator())
+    assert out["ood"]["rel_l2"] == pytest.approx(1.0) and out["ood"]["n"] == 2
+    assert out["ratio_ood_base"] == pytest.approx(1.0)
+    assert {k: v["n"] for k, v in out["ood"]["shifts"].items()} == {"elliptic": 1, "thick_fat": 1}
+    assert out["samples"]["ood"]["0001"]["ood_shift"] == "elliptic"
+    assert (tmp_path / "figs" / "unet_ood_0000.png").is_file()
+    assert set(out["estimate_base_ood"]) == {"spearman", "effectivity_median", "effectivity_in_band", "seconds"}
+    shutil.rmtree(root / "ood")
+    with pytest.raises(InputError, match=r"ood: no \.npz samples"):
+        evaluate.evaluate_sr(cfg, path, None, model_factory=lambda c, b: ZeroOperator())
 
 
 def test_trained_checkpoint_round_trip_and_stage_error(root, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,7 @@ from fieldlab.config import DataConfig, PhantomConfig, PhysicsConfig, SourceConf
 from fieldlab.core.io import save_npz
 from fieldlab.errors import InputError
 from fieldlab.potential.physics.corpus import generate_corpus, import_raw, sha256
+from fieldlab.potential.physics.sampling import OOD_SHIFTS
 from fieldlab.potential.schema import SAMPLE_KEYS, load_sample
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -80,6 +82,37 @@ def test_deterministic_across_worker_counts(corpus, tmp_path):
     assert not (tmp_path / "test_2x").exists()  # stale folders of the previous run are gone
 
 
+def test_ood_split_shifts_exactly_one_range_and_leaves_the_corpus_unchanged(corpus, tmp_path):
+    """Out-of-distribution limb i lies outside the training ranges in its own shift (i mod 4) and inside them in the
+    other three; the in-distribution files are byte-identical to a corpus generated without the ood split."""
+    _root, manifest = corpus
+    data = DataConfig(**{**TINY_DATA.__dict__, "test_2x": False, "n_ood": 4})
+    out = generate_corpus(data, TINY_PHYSICS, seed=3, root=tmp_path, progress=False)
+    ood = [r for r in out["samples"] if r["split"] == "ood"]
+    assert [r["file"] for r in ood] == [f"ood/{i:04d}.npz" for i in range(4)]
+    assert [r["ood_shift"] for r in ood] == list(OOD_SHIFTS)
+    assert out["summary"]["samples_ood"] == 4 and out["summary"]["samples"] == 4
+
+    def in_distribution(m):
+        return {r["file"]: r["sha256"] for r in m["samples"] if r["split"] in ("train", "val", "test")}
+
+    assert in_distribution(out) == in_distribution(manifest)
+    ph, src = TINY_PHYSICS.phantom, TINY_PHYSICS.source
+    for r in ood:
+        limb = r["limb"]
+        radii = [b[2] for b in limb["bones"]]
+        outside = {
+            "thick_fat": limb["fat"] > ph.fat_m[1],
+            "elliptic": limb["ellipticity"] > ph.ellipticity[1],
+            "close_bipole": math.dist(*limb["poles"]) < src.separation_m[0],
+            "large_bone": len(radii) == 1 and radii[0] > ph.bone_radius_m[1],
+        }
+        assert outside == {k: k == r["ood_shift"] for k in outside}
+        assert r["solver_residual"] <= TINY_PHYSICS.solver.tol
+        s = load_sample(tmp_path / r["file"])
+        assert s.shape == TINY_DATA.grid and np.all(s.u[~s.mask] == 0)
+
+
 def test_raw_import_validates_and_writes_the_layout(corpus, tmp_path):
     root, _ = corpus
     raw = tmp_path / "raw"
@@ -122,6 +155,29 @@ def test_raw_import_names_the_bad_file(corpus, tmp_path, edit, message):
     with pytest.raises(InputError, match=rf"user_2\.npz.*{message}"):
         import_raw(data, tmp_path / "out")
     assert not (tmp_path / "out" / "train").exists()  # nothing written before every file validated
+
+
+def test_raw_import_of_the_ood_split(corpus, tmp_path):
+    """``raw_dir/ood/`` gives the out-of-distribution split; too few files there is an error naming data.n_ood,
+    raised before anything is written."""
+    root, _ = corpus
+    raw = tmp_path / "raw"
+    (raw / "ood").mkdir(parents=True)
+    for k, f in enumerate(sorted(root.glob("[tv]*/*.npz"))):
+        (raw / f"user_{k}.npz").write_bytes(f.read_bytes())
+        (raw / "ood" / f"limb_{k}.npz").write_bytes(f.read_bytes())
+    data = DataConfig(source="raw", raw_dir=str(raw), n_train=2, n_val=1, n_test=1, n_ood=2)
+    manifest = import_raw(data, tmp_path / "out")
+    ood = [r for r in manifest["samples"] if r["split"] == "ood"]
+    assert [(r["file"], Path(r["origin"]).name) for r in ood] == [
+        ("ood/0000.npz", "limb_0.npz"),
+        ("ood/0001.npz", "limb_1.npz"),
+    ]
+    assert (tmp_path / "out" / "ood" / "0001.npz").read_bytes() == (raw / "ood" / "limb_1.npz").read_bytes()
+    n = len(list((raw / "ood").glob("*.npz")))
+    with pytest.raises(InputError, match=rf"found {n} \.npz.*data\.n_ood = {n + 1}"):
+        import_raw(DataConfig(**{**data.__dict__, "n_ood": n + 1}), tmp_path / "again")
+    assert not (tmp_path / "again").exists()
 
 
 def test_raw_import_with_too_few_files(tmp_path):

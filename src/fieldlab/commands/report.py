@@ -116,6 +116,17 @@ def operator_section(m: Path) -> str | None:
         ]
         out += ["", "**Classical baselines** (same test limbs and mask, `metrics/eval_sr.json: baselines`)", ""]
         out.append(table(["predictor", "base rel L2", "base s", "2x rel L2", "2x s"], brows))
+    ood = _get(ev, "ood")
+    if isinstance(ood, dict):
+        groups = {"all": ood, **(ood["shifts"] if isinstance(ood.get("shifts"), dict) else {})}
+        orows = [
+            [k, fmt(_get(g, "n"), "d"), fmt(_get(g, "rel_l2")), fmt(_get(g, "rel_l2_max"))] for k, g in groups.items()
+        ]
+        est = _get(ev, "estimate_base_ood.spearman")
+        note = "" if est is None else f"; error estimate over test + ood: Spearman {fmt(est, '.3f')}"
+        ratio = fmt(_get(ev, "ratio_ood_base"), ".2f")
+        out += ["", f"**Out of distribution** (`metrics/eval_sr.json: ood`, base grid; ood / base {ratio}{note})", ""]
+        out.append(table(["limbs", "n", "rel L2", "max"], orows))
     solver = [_get(ev, "solver_seconds.base"), _get(ev, "solver_seconds.x2")]
     if any(s is not None for s in solver):
         s0, s1 = fmt(solver[0], ".2f"), fmt(solver[1], ".2f")

@@ -32,6 +32,8 @@ class DataConfig:
     # n_train / n_val / n_test count limbs; each limb gives sources_per_limb samples (one assembly and AMG setup).
     sources_per_limb: int = spec(1, ge=1, le=100, doc="bipolar sources solved per limb; 1 = one NNNN.npz per limb")
     test_2x: bool = True
+    # Limbs of the out-of-distribution test split ood/ (one source each, base grid; shifts in physics.ood).
+    n_ood: int = spec(0, ge=0, doc="out-of-distribution test limbs; 0 = no ood split")
     workers: int = spec(0, ge=0, doc="parallel processes for generation; 0 = all cores")
 
 
@@ -98,6 +100,23 @@ class SolverConfig:
 
 
 @dataclass(frozen=True)
+class OODConfig:
+    """Ranges of the out-of-distribution test split (``data.n_ood`` limbs). Limb ``i`` is drawn from the training
+    ranges with one of them replaced, in turn (``i mod 4``): thicker fat, more elliptic sections, closer bipoles, one
+    large bone. Each range must lie outside its training range (:func:`check_ood`)."""
+
+    fat_m: tuple[float, float] = range_spec((0.007, 0.010), gt=0, doc="thick fat (training: physics.phantom.fat_m)")
+    ellipticity: tuple[float, float] = range_spec((0.15, 0.25), ge=0, doc="elliptic sections (physics.phantom)")
+    separation_m: tuple[float, float] = range_spec((0.008, 0.012), gt=0, doc="close bipoles (physics.source)")
+    bone_radius_m: tuple[float, float] = range_spec((0.010, 0.012), gt=0, doc="one large bone (physics.phantom)")
+
+    def __post_init__(self) -> None:
+        check_ranges(self, "physics.ood")
+        if self.ellipticity[1] >= 1:
+            raise ConfigError(f"params: physics.ood.ellipticity = {list(self.ellipticity)}: expected values below 1")
+
+
+@dataclass(frozen=True)
 class PhysicsConfig:
     """Phantom geometry ranges, tissue conductivities, source and solver settings."""
 
@@ -105,6 +124,27 @@ class PhysicsConfig:
     conductivity: ConductivityConfig = field(default_factory=ConductivityConfig)
     source: SourceConfig = field(default_factory=SourceConfig)
     solver: SolverConfig = field(default_factory=SolverConfig)
+    ood: OODConfig = field(default_factory=OODConfig)
+
+    def __post_init__(self) -> None:
+        check_ood(self)
+
+
+def check_ood(physics: PhysicsConfig) -> None:
+    """Require every ``physics.ood`` range to lie outside (not overlap) its training range."""
+    trained = {
+        "fat_m": ("physics.phantom.fat_m", physics.phantom.fat_m),
+        "ellipticity": ("physics.phantom.ellipticity", physics.phantom.ellipticity),
+        "separation_m": ("physics.source.separation_m", physics.source.separation_m),
+        "bone_radius_m": ("physics.phantom.bone_radius_m", physics.phantom.bone_radius_m),
+    }
+    for key, (name, (lo, hi)) in trained.items():
+        a, b = getattr(physics.ood, key)
+        if a <= hi and b >= lo:
+            raise ConfigError(
+                f"params: physics.ood.{key} = {[a, b]} overlaps {name} = {[lo, hi]}; expected a range outside "
+                "the training range"
+            )
 
 
 # ---- model: operator backbones ----------------------------------------------------------------------------------

@@ -11,7 +11,10 @@ not transfer across resolutions, so the 2x split is also evaluated the honest wa
 the 2x prior), reported as ``x2_restricted``. The surrogate's time per sample includes its prior
 (:func:`~.baselines.prior_seconds`) and is set beside the full solve's (from the corpus manifest) and beside the
 classical front: the same limbs solved by the FEM on coarser grids (``eval.baseline_spacings_m``; at 2x also the
-base grid), scored on the same mask (:func:`~.baselines.classical_front`).
+base grid), scored on the same mask (:func:`~.baselines.classical_front`). With ``data.n_ood > 0`` the
+out-of-distribution split (limbs outside the training ranges, ``physics.ood``) is scored at the base grid too:
+``ood`` (per shift as well) and ``ratio_ood_base``; ``estimate_base_ood`` rates the error estimate over the
+in- and out-of-distribution samples together.
 
 ``metrics/eval_sr.json`` holds the headline numbers (``dvc metrics show``); every per-sample value (all measures,
 forward and prior seconds) goes to ``per_sample.json`` beside the figures.
@@ -100,24 +103,39 @@ def _numbers(value: Any, n: int) -> bool:
     )
 
 
+def _manifest_records(root: str | Path) -> list[dict[str, Any]]:
+    """The ``samples`` records of ``root/manifest.json``; empty when there is no manifest."""
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        return []
+    try:
+        manifest = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        raise InputError(f"{path}: not valid JSON") from None
+    records = manifest.get("samples") if isinstance(manifest, dict) else None
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
+
+
+def ood_shifts(root: str | Path) -> dict[str, str]:
+    """Shift name of each out-of-distribution file (by stem) from the manifest; empty for a raw corpus."""
+    return {
+        Path(str(r.get("file", ""))).stem: str(r["ood_shift"])
+        for r in _manifest_records(root)
+        if r.get("split") == "ood" and "ood_shift" in r
+    }
+
+
 def solver_seconds(root: str | Path, split: str) -> dict[str, float]:
     """Per-sample solve time (s) of ``split`` from ``root/manifest.json``; empty when the manifest has none.
 
     The manifest written by the prepare stage lists ``samples`` as records with ``split``, ``file``
     (``<split>/NNNN.npz``) and ``solver_seconds``; a user-supplied (raw) corpus may have no timings.
     """
-    path = Path(root) / "manifest.json"
-    if not path.is_file():
-        return {}
-    try:
-        manifest = json.loads(path.read_text())
-    except json.JSONDecodeError:
-        raise InputError(f"{path}: not valid JSON") from None
-    out: dict[str, float] = {}
-    for record in manifest.get("samples", []) if isinstance(manifest.get("samples"), list) else []:
-        if isinstance(record, dict) and record.get("split") == split and "solver_seconds" in record:
-            out[Path(str(record.get("file", ""))).stem] = float(record["solver_seconds"])
-    return out
+    return {
+        Path(str(r.get("file", ""))).stem: float(r["solver_seconds"])
+        for r in _manifest_records(root)
+        if r.get("split") == split and "solver_seconds" in r
+    }
 
 
 #: Per-split headline metrics (metrics/eval_sr.json); every per-sample value goes to per_sample.json instead.
@@ -134,6 +152,23 @@ def _summary(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> di
     return out
 
 
+def ood_summary(rows: dict[str, dict[str, float]], seconds: dict[str, float], shifts: dict[str, str]) -> dict[str, Any]:
+    """:func:`_summary` of the out-of-distribution split, plus the mean and worst rel L2 per shift (when the
+    manifest names the shifts)."""
+    out = {**_summary(rows, seconds), "n": len(rows)}
+    by_shift: dict[str, list[float]] = {}
+    for name, row in rows.items():
+        if name in shifts:
+            row["ood_shift"] = shifts[name]  # type: ignore[assignment]
+            by_shift.setdefault(shifts[name], []).append(row["rel_l2"])
+    if by_shift:
+        out["shifts"] = {
+            k: {"rel_l2": float(np.mean(v)), "rel_l2_max": float(np.max(v)), "n": len(v)}
+            for k, v in sorted(by_shift.items())
+        }
+    return out
+
+
 def estimate_quality(rows: Any) -> dict[str, float]:
     """How well the error estimate ranks and sizes the true errors: Spearman's rho, the median effectivity
     (estimate / true error), the fraction of samples with effectivity in [0.5, 2] and the estimate's cost."""
@@ -145,7 +180,8 @@ def estimate_quality(rows: Any) -> dict[str, float]:
     eff = est / true
     for r, e in zip(rows, eff, strict=True):
         r["effectivity"] = float(e)
-    rho = float(spearmanr(true, est).statistic) if len(rows) > 2 else float("nan")
+    ranked = len(rows) > 2 and np.ptp(true) > 0 and np.ptp(est) > 0  # a rank correlation needs spread in both
+    rho = float(spearmanr(true, est).statistic) if ranked else float("nan")
     return {
         "spearman": rho,
         "effectivity_median": float(np.median(eff)),
@@ -261,14 +297,14 @@ def evaluate_sr(
     samples: dict[str, Any] = {}
     solver: dict[str, float] = {}
     front: dict[str, dict[str, Any]] = {}
+    n_fig, reps, est = cfg.eval.figures, cfg.eval.timing_repeats, cfg.eval.error_estimate
+
+    def prior_cost(ds: PotentialDataset) -> Callable[[int], float]:
+        return lambda i: prior_seconds(ds.sample(i), ds.files[i], prior, cfg)
+
     for key, split in zip(("base", "x2"), cfg.eval.splits, strict=True):
         ds = PotentialDataset(split_files(cfg.data.root, split), **kw)
-        n_fig, reps = cfg.eval.figures, cfg.eval.timing_repeats
-
-        def cost(i: int, ds: PotentialDataset = ds) -> float:
-            return prior_seconds(ds.sample(i), ds.files[i], prior, cfg)
-
-        est = cfg.eval.error_estimate
+        cost = prior_cost(ds)
         rows, seconds = evaluate_split(model, ds, device, None, figures, n_fig, f"{backbone}_{key}", reps, cost, est)
         out[key], samples[key] = _summary(rows, seconds), rows
         timed = solver_seconds(cfg.data.root, split)
@@ -284,6 +320,14 @@ def evaluate_sr(
         if with_front:
             for name, point in split_front(cfg, ds, key).items():
                 front.setdefault(name, {})[key] = point
+    if cfg.data.n_ood > 0:  # the out-of-distribution split, at the base grid
+        ds = PotentialDataset(split_files(cfg.data.root, "ood"), **kw)
+        cost = prior_cost(ds)
+        rows, seconds = evaluate_split(model, ds, device, None, figures, n_fig, f"{backbone}_ood", reps, cost, est)
+        out["ood"], samples["ood"] = ood_summary(rows, seconds, ood_shifts(cfg.data.root)), rows
+        out["ratio_ood_base"] = out["ood"]["rel_l2"] / out["base"]["rel_l2"]
+        if _everywhere(rows, "estimate_rel_l2") and _everywhere(samples["base"], "estimate_rel_l2"):
+            out["estimate_base_ood"] = estimate_quality([*samples["base"].values(), *rows.values()])
     out["ratio_x2_base"] = out["x2"]["rel_l2"] / out["base"]["rel_l2"]
     if "x2_restricted" in out:
         out["ratio_x2_restricted_base"] = out["x2_restricted"]["rel_l2"] / out["base"]["rel_l2"]

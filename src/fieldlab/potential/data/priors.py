@@ -40,9 +40,9 @@ from fieldlab.potential.schema import PotentialSample, load_sample
 
 #: Every ``model.prior.kind``.
 PRIOR_KINDS = ("none", "free_space", "coarse_fem")
-#: Corpus splits the cache covers (those of :mod:`fieldlab.potential.physics.corpus`; test_2x when present). Not
+#: Corpus splits the cache covers (those of :mod:`fieldlab.potential.physics.corpus`; test_2x and ood when present). Not
 #: imported from there: the corpus module pulls in torch (seeding), which the stage does not need.
-CACHE_SPLITS = ("train", "val", "test", "test_2x")
+CACHE_SPLITS = ("train", "val", "test", "test_2x", "ood")
 #: Arrays of one cache file.
 CACHE_KEYS = ("prior", "seconds", "coarse_spacing_m")
 

@@ -4,6 +4,7 @@ Layout under ``root`` (default ``data/potential``)::
 
     train/NNNN.npz  val/NNNN.npz  test/NNNN.npz     base grid ``data.grid``
     test_2x/NNNN.npz                                 the test limbs rasterised and solved afresh at 2x
+    ood/NNNN.npz                                     out-of-distribution test limbs (``data.n_ood``), base grid
     manifest.json                                    params, seed, per-sample residual, time, checksum, geometry
 
 Sample ``i`` of split ``s`` draws its limb from ``numpy_rng(seed, SPLIT_STREAM[s], i)``: the corpus is deterministic
@@ -14,6 +15,9 @@ With ``data.sources_per_limb = K > 1`` limb ``i`` carries ``K`` bipoles drawn af
 (:func:`~.multisource.solve_potential_many`) and written as ``NNNN_kk.npz``, all in the limb's split (a split never
 shares a limb with another). The manifest records ``limb_index`` and ``source_k`` of every file. ``K = 1`` with
 ``physics.solver.prolongation = jacobi`` (the defaults) is the single-source path, file for file.
+
+The ``ood`` split draws limb ``i`` from the training ranges with one range shifted outside them (``physics.ood``;
+:func:`~.sampling.sample_ood_limb`), one source each, and records the shift (``ood_shift``) in the manifest.
 """
 
 from __future__ import annotations
@@ -36,12 +40,15 @@ from fieldlab.errors import InputError
 from fieldlab.potential.physics.multisource import solve_potential_many
 from fieldlab.potential.physics.phantom import LimbParams, rasterise, with_source
 from fieldlab.potential.physics.resolution import relative_l2_agreement
-from fieldlab.potential.physics.sampling import sample_limb, sample_limb_sources
+from fieldlab.potential.physics.sampling import ood_shift, sample_limb, sample_limb_sources, sample_ood_limb
 from fieldlab.potential.physics.solver import SolveInfo, check_inputs, solve_potential
 from fieldlab.potential.schema import PotentialSample, load_sample
 
 SPLITS = ("train", "val", "test")
-SPLIT_STREAM = {"train": 0, "val": 1, "test": 2}
+#: Generator stream of each split (the out-of-distribution split ``ood`` included).
+SPLIT_STREAM = {"train": 0, "val": 1, "test": 2, "ood": 3}
+#: Every folder the corpus writes.
+FOLDERS = (*SPLITS, "test_2x", "ood")
 #: Refinement factor of the zero-shot evaluation grid.
 FACTOR_2X = 2
 #: Voxels (at base resolution) around each pole left out of the 1x-vs-2x agreement.
@@ -65,9 +72,11 @@ def solve_sample(seed: int, split: str, index: int, grid: tuple[int, int, int], 
     """Draw limb ``index`` of ``split``, rasterise it on ``grid * factor`` and solve; return (sample, info, limb)."""
     from fieldlab.core.seeding import numpy_rng  # seeding imports torch: only generating needs it, not importing
 
-    limb, cond = sample_limb(
-        numpy_rng(seed, SPLIT_STREAM[split], index), physics.phantom, physics.conductivity, physics.source
-    )
+    rng = numpy_rng(seed, SPLIT_STREAM[split], index)
+    if split == "ood":
+        limb, cond, _ = sample_ood_limb(rng, physics, index)
+    else:
+        limb, cond = sample_limb(rng, physics.phantom, physics.conductivity, physics.source)
     shape = tuple(n * factor for n in grid)
     subsamples = max(2, -(-physics.phantom.subsamples // factor))  # ceil(n / factor): same physical lattice
     r = rasterise(limb, cond, shape, subsamples)  # type: ignore[arg-type]
@@ -118,6 +127,8 @@ def sample_name(limb_index: int, source_k: int, n_sources: int) -> str:
 
 def _run_job(args: tuple[Job, int, tuple[int, int, int], PhysicsConfig, str, int]) -> list[dict[str, Any]]:
     job, seed, grid, physics, root, n_sources = args
+    if job.split == "ood":
+        n_sources = 1  # one source per out-of-distribution limb
     if n_sources == 1 and physics.solver.prolongation == "jacobi":  # the single-source path, unchanged
         solved = [solve_sample(seed, job.split, job.index, grid, job.factor, physics)]
     else:
@@ -139,6 +150,7 @@ def _run_job(args: tuple[Job, int, tuple[int, int, int], PhysicsConfig, str, int
                 "sha256": sha256(path),
                 **{f"solver_{key}": v for key, v in info.to_dict().items()},
                 "limb": limb.to_dict(),
+                **({"ood_shift": ood_shift(job.index)} if job.split == "ood" else {}),
             }
         )
     return records
@@ -165,7 +177,7 @@ def _map(fn: Callable, items: list, workers: int, progress: bool, desc: str) -> 
 
 def _fresh_layout(root: Path) -> None:
     """Remove the split folders and manifest this module writes (and nothing else) so no stale sample survives."""
-    for name in (*SPLITS, "test_2x"):
+    for name in FOLDERS:
         if (root / name).is_dir():
             shutil.rmtree(root / name)
     (root / "manifest.json").unlink(missing_ok=True)
@@ -193,6 +205,7 @@ def generate_corpus(
     counts = {"train": data.n_train, "val": data.n_val, "test": data.n_test}
     jobs = [Job("test", i, FACTOR_2X) for i in range(data.n_test)] if data.test_2x else []  # longest first
     jobs += [Job(s, i, 1) for s in SPLITS for i in range(counts[s])]
+    jobs += [Job("ood", i, 1) for i in range(data.n_ood)]
     workers = data.workers or os.cpu_count() or 1
     t0 = time.perf_counter()
     k = data.sources_per_limb
@@ -201,11 +214,12 @@ def generate_corpus(
     records.sort(key=lambda r: (r["split"], r["index"], r["source_k"]))
     names = [Path(r["file"]).name for r in records if r["split"] == "test"]
     agreement = resolution_agreement(root, names) if data.test_2x else []
-    base = [r for r in records if r["split"] != "test_2x"]
+    base = [r for r in records if r["split"] in SPLITS]
     fine = [r for r in records if r["split"] == "test_2x"]
     summary = {
         "samples": len(base),
         "samples_2x": len(fine),
+        "samples_ood": sum(r["split"] == "ood" for r in records),
         "limbs": len({(r["split"], r["limb_index"]) for r in base}),
         "sources_per_limb": k,
         "seconds_total": time.perf_counter() - t0,
@@ -247,7 +261,8 @@ def import_raw(data: DataConfig, root: str | Path | None = None) -> dict[str, An
     """Validate ``data.raw_dir/*.npz`` (sorted by name) and write them as train/val/test in the corpus layout.
 
     The first ``n_train`` files become train, the next ``n_val`` val, the next ``n_test`` test; files in
-    ``raw_dir/test_2x/`` with the names of the test files become test_2x (optional).
+    ``raw_dir/test_2x/`` with the names of the test files become test_2x (optional); with ``n_ood > 0`` the first
+    ``n_ood`` files of ``raw_dir/ood/`` become the out-of-distribution split.
     """
     raw = Path(data.raw_dir)
     root = Path(root if root is not None else data.root)
@@ -263,6 +278,12 @@ def import_raw(data: DataConfig, root: str | Path | None = None) -> dict[str, An
         fine = raw / "test_2x" / files[k].name
         if fine.is_file():
             fines[k] = (fine, validate_raw_file(fine))
+    ood_files = sorted((raw / "ood").glob("*.npz")) if (raw / "ood").is_dir() else []
+    if len(ood_files) < data.n_ood:
+        raise InputError(
+            f"{raw / 'ood'}: found {len(ood_files)} .npz file(s); expected at least data.n_ood = {data.n_ood}"
+        )
+    oods = [validate_raw_file(f) for f in ood_files[: data.n_ood]]
     _fresh_layout(root)
     records = []
     bounds = {
@@ -284,6 +305,10 @@ def import_raw(data: DataConfig, root: str | Path | None = None) -> dict[str, An
                 records.append(
                     {"split": "test_2x", "file": f"test_2x/{path2.name}", "origin": str(fine), "sha256": sha256(path2)}
                 )
+    for i, (origin, sample) in enumerate(zip(ood_files, oods, strict=False)):
+        path = root / "ood" / f"{i:04d}.npz"
+        save_npz(path, **sample.to_arrays())
+        records.append({"split": "ood", "file": f"ood/{path.name}", "origin": str(origin), "sha256": sha256(path)})
     manifest = {"source": "raw", "raw_dir": str(raw), "params": {"data": to_dict(data)}, "samples": records}
     write_json(root / "manifest.json", manifest)
     return manifest

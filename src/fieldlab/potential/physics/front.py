@@ -26,7 +26,7 @@ from fieldlab.config import PhysicsConfig
 from fieldlab.errors import InputError
 from fieldlab.potential.physics.coarse import fill_and_gauge
 from fieldlab.potential.physics.phantom import Conductivities, LimbParams, rasterise
-from fieldlab.potential.physics.sampling import sample_limb
+from fieldlab.potential.physics.sampling import sample_limb, sample_ood_limb
 from fieldlab.potential.physics.solver import solve_corners
 
 #: Upper bound of partial-volume sub-samples per axis of a coarse voxel (cost grows as its cube).
@@ -68,9 +68,11 @@ def corpus_limb(record: dict, seed: int, physics: PhysicsConfig) -> tuple[LimbPa
         raise InputError(
             f"manifest record {record.get('file', '?')}: no continuous limb (expected a synthetic corpus)"
         ) from None
-    _, cond = sample_limb(
-        numpy_rng(seed, SPLIT_STREAM[split], index), physics.phantom, physics.conductivity, physics.source
-    )
+    rng = numpy_rng(seed, SPLIT_STREAM[split], index)
+    if split == "ood":
+        _, cond, _ = sample_ood_limb(rng, physics, index)
+    else:
+        _, cond = sample_limb(rng, physics.phantom, physics.conductivity, physics.source)
     return limb, cond  # type: ignore[arg-type]
 
 

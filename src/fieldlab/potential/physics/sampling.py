@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 
 import numpy as np
 
-from fieldlab.config import ConductivityConfig, PhantomConfig, SourceConfig
+from fieldlab.config import ConductivityConfig, PhantomConfig, PhysicsConfig, SourceConfig
 from fieldlab.errors import InputError, PhysicsError
 from fieldlab.potential.physics.phantom import Conductivities, LimbParams, isotropic, label_points, rotate_fibre
 from fieldlab.potential.schema import TISSUES
@@ -16,6 +17,11 @@ MAX_TRIES = 2000
 #: Directions (unit vectors) probed at distance ``margin`` around a pole: the 26 lattice neighbours.
 _PROBES = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1) if (i, j, k) != (0, 0, 0)])
 _PROBES = _PROBES / np.linalg.norm(_PROBES, axis=1, keepdims=True)
+#: Shifts of the out-of-distribution split; limb ``i`` takes ``OOD_SHIFTS[i % 4]`` (ranges in ``physics.ood``).
+OOD_SHIFTS = ("thick_fat", "elliptic", "close_bipole", "large_bone")
+#: Limbs drawn in turn for one out-of-distribution sample before giving up (a shifted range can leave no room for
+#: the bones or the poles of a small limb; such a limb is redrawn whole).
+OOD_REDRAWS = 50
 
 
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float]) -> float:
@@ -120,3 +126,41 @@ def sample_limb_sources(
         raise InputError(f"n_sources = {n_sources}; expected at least one source per limb")
     limb, cond = sample_limb(rng, phantom, conductivity, source)
     return [limb] + [draw_poles(rng, limb, source) for _ in range(n_sources - 1)], cond
+
+
+def ood_shift(index: int) -> str:
+    """The shift of out-of-distribution limb ``index``: the four of :data:`OOD_SHIFTS` in turn."""
+    return OOD_SHIFTS[index % len(OOD_SHIFTS)]
+
+
+def ood_ranges(physics: PhysicsConfig, shift: str) -> tuple[PhantomConfig, SourceConfig]:
+    """The training ranges with the one range of ``shift`` replaced by its ``physics.ood`` range (``large_bone``:
+    one bone of radius ``physics.ood.bone_radius_m``)."""
+    phantom, source, ood = physics.phantom, physics.source, physics.ood
+    if shift == "thick_fat":
+        return replace(phantom, fat_m=ood.fat_m), source
+    if shift == "elliptic":
+        return replace(phantom, ellipticity=ood.ellipticity), source
+    if shift == "close_bipole":
+        return phantom, replace(source, separation_m=ood.separation_m)
+    if shift == "large_bone":
+        return replace(phantom, bones=(1, 1), bone_radius_m=ood.bone_radius_m), source
+    raise InputError(f"out-of-distribution shift {shift!r}: expected one of {', '.join(OOD_SHIFTS)}")
+
+
+def sample_ood_limb(
+    rng: np.random.Generator, physics: PhysicsConfig, index: int
+) -> tuple[LimbParams, Conductivities, str]:
+    """Out-of-distribution limb ``index``: :func:`sample_limb` under :func:`ood_ranges` of :func:`ood_shift`; a limb
+    whose bones or poles do not fit is redrawn whole (up to :data:`OOD_REDRAWS` times). Returns the shift too."""
+    shift = ood_shift(index)
+    phantom, source = ood_ranges(physics, shift)
+    for _ in range(OOD_REDRAWS):
+        try:
+            limb, cond = sample_limb(rng, phantom, physics.conductivity, source)
+        except PhysicsError:
+            continue
+        return limb, cond, shift
+    raise PhysicsError(
+        f"could not draw an out-of-distribution limb ({shift}) in {OOD_REDRAWS} tries; narrow physics.ood"
+    )
