@@ -39,7 +39,13 @@ def test_report_renders_what_the_files_say(tmp_path):
                 "base": {"rel_l2": 0.0123456, "prior_rel_l2": 0.5, "seconds_per_sample": 0.25},
                 "x2": {"rel_l2": 0.02, "seconds_per_sample": 1.5},
                 "ratio_x2_base": 1.62,
-                "baselines": {"fem_4mm": {"base": {"rel_l2": 0.052, "seconds": 0.2}, "x2": {"rel_l2": 0.059}}},
+                "baselines": {
+                    "fem_4mm": {
+                        "base": {"rel_l2": 0.052, "seconds": 0.2},
+                        "x2": {"rel_l2": 0.059},
+                        "ood": {"rel_l2": 0.05},
+                    }
+                },
                 "ood": {"rel_l2": 0.03, "rel_l2_max": 0.05, "n": 2, "shifts": {"elliptic": {"rel_l2": 0.01, "n": 1}}},
                 "ratio_ood_base": 2.43,
                 "estimate_base_ood": {"spearman": 0.9},
@@ -51,7 +57,7 @@ def test_report_renders_what_the_files_say(tmp_path):
     row = next(line for line in text.splitlines() if line.startswith("| fno"))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells[:7] == ["fno", "4,199,169", "0.011", "0.01235", "0.02", "–", "1.620"]
-    assert "| fem_4mm | 0.052 | 0.200 | 0.059 | – |" in text
+    assert "| fem_4mm | 0.052 | 0.200 | 0.059 | – | 0.05 |" in text
     assert "ood / base 2.43; error estimate over test + ood: Spearman 0.900" in text
     assert "| all | 2 | 0.03 | 0.05 |" in text and "| elliptic | 1 | 0.01 | – |" in text
     assert "unet" not in text  # no file, no row

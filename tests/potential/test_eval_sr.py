@@ -154,18 +154,22 @@ def test_trained_checkpoint_round_trip_and_stage_error(root, tmp_path):
 def test_error_estimate_and_classical_front_on_a_solved_corpus(tmp_path):
     """On a corpus solved by the FEM, a zero prediction has relative error exactly 1: the a-posteriori estimate,
     built from each sample's own FEM system, must say so (effectivity within [0.5, 2], here within 10%), and the
-    classical front at the corpus's own spacing must rebuild the corpus (2x: the base-grid solve is one point)."""
+    classical front at the corpus's own spacing must rebuild the corpus (2x: the base-grid solve is one point), the
+    out-of-distribution limbs included (their limbs and tensors are redrawn from the manifest and the seed)."""
     from test_front import DATA, PHYSICS
 
     from fieldlab.config import Config, DataConfig, EvalConfig, LossConfig
     from fieldlab.potential.physics.corpus import generate_corpus
 
     root = tmp_path / "solved"
-    generate_corpus(DATA, PHYSICS, seed=5, root=root, progress=False)
+    data = DataConfig(**{**DATA.__dict__, "root": str(root), "n_ood": 4})
+    tilted = dataclasses.replace(PHYSICS.conductivity, fibre_tilt_deg=(10.0, 30.0))  # a tensor drawn per limb
+    physics = dataclasses.replace(PHYSICS, conductivity=tilted)
+    generate_corpus(data, physics, seed=5, root=root, progress=False)
     cfg = Config(
         device="cpu",
-        data=DataConfig(**{**DATA.__dict__, "root": str(root)}),
-        physics=PHYSICS,
+        data=data,
+        physics=physics,
         loss=LossConfig(singularity_radius=1.0),
         eval=EvalConfig(figures=0, baseline_spacings_m=(0.016, 0.008)),
     )
@@ -180,10 +184,13 @@ def test_error_estimate_and_classical_front_on_a_solved_corpus(tmp_path):
     }
     save_checkpoint(tmp_path / "zero.pt", ckpt)
     out = evaluate.evaluate_sr(cfg, tmp_path / "zero.pt", None, model_factory=lambda c, b: ZeroOperator())
-    for key in ("base", "x2"):
+    for key in ("base", "x2", "ood"):
         for row in out["samples"][key].values():
             assert row["rel_l2"] == pytest.approx(1.0)
             assert row["estimate_rel_l2"] == pytest.approx(1.0, rel=0.1)
         assert out[key]["estimate"]["effectivity_in_band"] == 1.0
-    assert out["baselines"]["fem_8mm"]["base"]["rel_l2"] < 1e-5  # the corpus's own grid and solver
+    assert out["estimate_base_ood"]["effectivity_in_band"] == 1.0
+    assert sorted(out["ood"]["shifts"]) == ["close_bipole", "elliptic", "large_bone", "thick_fat"]
+    for key in ("base", "ood"):  # the corpus's own grid and solver
+        assert out["baselines"]["fem_8mm"][key]["rel_l2"] < 1e-5
     assert out["baselines"]["fem_16mm"]["x2"]["rel_l2"] > out["baselines"]["fem_8mm"]["x2"]["rel_l2"] > 0

@@ -104,6 +104,7 @@ def operator_section(m: Path) -> str | None:
     out = [text, "", table(header, rows)]
     baselines = _get(ev, "baselines")
     if isinstance(baselines, dict) and baselines:
+        with_ood = any(_get(b, "ood") is not None for b in baselines.values())
         brows = [
             [
                 name,
@@ -112,10 +113,12 @@ def operator_section(m: Path) -> str | None:
                 fmt(_get(b, "x2.rel_l2")),
                 fmt(_get(b, "x2.seconds"), ".3f"),
             ]
+            + ([fmt(_get(b, "ood.rel_l2"))] if with_ood else [])
             for name, b in baselines.items()
         ]
         out += ["", "**Classical baselines** (same test limbs and mask, `metrics/eval_sr.json: baselines`)", ""]
-        out.append(table(["predictor", "base rel L2", "base s", "2x rel L2", "2x s"], brows))
+        header = ["predictor", "base rel L2", "base s", "2x rel L2", "2x s"] + (["ood rel L2"] if with_ood else [])
+        out.append(table(header, brows))
     ood = _get(ev, "ood")
     if isinstance(ood, dict):
         groups = {"all": ood, **(ood["shifts"] if isinstance(ood.get("shifts"), dict) else {})}

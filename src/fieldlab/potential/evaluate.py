@@ -13,8 +13,8 @@ the 2x prior), reported as ``x2_restricted``. The surrogate's time per sample in
 classical front: the same limbs solved by the FEM on coarser grids (``eval.baseline_spacings_m``; at 2x also the
 base grid), scored on the same mask (:func:`~.baselines.classical_front`). With ``data.n_ood > 0`` the
 out-of-distribution split (limbs outside the training ranges, ``physics.ood``) is scored at the base grid too:
-``ood`` (per shift as well) and ``ratio_ood_base``; ``estimate_base_ood`` rates the error estimate over the
-in- and out-of-distribution samples together.
+``ood`` (per shift as well; the classical front on it under ``baselines.<name>.ood``) and ``ratio_ood_base``;
+``estimate_base_ood`` rates the error estimate over the in- and out-of-distribution samples together.
 
 ``metrics/eval_sr.json`` holds the headline numbers (``dvc metrics show``); every per-sample value (all measures,
 forward and prior seconds) goes to ``per_sample.json`` beside the figures.
@@ -325,6 +325,9 @@ def evaluate_sr(
         cost = prior_cost(ds)
         rows, seconds = evaluate_split(model, ds, device, None, figures, n_fig, f"{backbone}_ood", reps, cost, est)
         out["ood"], samples["ood"] = ood_summary(rows, seconds, ood_shifts(cfg.data.root)), rows
+        if with_front:  # the FEM on coarser grids does not care whether a limb is out of distribution
+            for name, point in split_front(cfg, ds, "ood").items():
+                front.setdefault(name, {})["ood"] = point
         out["ratio_ood_base"] = out["ood"]["rel_l2"] / out["base"]["rel_l2"]
         if _everywhere(rows, "estimate_rel_l2") and _everywhere(samples["base"], "estimate_rel_l2"):
             out["estimate_base_ood"] = estimate_quality([*samples["base"].values(), *rows.values()])
