@@ -7,7 +7,9 @@ default backbone trains on the first N limbs (N x ``data.sources_per_limb`` samp
 steps (epochs = steps / samples, rounded up; the cosine schedule spans them), keeps its best validation epoch, and
 is scored on the same test limbs at the base grid: rel L2 over the loss mask, the metric of ``eval_sr``. A power
 law rel_l2 = a N^-b is fitted per curve (where the points fall), and the wall seconds of each part are reported so
-the default corpus can be sized for ``make repro``. ``--figure`` draws both curves (log-log).
+the default corpus can be sized for ``make repro``. ``--figure`` draws the curves (log-log). ``--curves`` picks
+which of the two to train; ``--json`` is rewritten after every training, and a rerun with the same ``--json``,
+steps and backbone keeps the points already there (a long run can be stopped and resumed between trainings).
 
 Run (hours on 2 cores; one job at a time)::
 
@@ -70,6 +72,27 @@ def power_law(sizes: list[int], errs: list[float]) -> dict[str, float] | None:
     return {"a": float(math.exp(icpt)), "b": float(-slope)}
 
 
+def draw(out: dict[str, Any], path: Path) -> None:
+    """Test rel L2 (solid) and best validation rel L2 (dashed) against training limbs, log-log, per curve."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
+    for name, curve in out["curves"].items():
+        pts = curve["points"]
+        limbs = [p["limbs"] for p in pts]
+        (line,) = ax.loglog(limbs, [p["rel_l2"] for p in pts], "o-", label=f"{name.replace('_', ' ')}: test")
+        ax.loglog(limbs, [p["best_val_rel_l2"] for p in pts], "s--", color=line.get_color(), label="validation")
+    ax.set_xlabel(f"training limbs ({out.get('sources_per_limb', 1)} source(s) each)")
+    ax.set_ylabel("rel L2 (base grid)")
+    ax.set_title(f"{out['backbone']}, {out['steps']} steps per training")
+    ax.legend()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--params", default="params.yaml")
@@ -77,49 +100,61 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=1120, help="optimiser steps per training (default: 14 x 80)")
     ap.add_argument("--root", type=Path, default=Path("data/learning_curve"))
     ap.add_argument("--figure", type=Path, default=None)
+    ap.add_argument("--curves", nargs="+", choices=("augment", "no_augment"), default=["augment", "no_augment"])
+    ap.add_argument("--json", type=Path, default=None, help="also write the results here, after every training")
     ap.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="params overrides (e.g. data.grid=[24,12,12])")
+    ap.add_argument("--points", type=Path, default=None, help="redraw --figure from a saved --json; trains nothing")
     args = ap.parse_args()
+    if args.points is not None:
+        if args.figure is None:
+            ap.error("--points needs --figure")
+        draw(json.loads(args.points.read_text()), args.figure)
+        return
     root = args.root
     scratch = [f"data.root={root / 'potential'}", f"model.prior.root={root / 'priors'}", f"log.root={root / 'runs'}"]
-    fixed = [f"data.n_train={max(args.sizes)}", "data.test_2x=false", "log.progress=false"]
+    fixed = [f"data.n_train={max(args.sizes)}", "data.test_2x=false", "data.n_ood=0", "log.progress=false"]
     base = load_config(args.params, [*args.overrides, *fixed, *scratch])
-    out: dict[str, Any] = {"backbone": base.model.backbone, "steps": args.steps, "corpus": corpus(base), "curves": {}}
+    k = base.data.sources_per_limb
+    out: dict[str, Any] = {"backbone": base.model.backbone, "steps": args.steps, "sources_per_limb": k}
+    out |= {"corpus": corpus(base), "curves": {}}
     from fieldlab.potential.train import train_operator
 
-    k = base.data.sources_per_limb
-    for augment in (True, False):
-        rows = []
-        for n in sorted(args.sizes):
+    rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
+    earlier: dict[str, Any] = {}  # points of an earlier run, reused when its steps and corpus match
+    if args.json is not None and args.json.is_file():
+        old = json.loads(args.json.read_text())
+        if old.get("steps") == args.steps and old.get("backbone") == base.model.backbone:
+            earlier = old.get("curves", {})
+            out["corpus"] = old.get("corpus", out["corpus"]) if out["corpus"]["prepare_s"] == 0.0 else out["corpus"]
+    for n in sorted(args.sizes):  # the curves side by side per size, so a run stopped early still compares them
+        for augment in [c == "augment" for c in args.curves]:
             samples = n * k
             epochs = math.ceil(args.steps * base.train.batch_size / samples)
             train = dataclasses.replace(base.train, max_train_samples=samples, augment=augment, epochs=epochs)
             cfg = dataclasses.replace(base, train=train)
             run = args.root / "runs" / f"n{n}_{'aug' if augment else 'plain'}"
-            t0 = time.perf_counter()
-            summary = train_operator(cfg, cfg.model.backbone, run)
-            seconds = time.perf_counter() - t0
-            err = test_error(cfg, run / "checkpoints" / "best.pt")
-            rows.append({"limbs": n, "samples": samples, "epochs": epochs, "train_s": seconds,
-                         "best_val_rel_l2": summary.get("best_val_rel_l2"), **err})  # fmt: skip
-        law = power_law([r["limbs"] for r in rows], [r["rel_l2"] for r in rows])
-        out["curves"]["augment" if augment else "no_augment"] = {"points": rows, "power_law": law}
+            name = "augment" if augment else "no_augment"
+            kept = [r for r in earlier.get(name, {}).get("points", []) if (r["limbs"], r["epochs"]) == (n, epochs)]
+            if kept:  # measured by an earlier run into --json (same corpus, steps and size)
+                rows[augment].append(kept[0])
+            else:
+                t0 = time.perf_counter()
+                summary = train_operator(cfg, cfg.model.backbone, run)
+                seconds = time.perf_counter() - t0
+                err = test_error(cfg, run / "checkpoints" / "best.pt")
+                rows[augment].append({"limbs": n, "samples": samples, "epochs": epochs, "train_s": seconds,
+                                      "best_val_rel_l2": summary.get("best_val_rel_l2"), **err})  # fmt: skip
+            for aug, pts in rows.items():
+                if not pts:
+                    continue
+                law = power_law([r["limbs"] for r in pts], [r["rel_l2"] for r in pts])
+                out["curves"]["augment" if aug else "no_augment"] = {"points": pts, "power_law": law}
+            if args.json is not None:
+                args.json.parent.mkdir(parents=True, exist_ok=True)
+                args.json.write_text(json.dumps(out, indent=1) + "\n")
     print(json.dumps(out, indent=1))
     if args.figure is not None:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-
-        fig, ax = plt.subplots(figsize=(5.5, 4), constrained_layout=True)
-        for name, curve in out["curves"].items():
-            pts = curve["points"]
-            ax.loglog([p["limbs"] for p in pts], [p["rel_l2"] for p in pts], "o-", label=name.replace("_", " "))
-        ax.set_xlabel(f"training limbs ({k} source(s) each)")
-        ax.set_ylabel("test rel L2 (base grid)")
-        ax.set_title(f"{out['backbone']}, {args.steps} steps per training")
-        ax.legend()
-        args.figure.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(args.figure, dpi=120)
+        draw(out, args.figure)
 
 
 if __name__ == "__main__":
