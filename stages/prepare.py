@@ -14,6 +14,7 @@ METRICS = "metrics/prepare.json"
 HEADLINE = (
     "samples",
     "samples_2x",
+    "samples_ood",
     "solve_seconds_mean",
     "solve_seconds_2x_mean",
     "residual_max",

@@ -27,18 +27,23 @@ BASE_GRID = (8, 6, 6)
 EXTENT = (0.06, 0.06, 0.08)  # (Lx, Ly, Lz) metres
 
 
-def make_sample(rng: np.random.Generator, grid: tuple[int, int, int], factor: int = 1) -> dict[str, np.ndarray]:
-    """One sample on ``grid * factor``; the same draws give the same physical fields at any ``factor``."""
+def make_sample(
+    rng: np.random.Generator, grid: tuple[int, int, int], factor: int = 1, zoom: float = 1.0
+) -> dict[str, np.ndarray]:
+    """One sample on ``grid * factor``; the same draws give the same physical fields at any ``factor``.
+
+    ``zoom`` scales the box and the fields' lengths (a smaller limb on the same grid: spacing ``x zoom``).
+    """
     d, h, w = (n * factor for n in grid)
-    lx, ly, lz = EXTENT
+    lx, ly, lz = (zoom * e for e in EXTENT)
     x = cell_centres(w, -lx / 2, lx / 2)
     y = cell_centres(h, -ly / 2, ly / 2)
     z = cell_centres(d, -lz / 2, lz / 2)
     zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
     amp = rng.uniform(0.5, 2.0)
-    p_plus = np.array([rng.uniform(-0.01, 0.01), rng.uniform(-0.01, 0.01), rng.uniform(-0.02, 0.0)])
-    p_minus = p_plus + np.array([0.0, 0.0, 0.03])
-    a, width = 0.01, 0.008
+    p_plus = zoom * np.array([rng.uniform(-0.01, 0.01), rng.uniform(-0.01, 0.01), rng.uniform(-0.02, 0.0)])
+    p_minus = p_plus + zoom * np.array([0.0, 0.0, 0.03])
+    a, width = 0.01 * zoom, 0.008 * zoom
 
     def dist2(p: np.ndarray) -> np.ndarray:
         return (xx - p[0]) ** 2 + (yy - p[1]) ** 2 + (zz - p[2]) ** 2

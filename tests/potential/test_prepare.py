@@ -201,6 +201,7 @@ def test_stage_script_end_to_end(tmp_path):
     assert proc.returncode == 0, proc.stderr
     metrics = json.loads((tmp_path / "metrics" / "prepare.json").read_text())
     assert metrics["samples"] == 3 and metrics["residual_max"] <= TINY_PHYSICS.solver.tol
+    assert metrics["samples_ood"] == data.n_ood  # the ood split is counted where `dvc metrics show` reads
     assert len(list((tmp_path / "out" / "potential").glob("*/*.npz"))) == 3
 
 

@@ -1,8 +1,10 @@
-"""The operator trainer on a tiny corpus: outputs, TensorBoard content, resume after a kill, non-finite loss."""
+"""The operator trainer on a tiny corpus: outputs, TensorBoard content, resume after a kill, non-finite loss, and
+what trains the spacing conditioner."""
 
 from __future__ import annotations
 
 import csv
+import dataclasses
 import os
 import signal
 import subprocess
@@ -10,12 +12,16 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
-from support_train import tiny_config, tiny_factory, write_corpus
+from support_train import BASE_GRID, EXTENT, make_sample, tiny_config, tiny_factory, write_corpus
 from tensorboard.backend.event_processing import event_accumulator
 
+from fieldlab.config import ConditioningConfig, EncoderConfig, FNOConfig, PriorConfig
 from fieldlab.core.checkpoint import load_checkpoint
+from fieldlab.core.io import save_npz
+from fieldlab.potential.models.wrapper import build_model
 from fieldlab.potential.train import NonFiniteLossError, train_operator
 
 TESTS = Path(__file__).parents[1]  # support_train.py lives in tests/
@@ -122,3 +128,41 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(root, tmp_path):
     last = load_checkpoint(out / "checkpoints" / "last.pt")
     assert last["epoch"] == 1
     assert all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+@pytest.mark.parametrize("zooms", [(1.0, 1.0), (1.0, 0.5)], ids=["one_spacing", "mixed_spacings"])
+def test_conditioner_is_trained_only_by_mixed_spacings(zooms, tmp_path):
+    """One optimiser step of the real model (FNO, FiLM on): with a batch of two spacings (the same grid over a
+    limb half the size) every conditioner parameter receives gradient; with one spacing, the reference, its first
+    layer's weight receives exactly none (log(dx / ref) = 0), which is why a one-spacing corpus never trains it."""
+    root = write_corpus(tmp_path / "potential", counts=(2, 1, 1))
+    for i, zoom in enumerate(zooms):
+        save_npz(root / "train" / f"{i:04d}.npz", **make_sample(np.random.default_rng(i), BASE_GRID, zoom=zoom))
+    cfg = tiny_config(root, tmp_path, epochs=1, batch_size=2)
+    reference = tuple(e / n for e, n in zip(EXTENT, BASE_GRID[::-1], strict=True))  # (dx, dy, dz) at zoom 1
+    model_cfg = dataclasses.replace(
+        cfg.model,
+        prior=PriorConfig(kind="none"),
+        encoder=EncoderConfig(channels=3, hidden=4, layers=2),
+        conditioning=ConditioningConfig(enabled=True, hidden=4, reference_spacing=reference),
+        fno=FNOConfig(width=4, modes=(3, 3, 3), layers=2),
+    )
+    cfg = dataclasses.replace(cfg, model=model_cfg)
+    built, grads = [], {}
+
+    def factory(_cfg, backbone):
+        built.append(build_model(model_cfg, backbone))
+        return built[-1]
+
+    def first_step(epoch, i, step):
+        if step == 1:
+            grads.update({n: p.grad.clone() for n, p in built[0].conditioner.named_parameters()})
+
+    train_operator(cfg, "fno", tmp_path / "out", model_factory=factory, step_hook=first_step)
+    assert sorted(grads) == ["mlp.0.bias", "mlp.0.weight", "mlp.2.bias", "mlp.2.weight"]
+    if zooms[0] == zooms[1]:
+        assert float(grads["mlp.0.weight"].abs().max()) == 0.0
+        assert float(grads["mlp.0.bias"].abs().max()) > 0.0
+    else:
+        for name, g in grads.items():
+            assert float(g.abs().min()) > 0.0, name  # every entry, not just the tensor

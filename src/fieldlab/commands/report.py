@@ -144,6 +144,7 @@ def corpus_section(m: Path) -> str | None:
     keys = [
         ("samples", "samples", "d"),
         ("samples_2x", "2x samples", "d"),
+        ("samples_ood", "ood samples", "d"),
         ("solve_seconds_mean", "solve s (base)", ".2f"),
         ("solve_seconds_2x_mean", "solve s (2x)", ".2f"),
         ("residual_max", "max residual", ".1e"),
