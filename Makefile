@@ -17,7 +17,7 @@ export MALLOC_MMAP_MAX_ ?= 0
 export MALLOC_TRIM_THRESHOLD_ ?= 1073741824
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: help setup repro results exps test smoke lint format explore docker-build docker-train clean distclean
+.PHONY: help setup bench-setup repro results exps test smoke lint format explore docker-build docker-train clean distclean
 
 help: ## list the targets
 	@grep -hE '^[a-zA-Z_-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*## "}; {printf "  %-14s %s\n", $$1, $$2}'
@@ -31,6 +31,9 @@ $(STAMP): pyproject.toml
 
 setup: $(STAMP) ## create .venv and install fieldlab with its dev tools (idempotent)
 	@mkdir -p data/raw
+
+bench-setup: setup ## also install the peers the benchmarks in bench/ compare against (optuna, neuraloperator, ...)
+	$(BIN)/python -m pip install -q -e ".[dev,bench]"
 
 repro: setup ## run the whole DVC pipeline (the main job)
 	$(BIN)/dvc repro
