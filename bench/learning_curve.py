@@ -9,7 +9,8 @@ is scored on the same test limbs at the base grid: rel L2 over the loss mask, th
 law rel_l2 = a N^-b is fitted per curve (where the points fall), and the wall seconds of each part are reported so
 the default corpus can be sized for ``make repro``. ``--figure`` draws the curves (log-log). ``--curves`` picks
 which of the two to train; ``--json`` is rewritten after every training, and a rerun with the same ``--json``,
-steps and backbone keeps the points already there (a long run can be stopped and resumed between trainings).
+steps and backbone keeps the points already there, those of sizes and curves it does not train included (a long
+run can be stopped and resumed between trainings, or extended one point at a time).
 
 Run (hours on 2 cores; one job at a time)::
 
@@ -144,11 +145,13 @@ def main() -> None:
                 err = test_error(cfg, run / "checkpoints" / "best.pt")
                 rows[augment].append({"limbs": n, "samples": samples, "epochs": epochs, "train_s": seconds,
                                       "best_val_rel_l2": summary.get("best_val_rel_l2"), **err})  # fmt: skip
-            for aug, pts in rows.items():
-                if not pts:
-                    continue
-                law = power_law([r["limbs"] for r in pts], [r["rel_l2"] for r in pts])
-                out["curves"]["augment" if aug else "no_augment"] = {"points": pts, "power_law": law}
+            for aug, name in ((True, "augment"), (False, "no_augment")):
+                done = {r["limbs"] for r in rows[aug]}  # an earlier run's points of other sizes stay in --json
+                pts = sorted(rows[aug] + [r for r in earlier.get(name, {}).get("points", []) if r["limbs"] not in done],
+                             key=lambda r: r["limbs"])  # fmt: skip
+                if pts:
+                    law = power_law([r["limbs"] for r in pts], [r["rel_l2"] for r in pts])
+                    out["curves"][name] = {"points": pts, "power_law": law}
             if args.json is not None:
                 args.json.parent.mkdir(parents=True, exist_ok=True)
                 args.json.write_text(json.dumps(out, indent=1) + "\n")
