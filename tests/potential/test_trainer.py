@@ -150,8 +150,8 @@ def test_conditioner_is_trained_only_by_mixed_spacings(zooms, tmp_path):
     cfg = dataclasses.replace(cfg, model=model_cfg)
     built, grads = [], {}
 
-    def factory(_cfg, backbone):
-        built.append(build_model(model_cfg, backbone))
+    def factory(model_section, backbone):  # the real model, kept for the hook
+        built.append(build_model(model_section, backbone))
         return built[-1]
 
     def first_step(epoch, i, step):
