@@ -82,15 +82,17 @@ def synthetic(p: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 # ---- search space and budget ----------------------------------------------------------------------------------
-def space_of(params: dict[str, Any]) -> list[str]:
-    """The keys a method may set for ``params``' model: the rule agent's mutable keys (the model chosen first)."""
-    return [k for k in mutable_keys(params) if k != "model"]
+def space_of(params: dict[str, Any], fill_budget: bool = False) -> list[str]:
+    """The keys a method may set for ``params``' model: the rule agent's mutable keys (the model chosen first);
+    not ``total_steps`` when the budget decides it (``fill_budget``)."""
+    fixed = ("model", "total_steps") if fill_budget else ("model",)
+    return [k for k in mutable_keys(params) if k not in fixed]
 
 
 def suggest(trial: optuna.Trial, baseline: dict[str, Any], cfg: ExploreConfig) -> dict[str, Any]:
     """A config drawn by ``trial``: the model, then its keys within ``cfg.ranges`` (log scale for wide ranges)."""
     p = {**baseline, "model": trial.suggest_categorical("model", list(MODELS))}
-    for key in space_of(p):
+    for key in space_of(p, cfg.fill_budget):
         low, high = bounds(key, cfg.ranges)
         log = low > 0 and high / low >= 8
         if key in INT_KEYS:
@@ -104,8 +106,9 @@ def suggest(trial: optuna.Trial, baseline: dict[str, Any], cfg: ExploreConfig) -
 class Budgeted:
     """The objective under the per-fit budget, the same for every method.
 
-    Before each fit ``total_steps`` is capped by :func:`fieldlab.explore.cost.budget_steps` from this method's
-    earlier fits (the loop's own rule; the rule agent's proposals arrive already capped by it). A config whose
+    Before each fit ``total_steps`` is set by :func:`fieldlab.explore.cost.budget_steps` from this method's
+    earlier fits, the loop's own rule: filled to the budget with ``explore.fill_budget`` (then no method searches
+    ``total_steps``), else only capped (the rule agent's proposals arrive already set by it). A config whose
     predicted time at the smallest allowed step count still exceeds ``OVER`` budgets is not run: a failed trial.
     """
 
@@ -117,8 +120,9 @@ class Budgeted:
 
     def __call__(self, params: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
         cap = budget_steps(params, self.history, self.cfg.time_budget_s, self.cfg.ranges)
-        if cap is not None and cap < params["total_steps"]:
-            params = {**params, "total_steps": cap}
+        if cap is not None:
+            top = int(self.cfg.ranges.total_steps[1]) if self.cfg.fill_budget else params["total_steps"]
+            params = {**params, "total_steps": min(cap, top)}
         rate = machine_rate(self.history)
         if cap is not None and rate is not None:
             predicted = rate * params["total_steps"] * cost_units(params)
@@ -154,7 +158,7 @@ def run_rule(objective: Objective, baseline: dict, cfg: ExploreConfig, seed: int
 
 def run_optuna(objective: Objective, baseline: dict, cfg: ExploreConfig, iters: int, sampler: Any) -> list[float]:
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    first = {k: get_value(baseline, k) for m in MODELS for k in space_of({**baseline, "model": m})}
+    first = {k: get_value(baseline, k) for m in MODELS for k in space_of({**baseline, "model": m}, cfg.fill_budget)}
     study.enqueue_trial({"model": model_of(baseline), **first})
     budgeted = Budgeted(objective, cfg)
 
@@ -190,6 +194,9 @@ def main() -> None:
     ap.add_argument("--baseline-steps", type=int, default=150, help="real: total_steps of the baseline trial")
     ap.add_argument("--min-steps", type=int, default=10, help="real: lower end of the total_steps range")
     ap.add_argument("--trials", type=Path, default=None, help="real: append every fit here (JSON lines)")
+    ap.add_argument(
+        "--cap-only", action="store_true", help="cap total_steps to the budget instead of filling it (all methods)"
+    )
     args = ap.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -205,6 +212,7 @@ def main() -> None:
     else:
         ex = ExploreConfig(time_budget_s=SYN_BUDGET_S)
         baseline, fits = SYN_BASELINE, None
+    ex = dataclasses.replace(ex, fill_budget=ex.fill_budget and not args.cap_only)
 
     curves: dict[str, list[list[float]]] = {"rule": [], "tpe": [], "random": []}
     wall: dict[str, float] = dict.fromkeys(curves, 0.0)
@@ -233,6 +241,7 @@ def main() -> None:
     print(json.dumps({
         "objective": args.objective,
         "field": baseline["field_name"], "model": baseline.get("model"), "budget_s": ex.time_budget_s,
+        "fill_budget": ex.fill_budget,
         "iterations": args.iters, "seeds": args.seeds, "rule_blocks": args.blocks,
         "median_best_r2": median,
         "median_iterations_to_r2_0995": med_reach,

@@ -7,7 +7,16 @@ from collections import Counter
 from explore_fakes import BASE_INR, node
 
 from fieldlab.config import ExploreRanges
-from fieldlab.explore.agents import Context, Proposal, RuleAgent, branching_rate, classify, observe
+from fieldlab.explore.agents import (
+    Context,
+    Proposal,
+    RuleAgent,
+    branching_rate,
+    classify,
+    mutated_key,
+    observe,
+    switch_model,
+)
 from fieldlab.explore.cost import cost_units
 from fieldlab.explore.journal import Node
 from fieldlab.explore.mutations import check_value
@@ -17,7 +26,7 @@ RANGES = ExploreRanges()
 
 
 def propose(nodes: list[Node], n_iter_block: int = 8, iteration: int | None = None, budget: float = 1e9):
-    agent = RuleAgent(RANGES, budget, seed=0)
+    agent = RuleAgent(RANGES, budget, seed=0, fill_budget=False)  # the strategies alone: steps only capped
     it = len(nodes) + 1 if iteration is None else iteration
     return agent.propose(Context(1, it, n_iter_block, 1.0, nodes, nodes))
 
@@ -142,12 +151,57 @@ def test_no_proposal_repeats_a_run_under_a_binding_budget() -> None:
     """Budget 1 s = the 2000 steps every node ran (1 s each): a total_steps increase is capped back to the parent's
     steps, i.e. to a config already run. Such repeats are drawn again; only a robustness test repeats a run."""
     nodes = [node(1, None, 0.5), node(2, 1, 0.6, {"lr": 2e-4}), node(3, 1, 0.55, {"omega": 40.0})]
-    agent = RuleAgent(ExploreRanges(total_steps=(100, 200_000)), 1.0, seed=0)
+    agent = RuleAgent(ExploreRanges(total_steps=(100, 200_000)), 1.0, seed=0, fill_budget=False)
     seen = [n.params for n in nodes]
     proposals = [agent.propose(Context(1, it, 8, 1.0, nodes, nodes)) for it in range(4, 64)]
     redrawn = [p for p in proposals if "draw " in p.rationale]
     assert redrawn, "the budget should have capped some total_steps increase back onto a run"
     assert all(p.params not in seen for p in proposals if p.strategy != "robustness-test")
+
+
+def test_fill_budget_spends_the_budget_and_leaves_total_steps_to_it() -> None:
+    """History: 2000 steps of BASE_INR took 1 s each. With a 0.5 s budget every proposal (robustness re-runs
+    aside) is predicted to end within one step of the budget, a cheaper config gets more steps than a dearer one,
+    and no move mutates total_steps."""
+    nodes = [node(1, None, 0.5), node(2, 1, 0.6, {"lr": 2e-4}), node(3, 1, 0.55, {"omega": 40.0})]
+    agent = RuleAgent(ExploreRanges(total_steps=(100, 200_000)), 0.5, seed=0, fill_budget=True)
+    rate = 1.0 / (2000 * cost_units(BASE_INR))
+    proposals = [agent.propose(Context(1, it, 8, 1.0, nodes, nodes)) for it in range(4, 60)]
+    for p in (p for p in proposals if p.strategy != "robustness-test"):
+        step = rate * cost_units(p.params)
+        assert 0.5 - step < step * p.params["total_steps"] <= 0.5 * (1 + 1e-9), p.mutation
+    moved = [p for p in proposals if p.strategy not in ("robustness-test", "recombine")]
+    assert moved and all(mutated_key(node(9, 1, 0.5, strategy=p.strategy, mutation=p.mutation)) != "total_steps"
+                         for p in moved)  # fmt: skip
+    by_cost = sorted(moved, key=lambda p: cost_units(p.params))
+    cheap, dear = by_cost[0], by_cost[-1]
+    assert cost_units(cheap.params) < cost_units(dear.params)
+    assert cheap.params["total_steps"] > dear.params["total_steps"]
+
+
+def test_fill_budget_off_only_caps() -> None:
+    """Without filling, a config cheaper than the budget keeps its steps (1 s budget, fits of 1 s: 2000 steps)."""
+    nodes = [node(1, None, 0.5), node(2, 1, 0.6, {"lr": 2e-4})]
+    ctx = Context(1, 3, 8, 1.0, nodes, nodes)
+    half = {**BASE_INR, "batch_size": 2, "total_steps": 2000}
+    off = RuleAgent(ExploreRanges(total_steps=(100, 200_000)), 1.0, seed=0, fill_budget=False)
+    on = RuleAgent(ExploreRanges(total_steps=(100, 200_000)), 1.0, seed=0, fill_budget=True)
+    assert off.fit_budget(Proposal(1, half, "exploit", "", ""), ctx).params["total_steps"] == 2000
+    assert on.fit_budget(Proposal(1, half, "exploit", "", ""), ctx).params["total_steps"] > 2000
+
+
+def test_switch_model_resumes_from_the_best_fit_of_that_model_on_the_field() -> None:
+    ngp = {**BASE_INR, "model": "ngp", "field_name": "F", "lr": 1e-3, "total_steps": 300}
+    t_f_good = {**BASE_INR, "model": "siren_t", "field_name": "F", "lr": 3e-4, "omega": 5.0, "hidden_features": 512}
+    t_f_poor = {**t_f_good, "lr": 1e-3, "omega": 30.0}
+    t_jp = {**t_f_good, "field_name": "Jp", "lr": 1e-5}  # better, but on another field
+    history = [node(1, None, 0.7, t_f_good), node(2, 1, 0.2, t_f_poor), node(3, None, 0.99, t_jp)]
+    new, desc = switch_model(ngp, "siren_t", history)
+    assert new["model"] == "siren_t" and "node 1" in desc
+    assert (new["lr"], new["omega"], new["hidden_features"]) == (3e-4, 5.0, 512)
+    assert (new["field_name"], new["total_steps"]) == ("F", 300)  # the field and the budget's steps stay
+    fresh, desc = switch_model(ngp, "siren_txy", history)  # never fitted: only the model changes
+    assert fresh == {**ngp, "model": "siren_txy"} and "node" not in desc
 
 
 def test_observe_reads_the_panel_numbers() -> None:

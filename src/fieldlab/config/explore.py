@@ -48,6 +48,7 @@ class ExploreConfig:
     agent_timeout_s: float = spec(900.0, gt=0)
     agent_may_edit: tuple[str, ...] = spec((), doc="source files the command agent may edit (empty: none)")
     time_budget_s: float = spec(600.0, gt=0, doc="wall time allowed per fit; total_steps is scaled to fit it")
+    fill_budget: bool = spec(True, doc="every fit runs the steps that fill time_budget_s (false: only capped)")
     n_blocks: int = spec(2, ge=1)
     n_iter_block: int = spec(8, ge=1)
     next_block: Literal["field", "frames", "none"] = spec("field", doc="rotate Jp->F->S->C, raise frames, or keep")

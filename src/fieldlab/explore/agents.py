@@ -26,9 +26,15 @@ Strategies, tried in this order at every iteration after a block's root (the fir
 
 Every choice draws from ``numpy_rng(seed, block, iteration)``, so a resumed study repeats the decision exactly.
 Only keys that the config's model reads are mutated (:func:`fieldlab.explore.keys.mutable_keys`; ``ngp.*`` keys
-are nested). ``total_steps`` is finally capped so the predicted fit time stays within ``explore.time_budget_s``
-(:func:`~fieldlab.explore.cost.budget_steps`, from the measured cost law of a training step); the cap is not
-counted as a mutation. A robustness re-run is never capped: a shorter fit would not be a repeat.
+are nested). ``total_steps`` is finally set from the time budget (:func:`~fieldlab.explore.cost.budget_steps`, from
+the measured cost law of a training step): with ``explore.fill_budget`` (the default) every fit gets the steps that
+fill ``explore.time_budget_s`` (within the range), so a move that makes a step cheaper buys steps and one that
+makes it dearer costs steps, and ``total_steps`` itself is not mutated once a fit has measured the machine;
+without it the steps are only capped. Neither counts as a mutation. A robustness re-run is never changed: a
+different fit would not be a repeat.
+
+A switch of ``model`` to a model the study has already fitted on the same field resumes from that model's best
+fit (its own keys, lr, batch and periods; :func:`switch_model`): a SIREN does not inherit the hash grid's lr.
 
 A proposal that, after the cap, repeats a config already run in the block is drawn again from the same generator
 (up to :data:`MAX_REDRAWS` draws): under a binding budget a ``total_steps`` increase is capped back to its
@@ -46,9 +52,9 @@ import numpy as np
 from fieldlab.config import ExploreRanges
 from fieldlab.core.seeding import numpy_rng
 from fieldlab.explore import mutations as mut
-from fieldlab.explore.cost import DEFAULT_PARTICLES, budget_steps
+from fieldlab.explore.cost import DEFAULT_PARTICLES, budget_steps, machine_rate
 from fieldlab.explore.journal import Node
-from fieldlab.explore.keys import get_value, has_key, mutable_keys, with_value
+from fieldlab.explore.keys import MUTABLE, get_value, has_key, model_of, mutable_keys, with_value
 from fieldlab.explore.ucb import ucb_scores
 
 GOOD, PROBE_R2, RECOMBINE_R2, SUCCESS_R2 = 0.99, 0.95, 0.95, 0.90
@@ -114,6 +120,23 @@ def _differ(a: dict[str, Any], b: dict[str, Any], key: str) -> bool:
     return has_key(b, key) and get_value(a, key) != get_value(b, key)
 
 
+def switch_model(params: dict[str, Any], model: str, history: list[Node]) -> tuple[dict[str, Any], str]:
+    """``params`` with ``model`` set; where ``history`` holds successful fits of ``model`` on the same field, the
+    keys ``model`` reads (but ``total_steps``) come from the best of them. Returns (params, description)."""
+    old = model_of(params)
+    new = with_value(params, "model", model)
+    same = [n for n in history if n.r2 is not None and model_of(n.params) == model
+            and n.params.get("field_name") == params.get("field_name")]  # fmt: skip
+    desc = f"model {old!r} -> {model!r}"
+    if not same:
+        return new, desc
+    best = max(same, key=lambda n: n.r2)
+    for key in MUTABLE[model]:
+        if key != "total_steps" and has_key(best.params, key):
+            new = with_value(new, key, get_value(best.params, key))
+    return new, f"{desc} (its best fit so far, node {best.id})"
+
+
 def mutated_key(node: Node) -> str | None:
     """The parameter a single-parameter mutation changed (first word of ``mutation``)."""
     if node.strategy in ("root", "robustness-test", "recombine") or not node.mutation:
@@ -124,13 +147,17 @@ def mutated_key(node: Node) -> str | None:
 class RuleAgent:
     """Deterministic rule-based agent (see the module docstring for the strategies)."""
 
-    def __init__(self, ranges: ExploreRanges, time_budget_s: float, seed: int = 0) -> None:
+    def __init__(self, ranges: ExploreRanges, time_budget_s: float, seed: int = 0, fill_budget: bool = True) -> None:
         self.ranges = ranges
         self.time_budget_s = time_budget_s
         self.seed = seed
+        self.fill_budget = fill_budget
+        self._fixed: tuple[str, ...] = ()  # keys the budget decides in the current proposal
 
     def propose(self, ctx: Context) -> Proposal:
         rng = numpy_rng(self.seed, ctx.block, ctx.iteration)
+        measured = machine_rate(self._past(ctx)) is not None
+        self._fixed = ("total_steps",) if self.fill_budget and measured else ()
         seen = [n.params for n in ctx.nodes]
         for draw in range(MAX_REDRAWS):
             prop = self.fit_budget(self._choose(ctx, rng), ctx)
@@ -148,7 +175,7 @@ class RuleAgent:
         ok = [n for n in nodes if n.r2 is not None]
         if not ok:  # everything failed so far: step back from the last config
             last = nodes[-1]
-            new, desc = self._mutate(last.params, rng, avoid=None)
+            new, desc = self._mutate(last.params, rng, None, ctx)
             return Proposal(last.id, new, "exploit", desc, "no successful node in this block yet; mutate the last")
         scores = ucb_scores(nodes, ctx.ucb_c)
         by_id = {n.id: n for n in nodes}
@@ -166,8 +193,11 @@ class RuleAgent:
         tail = nodes[-3:]
         strong_tail = len(tail) == 3 and all(n.r2 is not None and n.r2 >= PROBE_R2 for n in tail)
         if strong_tail and "failure-probe" not in [n.strategy for n in tail]:
-            key = str(rng.choice(mutable_keys(best_ucb.params)))
-            new, desc = mut.extreme(best_ucb.params, key, rng, self.ranges)
+            key = str(rng.choice(self._keys(best_ucb.params)))
+            if key == "model":
+                new, desc = self._switch(best_ucb.params, rng, ctx)
+            else:
+                new, desc = mut.extreme(best_ucb.params, key, rng, self.ranges)
             why = f"3 consecutive R2 >= {PROBE_R2}: probe where node {best_ucb.id} breaks"
             return Proposal(best_ucb.id, new, "failure-probe", desc, why)
 
@@ -176,10 +206,12 @@ class RuleAgent:
             pair = self._recombine_pair(nodes, ok)
             if pair is not None:
                 better, other = pair
-                diff = [k for k in mutable_keys(better.params) if _differ(better.params, other.params, k)]
+                diff = [k for k in self._keys(better.params) if _differ(better.params, other.params, k)]
                 key = str(rng.choice(diff))
                 old, value = get_value(better.params, key), get_value(other.params, key)
                 new = with_value(better.params, key, value)
+                if key == "model":
+                    new, _ = switch_model(better.params, value, ctx.history)
                 desc = f"recombine {better.id}+{other.id}: {key} {old!r} -> {value!r}"
                 why = f"nodes {better.id} and {other.id} both R2 > {RECOMBINE_R2}; adopt {key} of the latter"
                 return Proposal(better.id, new, "recombine", desc, why)
@@ -194,7 +226,7 @@ class RuleAgent:
             outside = [by_id[s.node] for s in scores if s.node not in recent]
             if outside:
                 parent = outside[0]
-                new, desc = self._mutate(parent.params, rng, avoid=None)
+                new, desc = self._mutate(parent.params, rng, None, ctx)
                 why = f"{streak} consecutive successes: branch from node {parent.id} outside the recent chain"
                 return Proposal(parent.id, new, "explore", desc, why)
 
@@ -202,18 +234,18 @@ class RuleAgent:
         others = [by_id[s.node] for s in scores if s.node != last.id]
         if len(nodes) >= 4 and rate < MIN_BRANCHING and others:
             parent = others[0]
-            new, desc = self._mutate(parent.params, rng, avoid=None)
+            new, desc = self._mutate(parent.params, rng, None, ctx)
             why = f"branching rate {rate:.2f} < {MIN_BRANCHING}: branch from node {parent.id}"
             return Proposal(parent.id, new, "forced-branch", desc, why)
         if others and rate < RANDOM_BRANCHING and rng.random() < RANDOM_P:
             parent = others[int(rng.integers(len(others)))]
-            new, desc = self._mutate(parent.params, rng, avoid=None)
+            new, desc = self._mutate(parent.params, rng, None, ctx)
             why = f"branching rate {rate:.2f} < {RANDOM_BRANCHING}: random branch from node {parent.id}"
             return Proposal(parent.id, new, "random-branch", desc, why)
 
         keys = [mutated_key(n) for n in nodes[-SAME_PARAM_STREAK:]]
         stuck = keys[0] if len(keys) == SAME_PARAM_STREAK and keys[0] is not None and len(set(keys)) == 1 else None
-        new, desc = self._mutate(best_ucb.params, rng, avoid=stuck)
+        new, desc = self._mutate(best_ucb.params, rng, stuck, ctx)
         if stuck is not None:
             why = f"{stuck} mutated {SAME_PARAM_STREAK} times in a row: change another parameter"
             return Proposal(best_ucb.id, new, "switch-param", desc, why)
@@ -227,30 +259,48 @@ class RuleAgent:
             for b in strong[i + 1 :]:
                 if a.parent == b.id or b.parent == a.id or f"{a.id}+{b.id}" in done:
                     continue
-                if any(_differ(a.params, b.params, k) for k in mutable_keys(a.params)):
+                if any(_differ(a.params, b.params, k) for k in self._keys(a.params)):
                     return a, b
         return None
 
-    def _mutate(self, params: dict, rng: np.random.Generator, avoid: str | None) -> tuple[dict, str]:
-        keys = [k for k in mutable_keys(params) if k != avoid]
+    def _keys(self, params: dict) -> list[str]:
+        """The keys a move may change: the model's mutable keys but those the budget decides."""
+        return [k for k in mutable_keys(params) if k not in self._fixed]
+
+    def _switch(self, params: dict, rng: np.random.Generator, ctx: Context) -> tuple[dict, str]:
+        model = str(rng.choice([m for m in MUTABLE if m != model_of(params)]))
+        return switch_model(params, model, ctx.history)
+
+    def _mutate(self, params: dict, rng: np.random.Generator, avoid: str | None, ctx: Context) -> tuple[dict, str]:
+        keys = [k for k in self._keys(params) if k != avoid]
         key = str(rng.choice(keys))
+        if key == "model":
+            return self._switch(params, rng, ctx)
         return mut.mutate(params, key, rng, self.ranges)
 
     # ---- time budget -------------------------------------------------------------------------------------------
+    @staticmethod
+    def _past(ctx: Context) -> list[tuple[dict[str, Any], float]]:
+        return [(n.params, float(n.metrics.get("training_time", 0.0))) for n in ctx.history if n.r2 is not None]
+
     def fit_budget(self, prop: Proposal, ctx: Context) -> Proposal:
-        """Cap ``total_steps`` to the time budget; a robustness re-run repeats its parent's fit exactly."""
+        """Set ``total_steps`` from the time budget: filled to it (``fill_budget``) or only capped by it; a
+        robustness re-run repeats its parent's fit exactly. Unchanged before any fit has measured the machine."""
         if prop.strategy == "robustness-test":
             return prop
         done = [n for n in ctx.history if n.r2 is not None]
-        past = [(n.params, float(n.metrics.get("training_time", 0.0))) for n in done]
         counts = [n.metrics["n_particles"] for n in done if isinstance(n.metrics.get("n_particles"), int | float)]
         n_particles = int(counts[-1]) if counts else DEFAULT_PARTICLES
-        cap = budget_steps(prop.params, past, self.time_budget_s, self.ranges, n_particles)
-        if cap is None or cap >= prop.params["total_steps"]:
+        cap = budget_steps(prop.params, self._past(ctx), self.time_budget_s, self.ranges, n_particles)
+        if cap is None:
+            return prop
+        steps = min(cap, int(self.ranges.total_steps[1])) if self.fill_budget else min(cap, prop.params["total_steps"])
+        if steps == prop.params["total_steps"]:
             return prop
         params = dict(prop.params)
-        old, params["total_steps"] = params["total_steps"], cap
-        note = f"; total_steps {old} -> {cap} to fit the {self.time_budget_s:g} s budget"
+        old, params["total_steps"] = params["total_steps"], steps
+        verb = "fill" if steps > old else "fit"
+        note = f"; total_steps {old} -> {steps} to {verb} the {self.time_budget_s:g} s budget"
         return Proposal(prop.parent, params, prop.strategy, prop.mutation, prop.rationale + note)
 
 

@@ -34,6 +34,9 @@ def instructions(cfg: ExploreConfig) -> str:
         model_keys=keys,
         may_edit=", ".join(cfg.agent_may_edit) or "none",
         time_budget_s=f"{cfg.time_budget_s:g}",
+        steps_rule="The loop sets `total_steps` to fill the budget: a cheaper step buys more steps."
+        if cfg.fill_budget
+        else "The loop caps `total_steps` to the budget.",
     )
 
 

@@ -139,7 +139,7 @@ class _Proposer:
     @classmethod
     def create(cls, cfg: Config, study: Study, baseline_text: str, baseline: dict[str, Any]) -> _Proposer:
         ex, out, ws = cfg.explore, study.out, study.workspace
-        rule = RuleAgent(ex.ranges, ex.time_budget_s, cfg.seed)
+        rule = RuleAgent(ex.ranges, ex.time_budget_s, cfg.seed, ex.fill_budget)
         command = None
         if ex.agent == "command":
             inside = out.resolve().is_relative_to(ws.resolve())
