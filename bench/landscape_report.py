@@ -15,6 +15,7 @@ Run (seconds)::
 
     python bench/landscape_report.py --studies docs/landscape/ngp docs/landscape/siren_txy \\
         --trials docs/landscape/*_trials.jsonl --bench optuna=docs/landscape/explore_vs_optuna.json \\
+        optuna_cap=docs/landscape/explore_vs_optuna_cap_only.json \\
         sizes=docs/landscape/inr_sizes.json siren=docs/landscape/siren_steps.json --readme docs/landscape/README.md
 """
 
@@ -135,9 +136,11 @@ def tables(fits: list[Fit], bench: dict[str, Any]) -> str:
     for f in bad:
         r2 = "failed" if f.r2 is None else f"{f.r2:.4f}"
         out.append(f"| {f.source} | {f.field} | {f.note} | {settings(f.inr)} | {r2} |")
-    opt = bench.get("optuna")
-    if opt:
-        what = f"{opt['field']}, {opt['iterations']} iterations x {opt['seeds']} seeds, {opt['budget_s']:g} s per fit"
+    for name in sorted(k for k in bench if k.startswith("optuna")):  # optuna, optuna_<variant>
+        opt = bench[name]
+        steps = "steps filling the budget" if opt.get("fill_budget") else "steps capped by the budget"
+        what = (f"{opt['field']}, {opt['iterations']} iterations x {opt['seeds']} seeds, {opt['budget_s']:g} s per "
+                f"fit, {steps}")  # fmt: skip
         out += ["", f"**Rule agent vs Optuna on real fits** (`bench/explore_vs_optuna.py --objective real`: {what})",
                 "", "| method | median best R2 | best R2 per seed | median iterations to R2 0.995 | wall s |",
                 "|---|---|---|---|---|"]  # fmt: skip

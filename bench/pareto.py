@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from fieldlab.config import PriorConfig, load_config
@@ -57,6 +58,11 @@ def front_points(cfg, checkpoint: Path) -> dict[str, list[dict]]:
     return out
 
 
+def near(p: dict, q: dict) -> bool:
+    """Whether two points are within a label's reach on the log-log scatter."""
+    return abs(math.log(p["seconds"] / q["seconds"])) < 0.25 and abs(math.log(p["rel_l2"] / q["rel_l2"])) < 0.5
+
+
 def draw(result: dict, path: Path) -> None:
     import matplotlib
     import matplotlib.ticker
@@ -69,6 +75,8 @@ def draw(result: dict, path: Path) -> None:
         pts = result[key]
         front = sorted((p for p in pts if p["on_front"]), key=lambda p: p["seconds"])
         ax.step([p["seconds"] for p in front], [p["rel_l2"] for p in front], where="post", color="0.6", zorder=1)
+        # of two points close on the plot, the lower one takes its label under it: the labels do not overlap
+        below = {id(p) for p in pts for q in pts if q is not p and q["rel_l2"] > p["rel_l2"] and near(p, q)}
         for p in pts:
             fem = p["kind"] == "fem"
             ax.scatter(
@@ -80,7 +88,9 @@ def draw(result: dict, path: Path) -> None:
                 color="tab:gray" if fem else "tab:red",
                 edgecolor="k" if p["on_front"] else "none",
             )
-            ax.annotate(p["name"], (p["seconds"], p["rel_l2"]), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            offset = (4, -9) if id(p) in below else (4, 3)
+            label = p["name"].replace(" (restricted)", " (r)")
+            ax.annotate(label, (p["seconds"], p["rel_l2"]), fontsize=7, xytext=offset, textcoords="offset points")
         ax.set(
             xscale="log",
             yscale="log",
@@ -93,7 +103,11 @@ def draw(result: dict, path: Path) -> None:
         ax.xaxis.set_major_formatter(ticks.FormatStrFormatter("%g"))
         ax.xaxis.set_minor_formatter(ticks.NullFormatter())  # labelled ticks only: no overlapping labels
         ax.grid(True, which="both", alpha=0.3)
-    fig.suptitle("Operators (circles) vs FEM on coarser grids (squares); outlined: Pareto front", fontsize=10)
+    fig.suptitle(
+        "Operators (circles) vs FEM on coarser grids (squares); outlined: Pareto front;"
+        " (r): 2x through the training grid",
+        fontsize=10,
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
     plt.close(fig)
