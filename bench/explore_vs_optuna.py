@@ -22,8 +22,8 @@ baseline enqueued as their first trial. Reported: median best R2 over seeds, med
 
 Run (about an hour on 2 cores)::
 
-    python bench/explore_vs_optuna.py --objective real --seeds 3 --iters 16 --budget-s 15 \\
-        --trials docs/landscape/optuna_trials.jsonl
+    python bench/explore_vs_optuna.py --objective real --field F --seeds 3 --iters 16 --budget-s 20 \\
+        --baseline-steps 170 --trials docs/landscape/agents_f_fill_trials.jsonl
 """
 
 from __future__ import annotations
