@@ -45,7 +45,7 @@ import yaml
 from inr_fits import InProcessFits  # bench/inr_fits.py
 
 from fieldlab.config import Config, ExploreConfig, load_config, to_dict
-from fieldlab.explore.cost import budget_steps, cost_units, machine_rate
+from fieldlab.explore.cost import cost_units, fitted_steps, machine_rate
 from fieldlab.explore.driver import Study, run_study
 from fieldlab.explore.keys import MODELS, get_value, model_of, mutable_keys, with_value
 from fieldlab.explore.mutations import INT_KEYS, bounds
@@ -106,7 +106,7 @@ def suggest(trial: optuna.Trial, baseline: dict[str, Any], cfg: ExploreConfig) -
 class Budgeted:
     """The objective under the per-fit budget, the same for every method.
 
-    Before each fit ``total_steps`` is set by :func:`fieldlab.explore.cost.budget_steps` from this method's
+    Before each fit ``total_steps`` is set by :func:`fieldlab.explore.cost.fitted_steps` from this method's
     earlier fits, the loop's own rule: filled to the budget with ``explore.fill_budget`` (then no method searches
     ``total_steps``), else only capped (the rule agent's proposals arrive already set by it). A config whose
     predicted time at the smallest allowed step count still exceeds ``OVER`` budgets is not run: a failed trial.
@@ -119,12 +119,11 @@ class Budgeted:
         self.history: list[tuple[dict, float]] = []
 
     def __call__(self, params: dict[str, Any], seed: int | None = None) -> dict[str, Any]:
-        cap = budget_steps(params, self.history, self.cfg.time_budget_s, self.cfg.ranges)
-        if cap is not None:
-            top = int(self.cfg.ranges.total_steps[1]) if self.cfg.fill_budget else params["total_steps"]
-            params = {**params, "total_steps": min(cap, top)}
+        steps = fitted_steps(params, self.history, self.cfg.time_budget_s, self.cfg.ranges, self.cfg.fill_budget)
+        if steps is not None:
+            params = {**params, "total_steps": steps}
         rate = machine_rate(self.history)
-        if cap is not None and rate is not None:
+        if steps is not None and rate is not None:
             predicted = rate * params["total_steps"] * cost_units(params)
             if predicted > self.OVER * self.cfg.time_budget_s:
                 return {"final_r2": None, "error": f"predicted {predicted:.0f} s > {self.OVER:g} budgets: not run"}

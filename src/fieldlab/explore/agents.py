@@ -52,7 +52,7 @@ import numpy as np
 from fieldlab.config import ExploreRanges
 from fieldlab.core.seeding import numpy_rng
 from fieldlab.explore import mutations as mut
-from fieldlab.explore.cost import DEFAULT_PARTICLES, budget_steps, machine_rate
+from fieldlab.explore.cost import DEFAULT_PARTICLES, fitted_steps, machine_rate
 from fieldlab.explore.journal import Node
 from fieldlab.explore.keys import MUTABLE, get_value, has_key, model_of, mutable_keys, with_value
 from fieldlab.explore.ucb import ucb_scores
@@ -209,9 +209,10 @@ class RuleAgent:
                 diff = [k for k in self._keys(better.params) if _differ(better.params, other.params, k)]
                 key = str(rng.choice(diff))
                 old, value = get_value(better.params, key), get_value(other.params, key)
-                new = with_value(better.params, key, value)
                 if key == "model":
                     new, _ = switch_model(better.params, value, ctx.history)
+                else:
+                    new = with_value(better.params, key, value)
                 desc = f"recombine {better.id}+{other.id}: {key} {old!r} -> {value!r}"
                 why = f"nodes {better.id} and {other.id} both R2 > {RECOMBINE_R2}; adopt {key} of the latter"
                 return Proposal(better.id, new, "recombine", desc, why)
@@ -291,11 +292,10 @@ class RuleAgent:
         done = [n for n in ctx.history if n.r2 is not None]
         counts = [n.metrics["n_particles"] for n in done if isinstance(n.metrics.get("n_particles"), int | float)]
         n_particles = int(counts[-1]) if counts else DEFAULT_PARTICLES
-        cap = budget_steps(prop.params, self._past(ctx), self.time_budget_s, self.ranges, n_particles)
-        if cap is None:
-            return prop
-        steps = min(cap, int(self.ranges.total_steps[1])) if self.fill_budget else min(cap, prop.params["total_steps"])
-        if steps == prop.params["total_steps"]:
+        steps = fitted_steps(
+            prop.params, self._past(ctx), self.time_budget_s, self.ranges, self.fill_budget, n_particles
+        )
+        if steps is None or steps == prop.params["total_steps"]:
             return prop
         params = dict(prop.params)
         old, params["total_steps"] = params["total_steps"], steps

@@ -158,3 +158,19 @@ def budget_steps(
         return None
     cap = int(budget_s / (rate * cost_units(params, n_particles)) * (1 + 1e-12))  # exact quotients stay whole
     return max(int(ranges.total_steps[0]), cap)
+
+
+def fitted_steps(
+    params: dict[str, Any],
+    history: list[tuple[dict[str, Any], float]],
+    budget_s: float,
+    ranges: ExploreRanges,
+    fill: bool,
+    n_particles: int = DEFAULT_PARTICLES,
+) -> int | None:
+    """``total_steps`` of ``params`` under the budget, ``None`` without history: the steps of :func:`budget_steps`
+    (at most the range's upper end) with ``fill`` (``explore.fill_budget``), else ``params``' own capped by them."""
+    cap = budget_steps(params, history, budget_s, ranges, n_particles)
+    if cap is None:
+        return None
+    return min(cap, int(ranges.total_steps[1]) if fill else int(params["total_steps"]))
