@@ -269,6 +269,12 @@ class EvalConfig:
     baseline_spacings_m: tuple[float, ...] = spec(
         (0.008, 0.006, 0.004, 0.003), gt=0, doc="m; the FEM on these coarser grids is the classical front (empty: none)"
     )
+    refine_sweeps: int = spec(
+        32, ge=0, doc="symmetric Gauss-Seidel sweeps of the sample's own FEM system after the operator (0: none)"
+    )
+    twogrid_sweeps: tuple[int, ...] = spec(
+        (32, 64, 128), ge=1, doc="sweeps of the classical two-grid baseline: the coarse_fem prior, then these sweeps"
+    )
 
 
 # ---- checks across sections ----------------------------------------------------------------------------------------

@@ -16,6 +16,12 @@ out-of-distribution split (limbs outside the training ranges, ``physics.ood``) i
 ``ood`` (per shift as well; the classical front on it under ``baselines.<name>.ood``) and ``ratio_ood_base``;
 ``estimate_base_ood`` rates the error estimate over the in- and out-of-distribution samples together.
 
+The hybrid (``eval.refine_sweeps > 0``): the operator's prediction followed by that many symmetric Gauss-Seidel
+sweeps of the sample's own FEM system (:mod:`~fieldlab.potential.refine`), scored as ``base_refined`` and, through
+the training grid at 2x, ``x2_restricted_refined``; its seconds include the assembly and the sweeps. Its classical
+twin, the coarse_fem prior followed by ``k`` sweeps for each ``k`` of ``eval.twogrid_sweeps`` (a two-grid method:
+coarse solve, fine smoothing), joins the front as ``baselines.twogrid_<N>mm_sgs<k>``.
+
 ``metrics/eval_sr.json`` holds the headline numbers (``dvc metrics show``); every per-sample value (all measures,
 forward and prior seconds) goes to ``per_sample.json`` beside the figures.
 """
@@ -43,6 +49,7 @@ from fieldlab.potential.data.loader import PotentialDataset, dataset_options, sp
 from fieldlab.potential.data.transforms import FieldScaler
 from fieldlab.potential.estimate import estimate_error
 from fieldlab.potential.models.wrapper import BACKBONES
+from fieldlab.potential.refine import Refiner, refine_prior, timed
 
 MEASURES = ("rel_l2", "rel_l2_tissue", "mse", "r2", "max_error")
 
@@ -150,6 +157,16 @@ def _summary(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> di
     if _everywhere(rows, "estimate_rel_l2"):
         out["estimate"] = estimate_quality(rows.values())
     return out
+
+
+def _point(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> dict[str, float]:
+    """A baseline's point, as :func:`~.baselines.classical_front` writes one: mean and worst rel L2, mean seconds."""
+    errors = [r["rel_l2"] for r in rows.values()]
+    return {
+        "rel_l2": float(np.mean(errors)),
+        "rel_l2_max": float(np.max(errors)),
+        "seconds": float(np.mean(list(seconds.values()))),
+    }
 
 
 def ood_summary(rows: dict[str, dict[str, float]], seconds: dict[str, float], shifts: dict[str, str]) -> dict[str, Any]:
@@ -272,6 +289,63 @@ def evaluate_split(
     return rows, seconds
 
 
+def refined_split(
+    model: nn.Module,
+    dataset: PotentialDataset,
+    device: torch.device,
+    sweeps: int,
+    twogrid: tuple[int, ...] = (),
+    restricted_grid: tuple[int, int, int] | None = None,
+    prior_cost: Callable[[int], float] | None = None,
+) -> dict[str, tuple[dict[str, dict[str, float]], dict[str, float]]]:
+    """The hybrid: the operator followed by ``sweeps`` sweeps of each sample's own FEM system
+    (:mod:`fieldlab.potential.refine`), and, for a model with a prior, the classical two-grid baseline: the prior
+    followed by ``k`` sweeps for each ``k`` of ``twogrid``.
+
+    With ``restricted_grid`` (2x) the operator runs through ``predict_restricted`` and the sweeps run on the sample
+    restricted to that grid. Returns ``{"refined": (rows, seconds), "twogrid_<k>": (rows, seconds), ...}`` as
+    :func:`evaluate_split`; the seconds include the prior, the forward pass, the restriction and the sweeps.
+    """
+    scaler = dataset.scaler
+    out: dict[str, tuple[dict[str, dict[str, float]], dict[str, float]]] = {}
+    for i in range(len(dataset)):
+        item = {k: v[None].to(device) for k, v in dataset[i].items()}  # add the batch axis
+        name, sample = dataset.files[i].stem, dataset.sample(i)
+        args = (item["sigma"], item["f"], item["coords"], item["spacing"])
+        prior = item.get("prior")
+        prior_s = prior_cost(i) if prior_cost is not None else 0.0
+
+        def refiner(k: int, sample=sample) -> Refiner:
+            return Refiner.for_sample(sample, k, scaler.unscale_potential, scaler.scale_potential, restricted_grid)
+
+        def hybrid(args=args, prior=prior) -> torch.Tensor:
+            if restricted_grid:
+                return model.predict_restricted(*args, grid=restricted_grid, prior=prior, coarse_hook=refiner(sweeps))
+            return refiner(sweeps)(model(*args, prior=prior))
+
+        runs: list[tuple[str, Callable[[], torch.Tensor]]] = [("refined", hybrid)]
+        if prior is not None:
+            g = restricted_grid
+            runs += [(f"twogrid_{k}", lambda k=k, p=prior, g=g: refine_prior(p, refiner(k), g)) for k in twogrid]
+        if i == 0:
+            hybrid()  # untimed warm-up, as evaluate_split
+        for key, run in runs:
+            pred, spent = timed(run)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            rows, seconds = out.setdefault(key, ({}, {}))
+            pred = pred.float()
+            phi, mask = item["phi"], item["mask"]
+            rows[name] = {
+                "rel_l2": float(metrics.relative_l2(pred, phi, mask)[0]),
+                "r2": float(metrics.r2_score(pred, phi, mask)[0]),
+                "max_error": float(metrics.max_error(pred, phi, mask)[0]),
+                "seconds": spent + prior_s,
+            }
+            seconds[name] = spent + prior_s
+    return out
+
+
 def evaluate_sr(
     cfg: Config,
     checkpoint: str | Path,
@@ -298,6 +372,9 @@ def evaluate_sr(
     solver: dict[str, float] = {}
     front: dict[str, dict[str, Any]] = {}
     n_fig, reps, est = cfg.eval.figures, cfg.eval.timing_repeats, cfg.eval.error_estimate
+    sweeps, twogrid = cfg.eval.refine_sweeps, cfg.eval.twogrid_sweeps
+    twogrid_name = twogrid_prefix(prior)
+    twogrid_front: dict[str, dict[str, Any]] = {}
 
     def prior_cost(ds: PotentialDataset) -> Callable[[int], float]:
         return lambda i: prior_seconds(ds.sample(i), ds.files[i], prior, cfg)
@@ -317,6 +394,14 @@ def evaluate_sr(
                 model, ds, device, train_grid, figures, n_fig, f"{backbone}_x2r", reps, cost
             )
             out["x2_restricted"], samples["x2_restricted"] = _summary(rows_r, seconds_r), rows_r
+        if sweeps:  # the hybrid with the solver's sweeps (at 2x through the training grid) and its classical twin
+            grid_r = train_grid if key == "x2" else None
+            tag = "x2_restricted" if key == "x2" else key
+            runs = refined_split(model, ds, device, sweeps, twogrid, grid_r, cost)
+            rows_h, seconds_h = runs.pop("refined")
+            out[f"{tag}_refined"], samples[f"{tag}_refined"] = _summary(rows_h, seconds_h), rows_h
+            for name, (rows_t, seconds_t) in runs.items():
+                twogrid_front.setdefault(f"{twogrid_name}{name.split('_')[1]}", {})[key] = _point(rows_t, seconds_t)
         if with_front:
             for name, point in split_front(cfg, ds, key).items():
                 front.setdefault(name, {})[key] = point
@@ -325,6 +410,12 @@ def evaluate_sr(
         cost = prior_cost(ds)
         rows, seconds = evaluate_split(model, ds, device, None, figures, n_fig, f"{backbone}_ood", reps, cost, est)
         out["ood"], samples["ood"] = ood_summary(rows, seconds, ood_shifts(cfg.data.root)), rows
+        if sweeps:
+            runs = refined_split(model, ds, device, sweeps, twogrid, None, cost)
+            rows_h, seconds_h = runs.pop("refined")
+            out["ood_refined"], samples["ood_refined"] = _summary(rows_h, seconds_h), rows_h
+            for name, (rows_t, seconds_t) in runs.items():
+                twogrid_front.setdefault(f"{twogrid_name}{name.split('_')[1]}", {})["ood"] = _point(rows_t, seconds_t)
         if with_front:  # the FEM on coarser grids does not care whether a limb is out of distribution
             for name, point in split_front(cfg, ds, "ood").items():
                 front.setdefault(name, {})["ood"] = point
@@ -336,10 +427,28 @@ def evaluate_sr(
         out["ratio_x2_restricted_base"] = out["x2_restricted"]["rel_l2"] / out["base"]["rel_l2"]
     if solver:
         out["solver_seconds"] = solver
+    if sweeps:
+        out["refine_sweeps"] = sweeps
+    front.update(twogrid_front)  # model-independent given the prior: kept even without the front
     if front:
         out["baselines"] = front
     out["samples"] = samples
     return out
+
+
+def twogrid_prefix(prior: Any) -> str:
+    """``twogrid_<N>mm_sgs`` for a coarse_fem prior of ``N`` mm, else ``<kind>_sgs``: the classical two-grid's name
+    (a key of ``baselines`` once followed by its number of sweeps).
+
+    Examples
+    --------
+    >>> from fieldlab.config import PriorConfig
+    >>> twogrid_prefix(PriorConfig(kind="coarse_fem", coarse_spacing_m=0.004))
+    'twogrid_4mm_sgs'
+    """
+    if prior.kind == "coarse_fem":
+        return f"twogrid_{prior.coarse_spacing_m * 1e3:g}mm_sgs"
+    return f"{prior.kind}_sgs"
 
 
 def split_front(cfg: Config, ds: PotentialDataset, key: str) -> dict[str, dict[str, float]]:

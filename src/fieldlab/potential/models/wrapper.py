@@ -144,6 +144,7 @@ class PotentialModel(nn.Module):
         spacing: torch.Tensor,
         grid: tuple[int, int, int],
         prior: torch.Tensor | None = None,
+        coarse_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Honest baseline on a grid other than the training grid: restrict the inputs, predict, interpolate back.
 
@@ -154,7 +155,9 @@ class PotentialModel(nn.Module):
         where ``t >= 1/2`` and ``sigma' = 0`` (air) otherwise. The spacing becomes ``(dx W/W', dy H/H', dz D/D')``;
         the model runs on ``grid`` and its output is interpolated trilinearly back to the input grid. With a prior,
         the restricted prior is the coarse input, and the coarse correction ``phi' - prior'`` is interpolated back
-        and added to the full-resolution prior (the prior is analytic at any resolution).
+        and added to the full-resolution prior (the prior is analytic at any resolution). ``coarse_hook``, when
+        given, maps the prediction on ``grid`` before it is interpolated (e.g. solver sweeps on the restricted sample,
+        :mod:`fieldlab.potential.refine`).
         """
         self.check_inputs(sigma, f, coords, spacing)
         self.check_prior(sigma, prior)
@@ -173,10 +176,11 @@ class PotentialModel(nn.Module):
         sigma_r = torch.where(t >= 0.5, resample(sigma, grid) / t.clamp_min(0.5), torch.zeros((), dtype=sigma.dtype))
         ratio = torch.tensor([shape[2] / grid[2], shape[1] / grid[1], shape[0] / grid[0]], device=spacing.device)
         coarse = (sigma_r, resample(f, grid), resample(coords, grid), spacing * ratio)
+        hook = coarse_hook if coarse_hook is not None else (lambda t: t)
         if not self.use_prior:
-            return F.interpolate(self(*coarse), size=shape, mode="trilinear", align_corners=False)
+            return F.interpolate(hook(self(*coarse)), size=shape, mode="trilinear", align_corners=False)
         prior_r = resample(prior, grid)
-        correction = self(*coarse, prior=prior_r) - prior_r
+        correction = hook(self(*coarse, prior=prior_r)) - prior_r
         return prior + F.interpolate(correction, size=shape, mode="trilinear", align_corners=False)
 
 
