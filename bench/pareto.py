@@ -3,8 +3,11 @@
 On the test limbs of ``data.root`` (one run, same masks): the FEM on coarser grids of physical spacing
 ``eval.baseline_spacings_m`` (and at 2x the base grid) evaluated on the target grid, and every checkpoint given
 with ``--checkpoint LABEL=PATH`` (its seconds include its prior; at 2x also through its training grid,
-``predict_restricted``). A point is on the Pareto front when no other point
-is at least as accurate and at least as fast (and better in one). Prints JSON and draws the scatter with the front::
+``predict_restricted``). With ``eval.refine_sweeps > 0`` each checkpoint also gives its hybrid point (the operator,
+then that many symmetric Gauss-Seidel sweeps of the sample's own FEM system; at 2x through the training grid) and
+the classical two-grid twin of its prior (``baselines.twogrid_*``: the coarse solve, then sweeps). A point is on the
+Pareto front when no other point is at least as accurate and at least as fast (and better in one). Prints JSON and
+draws the scatter with the front::
 
     python bench/pareto.py --checkpoint fno/coarse_fem=experiments/fno/checkpoints/best.pt \\
         --checkpoint unet/coarse_fem=experiments/unet/checkpoints/best.pt --figure docs/figures/pareto.png
@@ -13,6 +16,11 @@ Run it alone on the machine: the seconds are wall time.
 """
 
 from __future__ import annotations
+
+import os
+
+# as stages/eval_sr.py: idle OpenMP workers must not spin while the solver's sweeps run (set before torch loads)
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse
 import json
@@ -25,6 +33,14 @@ from fieldlab.potential.data.transforms import FieldScaler
 from fieldlab.potential.evaluate import evaluate_sr, split_front
 
 KEYS = ("base", "x2")
+#: marker and colour of each kind of point: the FEM run coarser, the two-grid twin (a coarse solve + fine sweeps),
+#: the operator alone and the hybrid (operator + the same sweeps)
+STYLE = {
+    "fem": ("s", "tab:gray"),
+    "twogrid": ("D", "tab:blue"),
+    "model": ("o", "tab:red"),
+    "hybrid": ("*", "tab:green"),
+}
 
 
 def pareto(points: list[dict]) -> list[dict]:
@@ -78,18 +94,18 @@ def draw(result: dict, path: Path) -> None:
         # of two points close on the plot, the lower one takes its label under it: the labels do not overlap
         below = {id(p) for p in pts for q in pts if q is not p and q["rel_l2"] > p["rel_l2"] and near(p, q)}
         for p in pts:
-            fem = p["kind"] == "fem"
+            marker, color = STYLE[p["kind"]]
             ax.scatter(
                 p["seconds"],
                 p["rel_l2"],
-                marker="s" if fem else "o",
+                marker=marker,
                 s=36,
                 zorder=2,
-                color="tab:gray" if fem else "tab:red",
+                color=color,
                 edgecolor="k" if p["on_front"] else "none",
             )
             offset = (4, -9) if id(p) in below else (4, 3)
-            label = p["name"].replace(" (restricted)", " (r)")
+            label = p["name"].replace(" (restricted)", " (r)").replace("twogrid_", "2grid ")
             ax.annotate(label, (p["seconds"], p["rel_l2"]), fontsize=7, xytext=offset, textcoords="offset points")
         ax.set(
             xscale="log",
@@ -104,9 +120,9 @@ def draw(result: dict, path: Path) -> None:
         ax.xaxis.set_minor_formatter(ticks.NullFormatter())  # labelled ticks only: no overlapping labels
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(
-        "Operators (circles) vs FEM on coarser grids (squares); outlined: Pareto front;"
-        " (r): 2x through the training grid",
-        fontsize=10,
+        "FEM on coarser grids (squares), two-grid: coarse FEM + SGS sweeps (diamonds), operators (circles), hybrid:"
+        " operator + SGS sweeps (stars); outlined: Pareto front; (r): 2x through the training grid",
+        fontsize=9,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=130)
@@ -138,6 +154,25 @@ def main() -> None:
         r = ev["x2_restricted"]  # the same model through its training grid at 2x
         name = f"{label} (restricted)"
         result["x2"].append({"name": name, "kind": "model", "rel_l2": r["rel_l2"], "seconds": r["seconds_per_sample"]})
+        sweeps = ev.get("refine_sweeps", 0)
+        for key, tag, suffix in (("base", "base_refined", ""), ("x2", "x2_restricted_refined", " (restricted)")):
+            if tag in ev:  # the hybrid: the operator, then the solver's sweeps
+                r = ev[tag]
+                name = f"{label} +{sweeps} SGS{suffix}"
+                result[key].append(
+                    {"name": name, "kind": "hybrid", "rel_l2": r["rel_l2"], "seconds": r["seconds_per_sample"]}
+                )
+        for name, point in ev.get("baselines", {}).items():  # the two-grid twins: the model's prior + sweeps
+            for key in KEYS:
+                if key in point and not any(p["name"] == name for p in result[key]):
+                    result[key].append(
+                        {
+                            "name": name,
+                            "kind": "twogrid",
+                            "rel_l2": point[key]["rel_l2"],
+                            "seconds": point[key]["seconds"],
+                        }
+                    )
     for key in KEYS:
         pareto(result[key])
     if args.figure:

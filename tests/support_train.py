@@ -96,14 +96,15 @@ class TinyOperator(nn.Module):
     def forward(self, sigma, f, coords, spacing, prior=None):
         return self.net(torch.cat([sigma, f, coords], dim=1))
 
-    def predict_restricted(self, sigma, f, coords, spacing, grid, prior=None):
-        size = tuple(sigma.shape[-3:])
-
+    def predict_coarse(self, sigma, f, coords, spacing, grid, prior=None):
         def down(t):
             return nn.functional.interpolate(t, size=tuple(grid), mode="trilinear", align_corners=False)
 
-        out = self.forward(down(sigma), down(f), down(coords), spacing)
-        return nn.functional.interpolate(out, size=size, mode="trilinear", align_corners=False)
+        return self.forward(down(sigma), down(f), down(coords), spacing)
+
+    def predict_restricted(self, sigma, f, coords, spacing, grid, prior=None):
+        out = self.predict_coarse(sigma, f, coords, spacing, grid)
+        return nn.functional.interpolate(out, size=tuple(sigma.shape[-3:]), mode="trilinear", align_corners=False)
 
 
 def tiny_factory(model_cfg, backbone):

@@ -27,7 +27,7 @@ def test_readme_numbers_appear_in_the_metrics_files():
     """Independent of the renderer: the headline rel L2 values of eval_sr.json are printed in the README block."""
     ev = json.loads((REPO / "metrics" / "eval_sr.json").read_text())
     block = readme_block()
-    for key in ("base", "x2"):
+    for key in ("base", "x2", "base_refined", "x2_restricted_refined"):
         assert format(ev[key]["rel_l2"], ".4g") in block
 
 
@@ -49,6 +49,9 @@ def test_report_renders_what_the_files_say(tmp_path):
                 "ood": {"rel_l2": 0.03, "rel_l2_max": 0.05, "n": 2, "shifts": {"elliptic": {"rel_l2": 0.01, "n": 1}}},
                 "ratio_ood_base": 2.43,
                 "estimate_base_ood": {"spearman": 0.9},
+                "refine_sweeps": 32,
+                "base_refined": {"rel_l2": 0.0078, "seconds_per_sample": 0.74},
+                "x2_restricted_refined": {"rel_l2": 0.0184, "seconds_per_sample": 1.2},
             }
         )
     )
@@ -60,6 +63,7 @@ def test_report_renders_what_the_files_say(tmp_path):
     assert "| fem_4mm | 0.052 | 0.200 | 0.059 | – | 0.05 |" in text
     assert "ood / base 2.43; error estimate over test + ood: Spearman 0.900" in text
     assert "| all | 2 | 0.03 | 0.05 |" in text and "| elliptic | 1 | 0.01 | – |" in text
+    assert "| fno + 32 SGS | 0.0078 | 0.740 | 0.0184 | 1.200 | – |" in text  # the hybrid, no ood_refined
     assert "unet" not in text  # no file, no row
 
 

@@ -37,6 +37,9 @@ class ZeroOperator(nn.Module):
     def predict_restricted(self, sigma, f, coords, spacing, grid, prior=None):
         return self.forward(sigma, f, coords, spacing)
 
+    def predict_coarse(self, sigma, f, coords, spacing, grid, prior=None):
+        return torch.zeros((f.shape[0], 1, *grid), dtype=f.dtype)
+
 
 @pytest.fixture
 def root(tmp_path):
@@ -87,7 +90,13 @@ def test_zero_model_has_relative_error_one_at_both_resolutions(root, tmp_path):
         assert all(r["prior_seconds"] > 0 and r["forward_seconds"] > 0 for r in rows)
         total = np.mean([r["forward_seconds"] + r["prior_seconds"] for r in rows])
         assert out[key]["seconds_per_sample"] == pytest.approx(total)
-    assert "baselines" not in out  # the tiny corpus has no continuous limbs: no classical front
+    # the tiny corpus has no continuous limbs: no classical front, only the two-grid twin (the prior + sweeps)
+    assert sorted(out["baselines"]) == ["free_space_sgs128", "free_space_sgs32", "free_space_sgs64"]
+    assert set(out["baselines"]["free_space_sgs32"]) == {"base", "x2"}
+    for key in ("base_refined", "x2_restricted_refined"):  # (the tiny corpus's u is no FEM solution: no accuracy)
+        assert np.isfinite(out[key]["rel_l2"]) and out[key]["seconds_per_sample"] > 0
+        assert set(out["samples"][key]) == {"0000", "0001"}
+    assert out["refine_sweeps"] == 32
     figures = sorted(p.name for p in (tmp_path / "figs").glob("*.png"))
     assert figures == ["unet_base_0000.png", "unet_x2_0000.png", "unet_x2r_0000.png"]
 
@@ -171,7 +180,7 @@ def test_error_estimate_and_classical_front_on_a_solved_corpus(tmp_path):
         data=data,
         physics=physics,
         loss=LossConfig(singularity_radius=1.0),
-        eval=EvalConfig(figures=0, baseline_spacings_m=(0.016, 0.008)),
+        eval=EvalConfig(figures=0, baseline_spacings_m=(0.016, 0.008), refine_sweeps=3000, twogrid_sweeps=(3000,)),
     )
     ckpt = {
         "model": ZeroOperator().state_dict(),
@@ -194,3 +203,13 @@ def test_error_estimate_and_classical_front_on_a_solved_corpus(tmp_path):
     for key in ("base", "ood"):  # the corpus's own grid and solver
         assert out["baselines"]["fem_8mm"][key]["rel_l2"] < 1e-5
     assert out["baselines"]["fem_16mm"]["x2"]["rel_l2"] > out["baselines"]["fem_8mm"]["x2"]["rel_l2"] > 0
+    # the hybrid's sweeps from a zero prediction are Gauss-Seidel on each sample's own system: they reach the corpus
+    for key in ("base_refined", "ood_refined"):
+        assert out[key]["rel_l2_max"] < 1e-4
+    # at 2x they run on the sample restricted to the training grid: the base-grid solve's accuracy, not better
+    restricted = out["x2_restricted_refined"]["rel_l2"]
+    assert (
+        0.5 * out["baselines"]["fem_8mm"]["x2"]["rel_l2"] < restricted < 2 * out["baselines"]["fem_8mm"]["x2"]["rel_l2"]
+    )
+    # the two-grid twin (free-space prior + sweeps) ends within the prior's transfer defect, far below the prior alone
+    assert out["baselines"]["free_space_sgs3000"]["base"]["rel_l2"] < 0.1 * out["base"]["prior_rel_l2"]

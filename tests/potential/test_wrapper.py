@@ -310,3 +310,23 @@ def test_predict_restricted_keeps_air_out_of_tissue(monkeypatch):
     coarse = seen["sigma"][0, :3]  # (3, 2, 2, 2)
     assert torch.allclose(coarse[:, 0, 0, 0], torch.full((3,), 0.2))
     assert torch.equal(coarse[:, 1, 1, 1], torch.zeros(3))
+
+
+@pytest.mark.parametrize("backbone", sorted(BACKBONES))
+def test_predict_coarse_is_what_the_restricted_path_interpolates(backbone):
+    """The coarse prediction has the training grid's shape, equals forward on that grid, and interpolated back (its
+    correction over the restricted prior, with a prior) it is the restricted prediction: a constant correction of
+    0.25 on the coarse grid comes back as exactly 0.25 on the fine one (trilinear interpolation keeps constants)."""
+    torch.manual_seed(4)
+    for cfg, prior in ((SMALL, None), (WITH_PRIOR, torch.randn(2, 1, 16, 8, 8))):
+        model = build_model(cfg, backbone).eval()
+        args = inputs((16, 8, 8))
+        with torch.no_grad():
+            same = model.predict_coarse(*args, grid=(16, 8, 8), prior=prior)
+            torch.testing.assert_close(same, model(*args, prior=prior))
+            coarse = model.predict_coarse(*args, grid=(8, 4, 4), prior=prior)
+            assert coarse.shape == (2, 1, 8, 4, 4)
+            model.backbone.forward = lambda x, modulate=None: torch.full_like(x[:, :1], 0.25)
+            shifted = model.predict_restricted(*args, grid=(8, 4, 4), prior=prior)
+        base = prior if prior is not None else torch.zeros_like(shifted)
+        torch.testing.assert_close(shifted, base + 0.25)

@@ -102,6 +102,23 @@ def operator_section(m: Path) -> str | None:
         "**Operator** (`metrics/train_<backbone>.json`, `metrics/eval_sr.json`; test split, rel L2 over the loss mask)"
     )
     out = [text, "", table(header, rows)]
+    if _get(ev, "base_refined") is not None:
+        sweeps = fmt(_get(ev, "refine_sweeps"), "d")
+        hrow = [
+            f"{_get(ev, 'backbone')} + {sweeps} SGS",
+            fmt(_get(ev, "base_refined.rel_l2")),
+            fmt(_get(ev, "base_refined.seconds_per_sample"), ".3f"),
+            fmt(_get(ev, "x2_restricted_refined.rel_l2")),
+            fmt(_get(ev, "x2_restricted_refined.seconds_per_sample"), ".3f"),
+            fmt(_get(ev, "ood_refined.rel_l2")),
+        ]
+        out += [
+            "",
+            f"**Hybrid** (the operator, then {sweeps} symmetric Gauss-Seidel sweeps of each sample's own FEM system; "
+            "2x through the training grid; `metrics/eval_sr.json: *_refined`)",
+            "",
+            table(["predictor", "base rel L2", "base s", "2x rel L2", "2x s", "ood rel L2"], [hrow]),
+        ]
     baselines = _get(ev, "baselines")
     if isinstance(baselines, dict) and baselines:
         with_ood = any(_get(b, "ood") is not None for b in baselines.values())

@@ -302,8 +302,8 @@ def refined_split(
     (:mod:`fieldlab.potential.refine`), and, for a model with a prior, the classical two-grid baseline: the prior
     followed by ``k`` sweeps for each ``k`` of ``twogrid``.
 
-    With ``restricted_grid`` (2x) the operator runs through ``predict_restricted`` and the sweeps run on the sample
-    restricted to that grid. Returns ``{"refined": (rows, seconds), "twogrid_<k>": (rows, seconds), ...}`` as
+    With ``restricted_grid`` (2x) the operator predicts on that grid (``predict_coarse``), the sweeps run on the sample
+    restricted to it and the result is prolonged as a Q1 field (:class:`~fieldlab.potential.refine.Refiner`). Returns ``{"refined": (rows, seconds), "twogrid_<k>": (rows, seconds), ...}`` as
     :func:`evaluate_split`; the seconds include the prior, the forward pass, the restriction and the sweeps.
     """
     scaler = dataset.scaler
@@ -319,8 +319,8 @@ def refined_split(
             return Refiner.for_sample(sample, k, scaler.unscale_potential, scaler.scale_potential, restricted_grid)
 
         def hybrid(args=args, prior=prior) -> torch.Tensor:
-            if restricted_grid:
-                return model.predict_restricted(*args, grid=restricted_grid, prior=prior, coarse_hook=refiner(sweeps))
+            if restricted_grid:  # the operator on the training grid, swept there, prolonged as a Q1 field
+                return refiner(sweeps)(model.predict_coarse(*args, grid=restricted_grid, prior=prior))
             return refiner(sweeps)(model(*args, prior=prior))
 
         runs: list[tuple[str, Callable[[], torch.Tensor]]] = [("refined", hybrid)]

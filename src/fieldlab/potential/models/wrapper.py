@@ -144,20 +144,38 @@ class PotentialModel(nn.Module):
         spacing: torch.Tensor,
         grid: tuple[int, int, int],
         prior: torch.Tensor | None = None,
-        coarse_hook: Callable[[torch.Tensor], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """Honest baseline on a grid other than the training grid: restrict the inputs, predict, interpolate back.
 
-        The inputs are resampled to ``grid`` = (D', H', W'): cell averages when every axis shrinks (the mean
-        current density of each coarse cell, exact coarse cell centres for ``coords`` when the factor is an
+        The model runs on ``grid`` (:meth:`predict_coarse`) and its output is interpolated trilinearly back to the
+        input grid. With a prior, the coarse correction ``phi' - prior'`` (``prior'`` the cell-mean restriction of
+        the prior) is interpolated back and added to the full-resolution prior (the prior is analytic at any
+        resolution).
+        """
+        shape = tuple(sigma.shape[-3:])
+        coarse = self.predict_coarse(sigma, f, coords, spacing, grid, prior)
+        if not self.use_prior:
+            return F.interpolate(coarse, size=shape, mode="trilinear", align_corners=False)
+        correction = coarse - restrict_field(prior, coarse.shape[-3:])  # type: ignore[arg-type]
+        return prior + F.interpolate(correction, size=shape, mode="trilinear", align_corners=False)
+
+    def predict_coarse(
+        self,
+        sigma: torch.Tensor,
+        f: torch.Tensor,
+        coords: torch.Tensor,
+        spacing: torch.Tensor,
+        grid: tuple[int, int, int],
+        prior: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """The model's prediction on ``grid`` = (D', H', W') from inputs on another grid: ``(B, 1, D', H', W')``.
+
+        The inputs are resampled to ``grid`` (:func:`restrict_field`): cell averages when every axis shrinks (the
+        mean current density of each coarse cell, exact coarse cell centres for ``coords`` when the factor is an
         integer; trilinear otherwise). Conductivity is restricted air-aware, so that air never blends into tissue:
         with ``t`` the tissue fraction of a coarse cell, ``sigma' = mean(sigma) / t`` (the mean over its tissue)
-        where ``t >= 1/2`` and ``sigma' = 0`` (air) otherwise. The spacing becomes ``(dx W/W', dy H/H', dz D/D')``;
-        the model runs on ``grid`` and its output is interpolated trilinearly back to the input grid. With a prior,
-        the restricted prior is the coarse input, and the coarse correction ``phi' - prior'`` is interpolated back
-        and added to the full-resolution prior (the prior is analytic at any resolution). ``coarse_hook``, when
-        given, maps the prediction on ``grid`` before it is interpolated (e.g. solver sweeps on the restricted sample,
-        :mod:`fieldlab.potential.refine`).
+        where ``t >= 1/2`` and ``sigma' = 0`` (air) otherwise. The spacing becomes ``(dx W/W', dy H/H', dz D/D')``
+        and the prior (when the model has one) is resampled as the other fields.
         """
         self.check_inputs(sigma, f, coords, spacing)
         self.check_prior(sigma, prior)
@@ -165,23 +183,22 @@ class PotentialModel(nn.Module):
             raise InputError(f"grid = {grid!r}: expected three positive integers (D, H, W)")
         shape = tuple(sigma.shape[-3:])
         grid = tuple(int(n) for n in grid)
-
-        def resample(t: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
-            if all(n <= m for n, m in zip(size, t.shape[-3:], strict=True)):
-                return F.adaptive_avg_pool3d(t, size)
-            return F.interpolate(t, size=size, mode="trilinear", align_corners=False)
-
         tissue = (sigma[:, :3].sum(dim=1, keepdim=True) != 0).to(sigma.dtype)  # (B, 1, D, H, W)
-        t = resample(tissue, grid)
-        sigma_r = torch.where(t >= 0.5, resample(sigma, grid) / t.clamp_min(0.5), torch.zeros((), dtype=sigma.dtype))
+        t = restrict_field(tissue, grid)
+        zero = torch.zeros((), dtype=sigma.dtype)
+        sigma_r = torch.where(t >= 0.5, restrict_field(sigma, grid) / t.clamp_min(0.5), zero)
         ratio = torch.tensor([shape[2] / grid[2], shape[1] / grid[1], shape[0] / grid[0]], device=spacing.device)
-        coarse = (sigma_r, resample(f, grid), resample(coords, grid), spacing * ratio)
-        hook = coarse_hook if coarse_hook is not None else (lambda t: t)
+        coarse = (sigma_r, restrict_field(f, grid), restrict_field(coords, grid), spacing * ratio)
         if not self.use_prior:
-            return F.interpolate(hook(self(*coarse)), size=shape, mode="trilinear", align_corners=False)
-        prior_r = resample(prior, grid)
-        correction = hook(self(*coarse, prior=prior_r)) - prior_r
-        return prior + F.interpolate(correction, size=shape, mode="trilinear", align_corners=False)
+            return self(*coarse)
+        return self(*coarse, prior=restrict_field(prior, grid))  # type: ignore[arg-type]
+
+
+def restrict_field(t: torch.Tensor, size: tuple[int, int, int]) -> torch.Tensor:
+    """``(B, C, D, H, W)`` resampled to ``size``: cell means when no axis grows, trilinear otherwise."""
+    if all(n <= m for n, m in zip(size, t.shape[-3:], strict=True)):
+        return F.adaptive_avg_pool3d(t, size)
+    return F.interpolate(t, size=size, mode="trilinear", align_corners=False)
 
 
 def build_model(cfg: ModelConfig, backbone: str | None = None) -> PotentialModel:
