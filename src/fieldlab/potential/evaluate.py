@@ -17,8 +17,9 @@ out-of-distribution split (limbs outside the training ranges, ``physics.ood``) i
 ``estimate_base_ood`` rates the error estimate over the in- and out-of-distribution samples together.
 
 The hybrid (``eval.refine_sweeps > 0``): the operator's prediction followed by that many symmetric Gauss-Seidel
-sweeps of the sample's own FEM system (:mod:`~fieldlab.potential.refine`), scored as ``base_refined`` and, through
-the training grid at 2x, ``x2_restricted_refined``; its seconds include the assembly and the sweeps. Its classical
+sweeps of the sample's own FEM system (:mod:`~fieldlab.potential.refine`), scored as ``base_refined``,
+``ood_refined`` and, at 2x, ``x2_restricted_refined`` (the operator on the training grid, swept on the sample
+restricted to it, prolonged as a Q1 field); its seconds include the assembly and the sweeps. Its classical
 twin, the coarse_fem prior followed by ``k`` sweeps for each ``k`` of ``eval.twogrid_sweeps`` (a two-grid method:
 coarse solve, fine smoothing), joins the front as ``baselines.twogrid_<N>mm_sgs<k>``.
 
@@ -302,9 +303,10 @@ def refined_split(
     (:mod:`fieldlab.potential.refine`), and, for a model with a prior, the classical two-grid baseline: the prior
     followed by ``k`` sweeps for each ``k`` of ``twogrid``.
 
-    With ``restricted_grid`` (2x) the operator predicts on that grid (``predict_coarse``), the sweeps run on the sample
-    restricted to it and the result is prolonged as a Q1 field (:class:`~fieldlab.potential.refine.Refiner`). Returns ``{"refined": (rows, seconds), "twogrid_<k>": (rows, seconds), ...}`` as
-    :func:`evaluate_split`; the seconds include the prior, the forward pass, the restriction and the sweeps.
+    With ``restricted_grid`` (2x) the operator predicts on that grid (``predict_coarse``), the sweeps run on the
+    sample restricted to it and the result is prolonged as a Q1 field (:class:`~fieldlab.potential.refine.Refiner`).
+    Returns ``{"refined": (rows, seconds), "twogrid_<k>": (rows, seconds), ...}`` as :func:`evaluate_split`; the
+    seconds include the prior, the forward pass, the restriction, the assembly and the sweeps.
     """
     scaler = dataset.scaler
     out: dict[str, tuple[dict[str, dict[str, float]], dict[str, float]]] = {}
@@ -379,6 +381,17 @@ def evaluate_sr(
     def prior_cost(ds: PotentialDataset) -> Callable[[int], float]:
         return lambda i: prior_seconds(ds.sample(i), ds.files[i], prior, cfg)
 
+    def refined(
+        ds: PotentialDataset, key: str, cost: Callable[[int], float], grid: tuple[int, int, int] | None
+    ) -> None:
+        """``<key>_refined`` (x2: ``x2_restricted_refined``) and the two-grid twins' points of split ``key``."""
+        runs = refined_split(model, ds, device, sweeps, twogrid, grid, cost)
+        rows, seconds = runs.pop("refined")
+        tag = "x2_restricted" if key == "x2" else key
+        out[f"{tag}_refined"], samples[f"{tag}_refined"] = _summary(rows, seconds), rows
+        for name, (rows_t, seconds_t) in runs.items():
+            twogrid_front.setdefault(twogrid_name + name.removeprefix("twogrid_"), {})[key] = _point(rows_t, seconds_t)
+
     for key, split in zip(("base", "x2"), cfg.eval.splits, strict=True):
         ds = PotentialDataset(split_files(cfg.data.root, split), **kw)
         cost = prior_cost(ds)
@@ -395,13 +408,7 @@ def evaluate_sr(
             )
             out["x2_restricted"], samples["x2_restricted"] = _summary(rows_r, seconds_r), rows_r
         if sweeps:  # the hybrid with the solver's sweeps (at 2x through the training grid) and its classical twin
-            grid_r = train_grid if key == "x2" else None
-            tag = "x2_restricted" if key == "x2" else key
-            runs = refined_split(model, ds, device, sweeps, twogrid, grid_r, cost)
-            rows_h, seconds_h = runs.pop("refined")
-            out[f"{tag}_refined"], samples[f"{tag}_refined"] = _summary(rows_h, seconds_h), rows_h
-            for name, (rows_t, seconds_t) in runs.items():
-                twogrid_front.setdefault(f"{twogrid_name}{name.split('_')[1]}", {})[key] = _point(rows_t, seconds_t)
+            refined(ds, key, cost, train_grid if key == "x2" else None)
         if with_front:
             for name, point in split_front(cfg, ds, key).items():
                 front.setdefault(name, {})[key] = point
@@ -411,11 +418,7 @@ def evaluate_sr(
         rows, seconds = evaluate_split(model, ds, device, None, figures, n_fig, f"{backbone}_ood", reps, cost, est)
         out["ood"], samples["ood"] = ood_summary(rows, seconds, ood_shifts(cfg.data.root)), rows
         if sweeps:
-            runs = refined_split(model, ds, device, sweeps, twogrid, None, cost)
-            rows_h, seconds_h = runs.pop("refined")
-            out["ood_refined"], samples["ood_refined"] = _summary(rows_h, seconds_h), rows_h
-            for name, (rows_t, seconds_t) in runs.items():
-                twogrid_front.setdefault(f"{twogrid_name}{name.split('_')[1]}", {})["ood"] = _point(rows_t, seconds_t)
+            refined(ds, "ood", cost, None)
         if with_front:  # the FEM on coarser grids does not care whether a limb is out of distribution
             for name, point in split_front(cfg, ds, "ood").items():
                 front.setdefault(name, {})["ood"] = point
