@@ -85,6 +85,11 @@ def test_round_trip_matches_the_evaluation(trained, capsys):
             pred = model(item["sigma"], item["f"], item["coords"], item["spacing"], prior=item.get("prior"))
         np.testing.assert_allclose(phi, pred[0, 0].numpy() * scaler.u_scale, rtol=1e-6)  # model units -> volts
         assert BAND[0] <= est / true <= BAND[1], (f.name, est, true)
+        with np.load(out / f"{f.stem}.npz") as npz:  # the hybrid (eval.refine_sweeps, default 32): nearer the FEM
+            refined = torch.from_numpy(npz["phi_refined"].astype(np.float64))[None, None]
+            assert npz["refine_seconds"] > 0
+        better = float(metrics.relative_l2(refined, t[1], torch.from_numpy(mask)[None, None])[0])
+        assert better < 0.8 * true, (f.name, better, true)
 
 
 def _truncated(src, dst):

@@ -16,6 +16,11 @@ error_estimate     (D, H, W)   the estimated error field ``phi - u`` in volts (c
 loss_mask          (D, H, W)   the voxels of the norm (the evaluation's loss mask), bool
 predict_seconds    ()          forward pass, s
 estimate_seconds   ()          error estimate, s
+phi_refined        (D, H, W)   the hybrid's potential: ``phi`` after ``eval.refine_sweeps`` symmetric
+                               Gauss-Seidel sweeps of the sample's own FEM system
+                               (:func:`~fieldlab.potential.refine.smooth_potential`), float32; only when
+                               ``eval.refine_sweeps > 0``
+refine_seconds     ()          assembly and sweeps, s (with ``phi_refined``)
 ================== =========== ===========================================================================
 
 The sample format is the corpus's (:mod:`fieldlab.potential.schema`), at any resolution; its ``u`` is not read by
@@ -40,6 +45,7 @@ from fieldlab.potential.data.loader import PotentialDataset, dataset_options
 from fieldlab.potential.estimate import estimate_error
 from fieldlab.potential.evaluate import checkpoint_model_config, evaluation_inputs, load_trained
 from fieldlab.potential.physics.corpus import validate_raw_file
+from fieldlab.potential.refine import smooth_potential
 from fieldlab.potential.schema import PotentialSample
 
 
@@ -98,7 +104,7 @@ def predict_files(
     dataset = PotentialDataset(paths, **dataset_options(cfg, scaler, ref, prior), cache=False)
     items = [dataset.build_item(s, where=str(p)) for s, p in zip(samples, paths, strict=True)]  # mask checks
     results = [
-        Prediction(p, out / f"{p.stem}.npz", _predict_one(model, item, sample, scaler, dev))
+        Prediction(p, out / f"{p.stem}.npz", _predict_one(model, item, sample, scaler, dev, cfg.eval.refine_sweeps))
         for p, item, sample in zip(paths, items, samples, strict=True)
     ]
     for r in results:
@@ -106,8 +112,11 @@ def predict_files(
     return results
 
 
-def _predict_one(model, item: dict[str, torch.Tensor], sample: PotentialSample, scaler, device) -> dict[str, Any]:
-    """The forward pass of the evaluation (same inputs, same call), de-scaled to volts, and its error estimate."""
+def _predict_one(
+    model, item: dict[str, torch.Tensor], sample: PotentialSample, scaler, device, sweeps: int = 0
+) -> dict[str, Any]:
+    """The forward pass of the evaluation (same inputs, same call), de-scaled to volts, its error estimate and,
+    with ``sweeps > 0``, the hybrid's refined potential."""
     batch = {k: v[None].to(device) for k, v in item.items()}  # add the batch axis
     t0 = time.perf_counter()
     pred = model(batch["sigma"], batch["f"], batch["coords"], batch["spacing"], prior=batch.get("prior"))
@@ -119,7 +128,7 @@ def _predict_one(model, item: dict[str, torch.Tensor], sample: PotentialSample, 
     spacing = tuple(float(s) for s in sample.spacing)
     sigma, source = sample.sigma.astype(np.float64), sample.source.astype(np.float64)
     est = estimate_error(phi.astype(np.float64), sigma, source, spacing, mask)  # type: ignore[arg-type]
-    return {
+    out = {
         "phi": phi.astype(np.float32),
         "rel_l2_estimate": np.float64(est.rel_l2),
         "error_estimate": est.error.astype(np.float32),
@@ -127,3 +136,8 @@ def _predict_one(model, item: dict[str, torch.Tensor], sample: PotentialSample, 
         "predict_seconds": np.float64(predict_s),
         "estimate_seconds": np.float64(est.seconds),
     }
+    if sweeps > 0:
+        t0 = time.perf_counter()
+        refined = smooth_potential(phi.astype(np.float64), sigma, source, spacing, sweeps)  # type: ignore[arg-type]
+        out.update(phi_refined=refined.astype(np.float32), refine_seconds=np.float64(time.perf_counter() - t0))
+    return out
