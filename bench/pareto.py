@@ -25,6 +25,7 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 import argparse
 import json
 import math
+import re
 from pathlib import Path
 
 from fieldlab.config import PriorConfig, load_config
@@ -79,6 +80,20 @@ def near(p: dict, q: dict) -> bool:
     return abs(math.log(p["seconds"] / q["seconds"])) < 0.25 and abs(math.log(p["rel_l2"] / q["rel_l2"])) < 0.5
 
 
+def short_label(name: str) -> str:
+    """The label of a point on the figure: prior kinds, the sweeps and the restricted path abbreviated.
+
+    Examples
+    --------
+    >>> short_label("FNO coarse_fem +32 SGS (restricted)"), short_label("twogrid_4mm_sgs64")
+    ('FNO cf+SGS (r)', '2grid 4mm+64')
+    """
+    name = re.sub(r" \+\d+ SGS", "+SGS", name.replace(" (restricted)", " (r)"))
+    name = re.sub(r"^twogrid_(.+)_sgs(\d+)$", r"2grid \1+\2", name)
+    name = re.sub(r"^free_space_sgs(\d+)$", r"fs+\1", name)
+    return name.replace("coarse_fem", "cf").replace("free_space", "fs")
+
+
 def draw(result: dict, path: Path) -> None:
     import matplotlib
     import matplotlib.ticker
@@ -86,7 +101,7 @@ def draw(result: dict, path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2), constrained_layout=True)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 5.0), constrained_layout=True)
     for ax, key in zip(axes, KEYS, strict=True):
         pts = result[key]
         front = sorted((p for p in pts if p["on_front"]), key=lambda p: p["seconds"])
@@ -105,7 +120,7 @@ def draw(result: dict, path: Path) -> None:
                 edgecolor="k" if p["on_front"] else "none",
             )
             offset = (4, -9) if id(p) in below else (4, 3)
-            label = p["name"].replace(" (restricted)", " (r)").replace("twogrid_", "2grid ")
+            label = short_label(p["name"])
             ax.annotate(label, (p["seconds"], p["rel_l2"]), fontsize=7, xytext=offset, textcoords="offset points")
         ax.set(
             xscale="log",
@@ -120,8 +135,9 @@ def draw(result: dict, path: Path) -> None:
         ax.xaxis.set_minor_formatter(ticks.NullFormatter())  # labelled ticks only: no overlapping labels
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(
-        "FEM on coarser grids (squares), two-grid: coarse FEM + SGS sweeps (diamonds), operators (circles), hybrid:"
-        " operator + SGS sweeps (stars); outlined: Pareto front; (r): 2x through the training grid",
+        "squares: FEM on coarser grids; diamonds: two-grid (coarse FEM + k SGS sweeps); circles: operators;"
+        " stars: hybrid (operator + SGS sweeps)\noutlined: Pareto front; (r): 2x through the training grid;"
+        " cf: coarse_fem prior, fs: free_space prior",
         fontsize=9,
     )
     path.parent.mkdir(parents=True, exist_ok=True)
