@@ -35,7 +35,7 @@ def rel(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> float:
 
 
 def test_sweeps_from_zero_converge_to_the_discrete_solution():
-    """Started from zero (nothing the corners cannot carry) the sweeps are Gauss-Seidel on the FEM system: the
+    """Started from zero the sweeps are Gauss-Seidel on the FEM system (the gauge kept at zero mean): the
     error against the solver's own solution falls with every batch of sweeps and vanishes in the limit."""
     sigma, f, u = layered_limb()
     tissue = np.any(sigma != 0, axis=-1)
