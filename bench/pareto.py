@@ -80,6 +80,28 @@ def near(p: dict, q: dict) -> bool:
     return abs(math.log(p["seconds"] / q["seconds"])) < 0.25 and abs(math.log(p["rel_l2"] / q["rel_l2"])) < 0.5
 
 
+def point(name: str, kind: str, summary: dict) -> dict:
+    """A point of the chart from an ``eval_sr`` summary (``seconds_per_sample``) or baseline (``seconds``)."""
+    seconds = summary["seconds_per_sample"] if "seconds_per_sample" in summary else summary["seconds"]
+    return {"name": name, "kind": kind, "rel_l2": summary["rel_l2"], "seconds": seconds}
+
+
+def evaluation_points(label: str, ev: dict) -> dict[str, list[dict]]:
+    """The points one checkpoint's evaluation gives each chart: the operator (at 2x natively and through its
+    training grid), the hybrid (operator + sweeps) and the two-grid twins of its prior (``baselines``)."""
+    sweeps = ev.get("refine_sweeps", 0)
+    out: dict[str, list[dict]] = {key: [point(label, "model", ev[key])] for key in KEYS}
+    out["x2"].append(point(f"{label} (restricted)", "model", ev["x2_restricted"]))
+    for key, tag, suffix in (("base", "base_refined", ""), ("x2", "x2_restricted_refined", " (restricted)")):
+        if tag in ev:
+            out[key].append(point(f"{label} +{sweeps} SGS{suffix}", "hybrid", ev[tag]))
+    for name, twin in ev.get("baselines", {}).items():
+        for key in KEYS:
+            if key in twin:
+                out[key].append(point(name, "twogrid", twin[key]))
+    return out
+
+
 def short_label(name: str) -> str:
     """The label of a point on the figure: prior kinds, the sweeps and the restricted path abbreviated.
 
@@ -162,33 +184,9 @@ def main() -> None:
     named = [tuple(c.split("=", 1)) for c in args.checkpoint]
     result = front_points(cfg, Path(named[0][1]))
     for label, path in named:
-        ev = evaluate_sr(cfg, path, None, with_front=False)
-        for key in KEYS:
-            result[key].append(
-                {"name": label, "kind": "model", "rel_l2": ev[key]["rel_l2"], "seconds": ev[key]["seconds_per_sample"]}
-            )
-        r = ev["x2_restricted"]  # the same model through its training grid at 2x
-        name = f"{label} (restricted)"
-        result["x2"].append({"name": name, "kind": "model", "rel_l2": r["rel_l2"], "seconds": r["seconds_per_sample"]})
-        sweeps = ev.get("refine_sweeps", 0)
-        for key, tag, suffix in (("base", "base_refined", ""), ("x2", "x2_restricted_refined", " (restricted)")):
-            if tag in ev:  # the hybrid: the operator, then the solver's sweeps
-                r = ev[tag]
-                name = f"{label} +{sweeps} SGS{suffix}"
-                result[key].append(
-                    {"name": name, "kind": "hybrid", "rel_l2": r["rel_l2"], "seconds": r["seconds_per_sample"]}
-                )
-        for name, point in ev.get("baselines", {}).items():  # the two-grid twins: the model's prior + sweeps
-            for key in KEYS:
-                if key in point and not any(p["name"] == name for p in result[key]):
-                    result[key].append(
-                        {
-                            "name": name,
-                            "kind": "twogrid",
-                            "rel_l2": point[key]["rel_l2"],
-                            "seconds": point[key]["seconds"],
-                        }
-                    )
+        for key, points in evaluation_points(label, evaluate_sr(cfg, path, None, with_front=False)).items():
+            known = {p["name"] for p in result[key]}
+            result[key] += [p for p in points if p["name"] not in known]  # a prior's two-grid twins once
     for key in KEYS:
         pareto(result[key])
     if args.figure:
