@@ -232,10 +232,10 @@ def test_source_restricted_into_air_is_a_one_line_input_error():
 
 
 # ---- the registry, the stage and the loader ------------------------------------------------------------------------
-def balanced_corpus(root: Path) -> Path:
+def balanced_corpus(root: Path, seed: int = 0) -> Path:
     """The training tests' tiny corpus (16x12x12, 5 mm voxels; 2x at 2.5 mm) with each source scaled on its sink
     side to zero net current, as every FEM-valid corpus has (the truncated Gaussians of ``write_corpus`` leak)."""
-    write_corpus(root, grid=(16, 12, 12))
+    write_corpus(root, grid=(16, 12, 12), seed=seed)
     for f in sorted(root.glob("*/*.npz")):
         with np.load(f) as npz:
             arrays = {k: npz[k] for k in npz.files}
@@ -284,12 +284,11 @@ def test_stage_writes_one_prior_per_sample(staged):
     manifest = json.loads((priors / "manifest.json").read_text())
     assert manifest["kind"] == "coarse_fem" and manifest["coarse_spacing_m"] == TINY_SPACING
     assert sorted(r["file"] for r in manifest["samples"]) == corpus
-    assert all(r["seconds"] > 0 for r in manifest["samples"])
     assert not list(priors.parent.glob(".priors.*"))  # no temporary folder left behind
     cfg = PriorConfig(kind="coarse_fem", coarse_spacing_m=TINY_SPACING)
     for name in ("train/0000.npz", "test_2x/0001.npz"):
         with np.load(priors / name) as npz:
-            assert npz["seconds"] > 0 and float(npz["coarse_spacing_m"]) == TINY_SPACING
+            assert float(npz["coarse_spacing_m"]) == TINY_SPACING
             got = npz["prior"]
         sample = load_sample(data / name)
         want = compute_prior(sample, cfg, SolverConfig())
@@ -398,3 +397,65 @@ def test_stage_bad_input_is_one_line_and_writes_nothing(staged, tmp_path, case, 
     assert len(lines) == 1 and lines[0].startswith("error: ") and re.search(message, lines[0]), lines
     assert tree_digest(folder / "data") == before
     assert sorted(p.name for p in (folder / "data").iterdir()) == ["potential", "priors"]
+
+
+# ---- a second corpus with the same file names ----------------------------------------------------------------------
+def test_a_prior_of_another_limb_is_refused(staged, tmp_path):
+    """Corpus B has the file names of the staged corpus A but other limbs: A's cache is one error line for B's
+    samples (the hash of B's sigma and source is not the one stored), never a silent prior of another limb."""
+    other = balanced_corpus(tmp_path / "other", seed=1)
+    ds = PotentialDataset(
+        split_files(other, "val"), FieldScaler(1.0, 2e-3), prior_cache=PriorCache(staged / "data" / "priors", 0.01)
+    )
+    with pytest.raises(InputError, match=r"val/0000\.npz: cached prior of another sample .*model\.prior\.root") as exc:
+        ds[0]
+    assert "\n" not in str(exc.value)
+
+
+def test_evaluating_a_second_corpus_uses_its_own_priors(staged, tmp_path):
+    """The published-model path of a user: a checkpoint trained with the coarse_fem priors of corpus A (its
+    ``model.prior.root`` names A's cache) evaluated on corpus B with B's own priors (``data.root`` and
+    ``model.prior.root`` of the run). The prior's error per sample is B's prior against B's truth, computed here
+    independently; pointing the run at A's cache instead stops with one error line."""
+    import dataclasses
+
+    from support_train import tiny_config
+    from test_eval_sr import ZeroOperator
+
+    from fieldlab.core.checkpoint import save_checkpoint
+    from fieldlab.potential import evaluate
+    from fieldlab.potential.data.priors import build_cache
+
+    other = balanced_corpus(tmp_path / "other", seed=1)
+    prior_b = PriorConfig(kind="coarse_fem", coarse_spacing_m=TINY_SPACING, root=str(tmp_path / "other_priors"))
+    build_cache(other, prior_b, SolverConfig())
+    scaler = FieldScaler(f_scale=1.0, u_scale=1e-3)
+    trained_with = {"kind": "coarse_fem", "coarse_spacing_m": TINY_SPACING, "root": str(staged / "data" / "priors")}
+    ckpt = {
+        "model": ZeroOperator().state_dict(),
+        "model_config": {"backbone": "unet", "prior": trained_with},
+        "backbone": "unet",
+        "transforms": scaler.to_dict(),
+        "reference_spacing": [0.005, 0.005, 0.005],
+        "grid": [16, 12, 12],
+        "epoch": 1,
+    }
+    save_checkpoint(tmp_path / "a.pt", ckpt)
+    base = tiny_config(other, tmp_path)
+    cfg = dataclasses.replace(base, model=dataclasses.replace(base.model, prior=prior_b))
+    out = evaluate.evaluate_sr(
+        cfg, tmp_path / "a.pt", None, model_factory=lambda c, b: ZeroOperator(), with_front=False
+    )
+    for split, key in (("test", "base"), ("test_2x", "x2")):
+        for f in split_files(other, split):
+            sample = load_sample(f)
+            mask = PotentialDataset([f], scaler, singularity_radius=1.0, reference_spacing=[0.005] * 3)[0]["mask"][0]
+            mask = mask.numpy()
+            prior = compute_prior(sample, prior_b, SolverConfig())
+            want = np.linalg.norm((prior - sample.u)[mask]) / np.linalg.norm(sample.u[mask])
+            assert out["samples"][key][f.stem]["prior_rel_l2"] == pytest.approx(want, rel=1e-4)
+    wrong = dataclasses.replace(base, model=dataclasses.replace(base.model, prior=PriorConfig(**trained_with)))
+    with pytest.raises(InputError, match="cached prior of another sample"):
+        evaluate.evaluate_sr(
+            wrong, tmp_path / "a.pt", None, model_factory=lambda c, b: ZeroOperator(), with_front=False
+        )

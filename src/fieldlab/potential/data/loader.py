@@ -135,7 +135,7 @@ class PotentialDataset(Dataset):
             item = self._cache[index]
         else:
             s = self.sample(index)
-            cached = None if self.prior_cache is None else self.prior_cache.load(self.files[index], s.shape)
+            cached = None if self.prior_cache is None else self.prior_cache.load(self.files[index], s)
             item = self.build_item(s, where=str(self.files[index]), prior=cached)
             if self._cache is not None:
                 self._cache[index] = item

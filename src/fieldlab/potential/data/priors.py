@@ -11,16 +11,24 @@ coarse_fem   the sample restricted to ``coarse_spacing_m`` and solved with the F
 
 Cache layout under ``model.prior.root`` (default ``data/priors``), mirroring the corpus under ``data.root``::
 
-    <split>/<sample file name>   prior (D, H, W) float32 V on the sample's grid, seconds, coarse_spacing_m
+    <split>/<sample file name>   prior (D, H, W) float32 V on the sample's grid, seconds, coarse_spacing_m,
+                                 sample_hash (:func:`sample_hash` of the sample it was computed from)
     manifest.json                kind, coarse_spacing_m, solver settings, per-sample seconds and coarse grid
 
+What defines a cached prior is stored with it and checked on every load: its spacing, its shape and the hash of the
+sample's own sigma, source and spacing. A prior of another limb (another corpus whose file names collide, a corpus
+re-made under the same names) is one :class:`~fieldlab.errors.InputError`, never used. Where the cache lives is the
+run's setting (``model.prior.root``), never the checkpoint's.
+
 The stage builds the whole cache in a temporary sibling folder and swaps it in only when every sample succeeded:
-an error leaves the previous cache (or its absence) untouched.
+an error leaves the previous cache (or its absence) untouched, and the staging folder a killed run leaves behind
+(``.<root>.*.tmp``) is removed by the next run.
 """
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import tempfile
@@ -44,7 +52,28 @@ PRIOR_KINDS = ("none", "free_space", "coarse_fem")
 #: imported from there: the corpus module pulls in torch (seeding), which the stage does not need.
 CACHE_SPLITS = ("train", "val", "test", "test_2x", "ood")
 #: Arrays of one cache file.
-CACHE_KEYS = ("prior", "seconds", "coarse_spacing_m")
+CACHE_KEYS = ("prior", "seconds", "coarse_spacing_m", "sample_hash")
+
+
+def sample_hash(sample: PotentialSample) -> str:
+    """Hex digest (BLAKE2b, 128 bits) of what defines a sample's prior: its grid, spacing, sigma and source as
+    float32 (the file format), so a sample read back from its file hashes as the one written.
+
+    Examples
+    --------
+    >>> from fieldlab.potential.schema import PotentialSample
+    >>> z = np.zeros((2, 2, 2), dtype=np.float32)
+    >>> s = PotentialSample(np.zeros((2, 2, 2, 6)), z, z > 0, z.astype(np.uint8), z, (1.0, 1.0, 1.0),
+    ...                     np.zeros((1, 3)), np.zeros((1, 3), dtype=np.int64))
+    >>> t = PotentialSample(s.sigma, z + 1, s.mask, s.tissue, s.u, s.spacing, s.source_point, s.source_index)
+    >>> sample_hash(s) == sample_hash(s), sample_hash(s) == sample_hash(t)
+    (True, False)
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(np.asarray(sample.shape, dtype=np.int64).tobytes())
+    for a in (np.asarray(sample.spacing), sample.sigma, sample.source):
+        h.update(np.ascontiguousarray(a, dtype=np.float32).tobytes())
+    return h.hexdigest()
 
 
 def compute_prior(sample: PotentialSample, prior: PriorConfig, solver: SolverConfig | None = None) -> np.ndarray | None:
@@ -77,9 +106,15 @@ class PriorCache:
         sample_file = Path(sample_file)
         return Path(self.root) / sample_file.parent.name / sample_file.name
 
-    def load(self, sample_file: str | Path, shape: tuple[int, ...]) -> np.ndarray:
-        """The ``(D, H, W)`` float32 prior (V) of ``sample_file``; one-line :class:`InputError` when it is missing,
-        made with another spacing or of another shape."""
+    def load(self, sample_file: str | Path, sample: PotentialSample) -> np.ndarray:
+        """The ``(D, H, W)`` float32 prior (V) of ``sample`` (read from ``sample_file``); one-line
+        :class:`InputError` when it is missing, made with another spacing, of another shape or of another sample."""
+        return self.load_record(sample_file, sample)["prior"]
+
+    def load_record(self, sample_file: str | Path, sample: PotentialSample) -> dict[str, np.ndarray]:
+        """Every array of the cache file of ``sample_file`` (:data:`CACHE_KEYS`), checked against ``sample`` as
+        :meth:`load` checks it."""
+        shape = sample.shape
         path = self.path(sample_file)
         if not path.is_file():
             raise InputError(
@@ -99,7 +134,14 @@ class PriorCache:
                 f"{path}: prior has shape {tuple(prior.shape)}; expected {tuple(shape)} (the grid of {sample_file}): "
                 "run `dvc repro priors`"
             )
-        return prior
+        made_for, expected = str(arrays["sample_hash"]), sample_hash(sample)
+        if made_for != expected:
+            raise InputError(
+                f"{path}: cached prior of another sample (sample_hash {made_for[:12]}..., {sample_file} hashes to "
+                f"{expected[:12]}...): model.prior.root = {self.root} holds the priors of another corpus; run "
+                f"`python stages/priors.py data.root=<this corpus> model.prior.root=<its own folder>`"
+            )
+        return arrays
 
 
 def cache_for(prior: PriorConfig) -> PriorCache | None:
@@ -128,6 +170,7 @@ def build_cache(
         manifest["note"] = f"model.prior.kind = {prior.kind}: nothing to cache (the loader computes it per item)"
         files = []
     root.parent.mkdir(parents=True, exist_ok=True)
+    remove_stale_staging(root)
     tmp = Path(tempfile.mkdtemp(prefix=f".{root.name}.", suffix=".tmp", dir=root.parent))
     umask = os.umask(0)
     os.umask(umask)
@@ -161,8 +204,18 @@ def _cache_one(f: Path, out: Path, prior: PriorConfig, solver: SolverConfig) -> 
         prior=np.asarray(value, dtype=np.float32),
         seconds=np.float64(seconds),
         coarse_spacing_m=np.float64(prior.coarse_spacing_m),
+        sample_hash=np.str_(sample_hash(sample)),
     )
     return {"file": name, "grid": list(sample.shape), "coarse_grid": list(grid.shape), "seconds": seconds}
+
+
+def remove_stale_staging(root: Path) -> list[Path]:
+    """Remove the staging (``.<name>.*.tmp``) and set-aside (``.<name>.*.old``) folders a killed run of
+    :func:`build_cache` left beside ``root``; return what was removed."""
+    stale = [p for pattern in (f".{root.name}.*.tmp", f".{root.name}.*.old") for p in root.parent.glob(pattern)]
+    for p in stale:
+        shutil.rmtree(p, ignore_errors=True)
+    return stale
 
 
 def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
