@@ -8,9 +8,10 @@ TORCH_SPEC ?= torch==2.13.0
 IMAGE ?= fieldlab
 DVC_CACHE ?= $(abspath .dvc/cache)
 BIN := $(VENV)/bin
-# Columns of `make exps` (dvc anchors each pattern at the start of the column name): headline metrics and the
-# params experiments usually vary.
-EXP_COLUMNS ?= Experiment|Created|base.rel_l2$$|x2.rel_l2$$|ratio_x2_base|final_r2|^slope|model.backbone|model.prior.kind|train.epochs|train.lr|inr.model|inr.field_name
+# Columns of `make exps` (dvc anchors each pattern at the start of the column name): the default predictor's
+# error at base and 2x and its 2x seconds (eval_sr.json: default), the operator alone at base (base.rel_l2), the INR
+# fit's R2 and slope, and the params experiments usually vary.
+EXP_COLUMNS ?= Experiment|Created|default.base.rel_l2$$|default.x2.rel_l2$$|default.x2.seconds_per_sample|base.rel_l2$$|final_r2|^slope|model.backbone|model.prior.kind|train.epochs|train.lr|inr.model|inr.field_name
 STAMP := $(VENV)/.fieldlab-installed
 # glibc keeps large FFT buffers mapped instead of re-mapping them every step (see README, "Speed").
 export MALLOC_MMAP_MAX_ ?= 0

@@ -102,6 +102,25 @@ def operator_section(m: Path) -> str | None:
         "**Operator** (`metrics/train_<backbone>.json`, `metrics/eval_sr.json`; test split, rel L2 over the loss mask)"
     )
     out = [text, "", table(header, rows)]
+    default = _get(ev, "default")
+    if isinstance(default, dict) and default:
+        drows = [
+            [
+                key,
+                str(_get(d, "name")),
+                fmt(_get(d, "rel_l2")),
+                fmt(_get(d, "rel_l2_max")),
+                fmt(_get(d, "seconds_per_sample"), ".3f"),
+                f"`{_get(d, 'from')}`",
+            ]
+            for key, d in default.items()
+        ]
+        out += [
+            "",
+            "**Default predictor** (what `fieldlab predict` runs; `metrics/eval_sr.json: default`)",
+            "",
+            table(["grid", "predictor", "rel L2", "max", "s / sample", "summary"], drows),
+        ]
     if _get(ev, "base_refined") is not None:
         sweeps = fmt(_get(ev, "refine_sweeps"), "d")
         hrow = [

@@ -3,8 +3,8 @@
 - :func:`classical_front`: the FEM on coarser grids of fixed physical spacing (``eval.baseline_spacings_m``; at 2x
   also the base grid itself), each evaluated on the target grid (:mod:`fieldlab.potential.physics.front`): relative
   L2 over the same loss mask as the model, in volts, and seconds per sample.
-- :func:`prior_seconds`: the seconds the model's prior costs per sample (the cached coarse solve, or the analytic
-  prior timed here), added to the forward pass so the surrogate's time is what a user pays.
+- :func:`prior_seconds`: the seconds the model's prior costs per sample (the coarse solve or the analytic prior,
+  timed in the evaluation's own process), added to the forward pass so the surrogate's time is what a user pays.
 
 Both need the continuous limbs of a synthetic corpus (``manifest.json``); a user's own (raw) corpus has none and
 gets no classical front.
@@ -20,9 +20,8 @@ from typing import Any
 import numpy as np
 
 from fieldlab.config import Config, PriorConfig
-from fieldlab.core.io import load_npz
 from fieldlab.errors import InputError
-from fieldlab.potential.data.priors import cache_for, compute_prior
+from fieldlab.potential.data.priors import compute_prior
 from fieldlab.potential.physics.front import corpus_limb, solve_at_spacing
 from fieldlab.potential.schema import PotentialSample, load_sample
 
@@ -101,11 +100,9 @@ def classical_front(
     }
 
 
-def prior_seconds(sample: PotentialSample, sample_file: Path, prior: PriorConfig, cfg: Config) -> float:
-    """Seconds the prior of ``sample`` costs: the coarse solve recorded in its cache file, else timed here."""
-    cache = cache_for(prior)
-    if cache is not None:
-        return float(load_npz(cache.path(sample_file), ("seconds",), what="a cached coarse_fem prior")["seconds"])
+def prior_seconds(sample: PotentialSample, prior: PriorConfig, cfg: Config) -> float:
+    """Seconds the prior of ``sample`` costs, timed here (in the caller's process and load): the coarse solve of a
+    coarse_fem prior (restriction, assembly, AMG set-up, solve, prolongation), the analytic free-space prior."""
     t0 = time.perf_counter()
     compute_prior(sample, prior, cfg.physics.solver)
     return time.perf_counter() - t0

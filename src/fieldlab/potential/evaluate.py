@@ -29,10 +29,12 @@ forward and prior seconds) goes to ``per_sample.json`` beside the figures.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -50,6 +52,7 @@ from fieldlab.potential.data.loader import PotentialDataset, dataset_options, sp
 from fieldlab.potential.data.transforms import FieldScaler
 from fieldlab.potential.estimate import estimate_error
 from fieldlab.potential.models.wrapper import BACKBONES
+from fieldlab.potential.predictor import predict_default, predictor_name
 from fieldlab.potential.refine import Refiner, refine_prior, timed
 
 MEASURES = ("rel_l2", "rel_l2_tissue", "mse", "r2", "max_error")
@@ -313,17 +316,14 @@ def refined_split(
     for i in range(len(dataset)):
         item = {k: v[None].to(device) for k, v in dataset[i].items()}  # add the batch axis
         name, sample = dataset.files[i].stem, dataset.sample(i)
-        args = (item["sigma"], item["f"], item["coords"], item["spacing"])
         prior = item.get("prior")
         prior_s = prior_cost(i) if prior_cost is not None else 0.0
 
         def refiner(k: int, sample=sample) -> Refiner:
             return Refiner.for_sample(sample, k, scaler.unscale_potential, scaler.scale_potential, restricted_grid)
 
-        def hybrid(args=args, prior=prior) -> torch.Tensor:
-            if restricted_grid:  # the operator on the training grid, swept there, prolonged as a Q1 field
-                return refiner(sweeps)(model.predict_coarse(*args, grid=restricted_grid, prior=prior))
-            return refiner(sweeps)(model(*args, prior=prior))
+        def hybrid(item=item, sample=sample) -> torch.Tensor:  # the default predictor's own path
+            return predict_default(model, item, sample, scaler, sweeps, restricted_grid)
 
         runs: list[tuple[str, Callable[[], torch.Tensor]]] = [("refined", hybrid)]
         if prior is not None:
@@ -366,7 +366,8 @@ def evaluate_sr(
     model, ckpt = load_trained(checkpoint, device, model_factory, backbone)
     scaler, ref, train_grid = evaluation_inputs(ckpt, checkpoint)
     figures = None if figures_dir is None else Path(figures_dir)
-    prior = checkpoint_model_config(ckpt, checkpoint).prior  # the inputs the trained model expects
+    # the inputs the trained model expects (kind, spacing, core), read from where this run keeps its priors
+    prior = run_prior(checkpoint_model_config(ckpt, checkpoint).prior, cfg)
     kw = {**dataset_options(cfg, scaler, ref, prior), "cache": False}
     backbone = ckpt["backbone"]
     out: dict[str, Any] = {"backbone": backbone, "checkpoint_epoch": int(ckpt["epoch"])}
@@ -379,7 +380,8 @@ def evaluate_sr(
     twogrid_front: dict[str, dict[str, Any]] = {}
 
     def prior_cost(ds: PotentialDataset) -> Callable[[int], float]:
-        return lambda i: prior_seconds(ds.sample(i), ds.files[i], prior, cfg)
+        """Seconds of sample ``i``'s prior, timed once in this run and charged to every predictor that uses it."""
+        return functools.lru_cache(maxsize=None)(lambda i: prior_seconds(ds.sample(i), prior, cfg))
 
     def refined(
         ds: PotentialDataset, key: str, cost: Callable[[int], float], grid: tuple[int, int, int] | None
@@ -435,8 +437,45 @@ def evaluate_sr(
     front.update(twogrid_front)  # model-independent given the prior: kept even without the front
     if front:
         out["baselines"] = front
+    out["default"] = default_points(out, backbone, prior.kind, sweeps)
     out["samples"] = samples
     return out
+
+
+def run_prior(trained: Any, cfg: Config) -> Any:
+    """The checkpoint's prior settings (what defines its input: kind, spacing, core) with the cache root of the run
+    (``model.prior.root``): where the files live comes from the run, never from the checkpoint."""
+    return replace(trained, root=cfg.model.prior.root)
+
+
+#: Where :func:`default_points` finds the default predictor of each split, with and without the hybrid's sweeps.
+DEFAULT_SOURCES = {"base": ("base_refined", "base"), "x2": ("x2_restricted_refined", "x2_restricted")}
+
+
+def default_points(out: dict[str, Any], backbone: str, prior_kind: str, sweeps: int) -> dict[str, dict[str, Any]]:
+    """``eval_sr.json: default``: the default predictor (:mod:`fieldlab.potential.predictor`) at base and 2x, each
+    its ``name``, ``rel_l2``, ``rel_l2_max``, ``seconds_per_sample`` and the summary it was taken from (``from``).
+
+    Examples
+    --------
+    >>> out = {"base": {"rel_l2": 0.02, "rel_l2_max": 0.03, "seconds_per_sample": 0.4},
+    ...        "base_refined": {"rel_l2": 0.006, "rel_l2_max": 0.009, "seconds_per_sample": 0.8}}
+    >>> default_points(out, "fno", "coarse_fem", 32)["base"]["name"]
+    'fno_coarse_fem_sgs32'
+    """
+    points: dict[str, dict[str, Any]] = {}
+    for key, (refined, plain) in DEFAULT_SOURCES.items():
+        source = refined if sweeps else plain
+        if source in out:
+            s = out[source]
+            points[key] = {
+                "name": predictor_name(backbone, prior_kind, sweeps, key == "x2"),
+                "rel_l2": s["rel_l2"],
+                "rel_l2_max": s["rel_l2_max"],
+                "seconds_per_sample": s["seconds_per_sample"],
+                "from": source,
+            }
+    return points
 
 
 def twogrid_prefix(prior: Any) -> str:

@@ -1,30 +1,34 @@
-"""A trained operator on the user's own sample files: the potential in volts and an error estimate for each.
+"""A trained operator on the user's own sample files: the default predictor's potential in volts and an error
+estimate for each.
 
 Every input is validated before anything runs (schema and the solver's physics checks,
 :func:`~fieldlab.potential.physics.corpus.validate_raw_file`, then the loss mask the estimate is measured on), and
 every prediction and estimate is computed before the first file is written, so a bad input leaves the output
-folder as it was. Each output ``<out>/<name>.npz`` (written atomically) holds:
+folder as it was. The prediction is the evaluation's default predictor (:mod:`fieldlab.potential.predictor`: at
+the training grid the operator and ``eval.refine_sweeps`` sweeps of the sample's own FEM system; on a finer grid
+the operator on the training grid, swept on the sample restricted to it, prolonged), with the checkpoint's prior
+computed for the user's file here (never read from a cache of another corpus). Each output ``<out>/<name>.npz``
+(written atomically) holds:
 
 ================== =========== ===========================================================================
 key                shape       meaning
 ================== =========== ===========================================================================
-phi                (D, H, W)   predicted potential in volts (the model's output times the checkpoint's
-                               ``u_scale``, exactly the forward pass of the evaluation), float32
+phi                (D, H, W)   the default predictor's potential in volts (corpus gauge), float32
+predictor          ()          its name, as ``eval_sr.json: default.<split>.name``
 rel_l2_estimate    ()          estimated ``||phi - u||_mask / ||u||_mask`` against the sample's own FEM
                                potential (:func:`~fieldlab.potential.estimate.estimate_error`)
 error_estimate     (D, H, W)   the estimated error field ``phi - u`` in volts (corpus gauge), zero in air
 loss_mask          (D, H, W)   the voxels of the norm (the evaluation's loss mask), bool
-predict_seconds    ()          forward pass, s
+seconds            ()          ``prior_seconds + predict_seconds``: what the prediction costs from the arrays on
+prior_seconds      ()          the checkpoint's prior for this sample (coarse solve or analytic), s
+predict_seconds    ()          forward pass, restriction, assembly, sweeps and prolongation, s
 estimate_seconds   ()          error estimate, s
-phi_refined        (D, H, W)   the hybrid's potential: ``phi`` after ``eval.refine_sweeps`` symmetric
-                               Gauss-Seidel sweeps of the sample's own FEM system
-                               (:func:`~fieldlab.potential.refine.smooth_potential`), float32; only when
-                               ``eval.refine_sweeps > 0``
-refine_seconds     ()          assembly and sweeps, s (with ``phi_refined``)
+rel_l2             ()          ``||phi - u||_mask / ||u||_mask`` against the file's own ``u``; only when that
+                               ``u`` is not zero in the mask (a corpus sample)
 ================== =========== ===========================================================================
 
-The sample format is the corpus's (:mod:`fieldlab.potential.schema`), at any resolution; its ``u`` is not read by
-the model or the estimate (a placeholder of zeros will do).
+The sample format is the corpus's (:mod:`fieldlab.potential.schema`), at the training grid or a whole multiple
+of it; its ``u`` is read by neither the model nor the estimate (a placeholder of zeros will do).
 """
 
 from __future__ import annotations
@@ -40,12 +44,14 @@ import torch
 from fieldlab.config import Config
 from fieldlab.core.device import select_device
 from fieldlab.core.io import save_npz
-from fieldlab.errors import InputError
+from fieldlab.errors import InputError, PhysicsError
+from fieldlab.potential import metrics
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options
+from fieldlab.potential.data.priors import compute_prior
 from fieldlab.potential.estimate import estimate_error
 from fieldlab.potential.evaluate import checkpoint_model_config, evaluation_inputs, load_trained
 from fieldlab.potential.physics.corpus import validate_raw_file
-from fieldlab.potential.refine import smooth_potential
+from fieldlab.potential.predictor import is_finer, predict_default, predictor_name
 from fieldlab.potential.schema import PotentialSample
 
 
@@ -61,9 +67,11 @@ class Prediction:
     def line(self) -> str:
         """The one line printed for this sample."""
         a = self.arrays
+        truth = f"  rel_l2 {float(a['rel_l2']):.6f}" if "rel_l2" in a else ""
         return (
-            f"{self.source}: rel_l2_estimate {float(a['rel_l2_estimate']):.4f}  "
-            f"predict {float(a['predict_seconds']):.3f} s  estimate {float(a['estimate_seconds']):.3f} s  -> {self.out}"
+            f"{self.source}: {a['predictor']}  rel_l2_estimate {float(a['rel_l2_estimate']):.4f}{truth}  "
+            f"{float(a['seconds']):.3f} s (prior {float(a['prior_seconds']):.3f} s)  "
+            f"estimate {float(a['estimate_seconds']):.3f} s  -> {self.out}"
         )
 
 
@@ -92,38 +100,63 @@ def predict_files(
 ) -> list[Prediction]:
     """Predict and estimate every file of ``files``, then write ``out_dir/<stem>.npz`` for each (module notes).
 
-    ``cfg`` supplies what the evaluation takes from ``params.yaml`` (``data.coord_range`` and the ``loss`` mask
-    settings); the model, its prior and its scalings come from the checkpoint (:func:`load_trained`).
+    ``cfg`` supplies what the evaluation takes from ``params.yaml`` (``data.coord_range``, the ``loss`` mask settings,
+    ``eval.refine_sweeps``, ``physics.solver`` for a coarse_fem prior); the model, its prior's kind and spacing and
+    its scalings come from the checkpoint (:func:`load_trained`).
     """
     paths, out = [Path(f) for f in files], Path(out_dir)
     samples = validate_inputs(paths, out)
     dev = select_device(device or cfg.device)
     model, ckpt = load_trained(checkpoint, dev, model_factory)
-    scaler, ref, _grid = evaluation_inputs(ckpt, checkpoint)
+    scaler, ref, grid = evaluation_inputs(ckpt, checkpoint)
     prior = checkpoint_model_config(ckpt, checkpoint).prior
     dataset = PotentialDataset(paths, **dataset_options(cfg, scaler, ref, prior), cache=False)
-    items = [dataset.build_item(s, where=str(p)) for s, p in zip(samples, paths, strict=True)]  # mask checks
-    results = [
-        Prediction(p, out / f"{p.stem}.npz", _predict_one(model, item, sample, scaler, dev, cfg.eval.refine_sweeps))
-        for p, item, sample in zip(paths, items, samples, strict=True)
+    priors = [_timed_prior(s, p, prior, cfg) for s, p in zip(samples, paths, strict=True)]
+    items = [  # the loss mask is checked here, before anything is predicted
+        dataset.build_item(s, where=str(p), prior=value)
+        for s, p, (value, _) in zip(samples, paths, priors, strict=True)
     ]
+    name = ckpt["backbone"]
+    results = []
+    for p, item, sample, (_, prior_s) in zip(paths, items, samples, priors, strict=True):
+        arrays = _predict_one(model, item, sample, scaler, dev, cfg.eval.refine_sweeps, grid)
+        arrays["predictor"] = np.str_(predictor_name(name, prior.kind, cfg.eval.refine_sweeps, is_finer(sample, grid)))
+        arrays["prior_seconds"] = np.float64(prior_s)
+        arrays["seconds"] = np.float64(prior_s + float(arrays["predict_seconds"]))
+        results.append(Prediction(p, out / f"{p.stem}.npz", arrays))
     for r in results:
         save_npz(r.out, **r.arrays)
     return results
 
 
+def _timed_prior(sample: PotentialSample, path: Path, prior: Any, cfg: Config) -> tuple[np.ndarray | None, float]:
+    """The checkpoint's prior of ``sample`` (volts, or ``None`` for kind none) and its seconds, computed here."""
+    t0 = time.perf_counter()
+    try:
+        value = compute_prior(sample, prior, cfg.physics.solver)
+    except (InputError, PhysicsError) as exc:
+        raise type(exc)(f"{path}: {exc} (the checkpoint's model.prior.kind = {prior.kind})") from None
+    return value, time.perf_counter() - t0
+
+
 def _predict_one(
-    model, item: dict[str, torch.Tensor], sample: PotentialSample, scaler, device, sweeps: int = 0
+    model,
+    item: dict[str, torch.Tensor],
+    sample: PotentialSample,
+    scaler,
+    device,
+    sweeps: int,
+    grid: tuple[int, int, int],
 ) -> dict[str, Any]:
-    """The forward pass of the evaluation (same inputs, same call), de-scaled to volts, its error estimate and,
-    with ``sweeps > 0``, the hybrid's refined potential."""
+    """The default prediction (timed as the evaluation times it), de-scaled to volts, and its error estimate."""
     batch = {k: v[None].to(device) for k, v in item.items()}  # add the batch axis
     t0 = time.perf_counter()
-    pred = model(batch["sigma"], batch["f"], batch["coords"], batch["spacing"], prior=batch.get("prior"))
+    pred = predict_default(model, batch, sample, scaler, sweeps, grid)
     if device.type == "cuda":
         torch.cuda.synchronize(device)
     predict_s = time.perf_counter() - t0
-    phi = scaler.unscale_potential(pred.float())[0, 0].cpu().numpy()  # (1, 1, D, H, W) -> (D, H, W), volts
+    pred = pred.float()
+    phi = scaler.unscale_potential(pred)[0, 0].cpu().numpy()  # (1, 1, D, H, W) -> (D, H, W), volts
     mask = item["mask"][0].numpy()
     spacing = tuple(float(s) for s in sample.spacing)
     sigma, source = sample.sigma.astype(np.float64), sample.source.astype(np.float64)
@@ -136,8 +169,8 @@ def _predict_one(
         "predict_seconds": np.float64(predict_s),
         "estimate_seconds": np.float64(est.seconds),
     }
-    if sweeps > 0:
-        t0 = time.perf_counter()
-        refined = smooth_potential(phi.astype(np.float64), sigma, source, spacing, sweeps)  # type: ignore[arg-type]
-        out.update(phi_refined=refined.astype(np.float32), refine_seconds=np.float64(time.perf_counter() - t0))
+    phi_true = item["phi"][None].to(pred.device)
+    if bool((phi_true[0, 0][item["mask"][0]] != 0).any()):  # the file carries a potential: score against it
+        m = batch["mask"]
+        out["rel_l2"] = np.float64(metrics.relative_l2(pred, phi_true, m)[0])  # as the evaluation measures it
     return out

@@ -78,6 +78,7 @@ class PotentialModel(nn.Module):
             raise ConfigError(f"model.backbone = {name!r}: expected one of {', '.join(sorted(BACKBONES))}")
         self.backbone_name = name
         self.encoder = GeometryEncoder(cfg.encoder)
+        self.prior_kind = cfg.prior.kind
         self.use_prior = cfg.prior.kind != "none"
         in_channels = self.encoder.out_channels + F_CHANNELS + COORD_CHANNELS + int(self.use_prior)
         self.backbone = BACKBONES[name](cfg, in_channels, 1)
@@ -109,7 +110,7 @@ class PotentialModel(nn.Module):
         want = (sigma.shape[0], 1, *sigma.shape[-3:])
         if prior is None or tuple(prior.shape) != want:
             got = None if prior is None else tuple(prior.shape)
-            raise InputError(f"prior has shape {got}: expected {want} (model.prior.kind = free_space)")
+            raise InputError(f"prior has shape {got}: expected {want} (model.prior.kind = {self.prior_kind})")
 
     def forward(
         self,
