@@ -68,7 +68,6 @@ def test_estimate_tracks_the_true_error(case):
         e = estimate_error(u_pred, r.sigma, r.source, r.spacing, mask)
         t = true_rel(u_pred, u, mask)
         assert BAND[0] <= e.rel_l2 / t <= BAND[1], (name, e.rel_l2, t)
-        assert e.seconds > 0 and e.cycles == 2
         truth.append(t)
         est.append(e.rel_l2)
     assert spearmanr(truth, est)[0] >= 0.8

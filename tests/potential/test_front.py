@@ -51,7 +51,6 @@ def test_front_error_falls_as_the_grid_refines(cfg):
     front = classical_front(cfg, files, tissue_masks(files), (0.016, 0.012, 0.008))
     errors = [front[baseline_name(h)]["rel_l2"] for h in (0.016, 0.012, 0.008)]
     assert errors[0] > errors[1] > errors[2] > 0
-    assert all(front[baseline_name(h)]["seconds"] > 0 for h in (0.016, 0.012, 0.008))
 
 
 def test_a_corpus_without_limbs_has_no_front(cfg, tmp_path):

@@ -66,7 +66,6 @@ def test_gauge_and_air_are_kept():
     b = smooth_potential(start + 3.0, sigma, f, SPACING, 8)
     np.testing.assert_allclose(b[tissue] - a[tissue], 3.0, rtol=0, atol=1e-9)
     assert np.all(a[~tissue] == 7.0)
-    assert a[tissue].mean() == pytest.approx(start[tissue].mean(), abs=1e-12)
 
 
 def test_bad_input_is_one_error():
