@@ -100,25 +100,27 @@ def test_off_diagonal_element_matrix_entries_derived_by_hand(channel, a, b, want
     assert K[channel, b, a] == pytest.approx(want, abs=1e-14)
 
 
-def test_manufactured_solution_converges_at_second_order():
+@pytest.mark.parametrize("method", ["gmg", "sa"])
+def test_manufactured_solution_converges_at_second_order(method):
     """u = cos(pi x/Lx) cos(pi y/Ly) cos(pi z/Lz) on a box with zero normal flux and sigma = diag(1, 2.5, 0.4):
     f = (sx (pi/Lx)^2 + sy (pi/Ly)^2 + sz (pi/Lz)^2) u. Q1 elements give O(h^2) at the voxel centres; the
-    observed order over three grids must be 2 +- 0.25."""
+    observed order over three grids must be 2 +- 0.25, with the geometric and the algebraic multigrid."""
     diag = (1.0, 2.5, 0.4)
     errors = []
     for n in (8, 16, 32):
         shape = (n, n, 2 * n)  # (D, H, W): a non-cubic box, Lx = 2, Ly = Lz = 1
         spacing = (1.0 / n, 1.0 / n, 1.0 / n)
         u_exact, f = manufactured_cosine(shape, spacing, diag)
-        u, info = solve_potential(homogeneous(shape, (*diag, 0.0, 0.0, 0.0)), f, spacing, tol=1e-10)
-        assert info.residual <= 1e-10
+        u, info = solve_potential(homogeneous(shape, (*diag, 0.0, 0.0, 0.0)), f, spacing, tol=1e-10, method=method)
+        assert info.residual <= 1e-10 and info.method == method
         errors.append(np.sqrt(np.mean((u - u_exact) ** 2)))
     orders = np.log2(np.array(errors[:-1]) / np.array(errors[1:]))
     assert np.all(np.abs(orders - 2.0) < 0.25), (errors, orders)
 
 
+@pytest.mark.parametrize("method", ["gmg", "sa"])
 @pytest.mark.parametrize("channels", [MUSCLE, ROTATED], ids=["diagonal", "rotated"])
-def test_point_source_matches_anisotropic_formula(channels):
+def test_point_source_matches_anisotropic_formula(channels, method):
     """A bipole (poles 8 h apart along z) in a 64x32x32 box vs the sum over poles of
     Phi = I erf(rho / (sqrt2 w)) / (4 pi sqrt(det s) rho), rho = sqrt(r^T s^-1 r) (exact for the metric Gaussian).
 
@@ -134,7 +136,8 @@ def test_point_source_matches_anisotropic_formula(channels):
     poles = [pts[tuple(c)], pts[tuple(c + np.array([8, 0, 0]))]]
     width = 2 * h / math.sqrt(np.linalg.eigvalsh(sig3).min())  # the narrowest axis of a pole spans 2 voxels
     f = metric_gaussian_bipole(shape, h, sig3, poles, width)
-    u, _ = solve_potential(homogeneous(shape, channels), f, (h, h, h), tol=1e-10)
+    u, info = solve_potential(homogeneous(shape, channels), f, (h, h, h), tol=1e-10, method=method)
+    assert info.method == method
     phi = point_source_potential(pts, poles[0], 1.0, sig3, width) - point_source_potential(
         pts, poles[1], 1.0, sig3, width
     )
@@ -260,23 +263,24 @@ def test_bad_input_is_refused(case, message):
 
 
 def test_amg_fallback_recovers_from_a_stalled_hierarchy(monkeypatch):
-    """A first hierarchy that returns garbage (as a stalled AMG-CG would) is caught by the true-residual check and
-    the solve switches to Ruge-Stuben; the answer equals the normal solve."""
+    """A first hierarchy that returns garbage (as a stalled multigrid-CG would) is caught by the true-residual check
+    and the solve switches to the next method (geometric -> smoothed aggregation); the answer equals the normal
+    solve."""
     sigma = limb_like()
     f = bipole(sigma.shape[:3], (5, 8, 6), (18, 5, 9))
     reference, _ = solve_potential(sigma, f, (1e-3, 1e-3, 1e-3), tol=1e-10)
     real = solver._amg_solve
     calls = []
 
-    def flaky(A, b, method, tol, maxiter, seed):
+    def flaky(A, b, method, tol, maxiter, seed, grid):
         calls.append(method)
-        x, it = real(A, b, method, tol, maxiter, seed)
+        x, it = real(A, b, method, tol, maxiter, seed, grid)
         return (x * 0.5, it) if len(calls) == 1 else (x, it)
 
     monkeypatch.setattr(solver, "_amg_solve", flaky)
     u, info = solve_potential(sigma, f, (1e-3, 1e-3, 1e-3), tol=1e-10)
-    assert calls == ["sa", "rs"]
-    assert info.method == "rs" and info.attempts == 2 and info.residual <= 1e-10
+    assert calls == ["gmg", "sa"]
+    assert info.method == "sa" and info.attempts == 2 and info.residual <= 1e-10
     np.testing.assert_allclose(u, reference, atol=1e-6 * np.abs(reference).max())
 
 

@@ -88,12 +88,14 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class SolverConfig:
-    """AMG-preconditioned CG on the Q1 finite-element system."""
+    """Multigrid-preconditioned CG on the Q1 finite-element system."""
 
     tol: float = spec(1e-8, gt=0, lt=1, doc="true relative residual ||b - A u|| / ||b||")
     maxiter: int = spec(300, ge=1)
-    method: Literal["sa", "rs"] = "sa"
-    attempts: int = spec(3, ge=1, doc="AMG hierarchies tried (alternating sa / rs) before failing")
+    # gmg: geometric multigrid of the voxel grid (trilinear prolongation, Galerkin coarse operators); sa / rs:
+    # pyamg's algebraic multigrid. The others follow as fallbacks in the order gmg, sa, rs.
+    method: Literal["gmg", "sa", "rs"] = "gmg"
+    attempts: int = spec(3, ge=1, doc="hierarchies tried (the method, then the others of gmg / sa / rs) before failing")
     # SA prolongation smoother: jacobi (pyamg's default) or energy (energy minimisation: cheaper setup and fewer CG
     # iterations on this system); energy, like data.sources_per_limb > 1, solves through one shared hierarchy per limb.
     prolongation: Literal["jacobi", "energy"] = "jacobi"

@@ -1,9 +1,9 @@
-"""One limb, many sources: the Q1 system assembled once and one AMG hierarchy reused for every right-hand side.
+"""One limb, many sources: the Q1 system assembled once and one multigrid hierarchy reused for every right-hand side.
 
 The source enters the finite-element system only through the load vector (:func:`~.solver.load_vector`,
-``b_a = sum_e f_e V_e / 8``); the matrix ``A_ab = sum_e int_e grad(phi_a)^T sigma_e grad(phi_b) dV`` and its AMG
-hierarchy depend on the conductivity and the grid alone. :class:`LimbSystem` therefore assembles ``A`` and builds
-the hierarchy once and solves ``A u_k = b_k`` for each source ``k`` with the same preconditioned CG and the same
+``b_a = sum_e f_e V_e / 8``); the matrix ``A_ab = sum_e int_e grad(phi_a)^T sigma_e grad(phi_b) dV`` and its
+multigrid hierarchy depend on the conductivity and the grid alone. :class:`LimbSystem` therefore assembles ``A`` and
+builds the hierarchy once and solves ``A u_k = b_k`` for each source ``k`` with the same preconditioned CG and the same
 checks as :func:`~.solver.solve_potential`:
 
 - every source is checked (:func:`~.solver.check_inputs`) and its true relative residual ``||b_k - A u_k|| / ||b_k||``
@@ -27,6 +27,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from fieldlab.errors import InputError, PhysicsError
+from fieldlab.potential.physics.assembly import pin_first
 from fieldlab.potential.physics.solver import (
     AMG_METHODS,
     PROLONGATIONS,
@@ -41,7 +42,7 @@ from fieldlab.potential.physics.solver import (
 
 
 class LimbSystem:
-    """The assembled Q1 system of one conductivity volume and its current AMG hierarchy.
+    """The assembled Q1 system of one conductivity volume and its current multigrid hierarchy.
 
     Parameters
     ----------
@@ -50,21 +51,22 @@ class LimbSystem:
     spacing
         ``(dx, dy, dz)`` voxel size in metres.
     method
-        First AMG method, ``"sa"`` or ``"rs"``; fallbacks alternate with the other one.
+        First multigrid method, ``"gmg"`` (geometric, the default), ``"sa"`` or ``"rs"``; the fallbacks follow in
+        the order of :data:`~.solver.AMG_METHODS`.
     prolongation
         SA prolongation smoother, ``"jacobi"`` (the single-source solve's) or ``"energy"``
-        (:func:`~.solver.build_hierarchy`).
+        (:func:`~.solver.build_hierarchy`); used only by an ``"sa"`` hierarchy.
 
     Attributes
     ----------
     builds : int
-        AMG hierarchies built so far (1 after the first solve unless a solve stalled).
+        Multigrid hierarchies built so far (1 after the first solve unless a solve stalled).
     seconds_shared : float
         Wall time of the assembly and of every hierarchy build, the part shared by all sources.
     """
 
     def __init__(
-        self, sigma: np.ndarray, spacing: tuple[float, float, float], method: str = "sa", prolongation: str = "jacobi"
+        self, sigma: np.ndarray, spacing: tuple[float, float, float], method: str = "gmg", prolongation: str = "jacobi"
     ) -> None:
         if method not in AMG_METHODS:
             raise InputError(f"method = {method!r}; expected one of {', '.join(AMG_METHODS)}")
@@ -76,7 +78,8 @@ class LimbSystem:
         self.spacing = tuple(float(s) for s in spacing)
         self.mask = np.any(self.sigma != 0, axis=-1)
         self.A, self.nodes = assemble(self.sigma, self.mask, self.spacing)  # type: ignore[arg-type]
-        self.Ar: sp.csr_matrix = self.A[1:, 1:].tocsr()
+        self.Ar: sp.csr_matrix = pin_first(self.A)
+        self.grid = (self.nodes, tuple(n + 1 for n in self.mask.shape))  # the voxel corner grid, for "gmg"
         self.order = [method] + [m for m in AMG_METHODS if m != method]
         self.builds = 0
         self._ml = None
@@ -84,19 +87,20 @@ class LimbSystem:
 
     @property
     def method(self) -> str:
-        """The AMG method of the current (or next) hierarchy."""
+        """The multigrid method of the current (or next) hierarchy."""
         return self.order[max(self.builds - 1, 0) % len(self.order)]
 
     def _build(self) -> None:
-        """Build hierarchy number ``builds`` (method ``order[builds % 2]``, seed ``builds``), as the fallback does."""
+        """Build hierarchy number ``builds`` (method ``order[builds % len(order)]``, seed ``builds``), as the fallback
+        does."""
         t0 = time.perf_counter()
         method = self.order[self.builds % len(self.order)]
-        self._ml = build_hierarchy(self.Ar, method, seed=self.builds, prolongation=self.prolongation)
+        self._ml = build_hierarchy(self.Ar, method, seed=self.builds, prolongation=self.prolongation, grid=self.grid)
         self.builds += 1
         self.seconds_shared += time.perf_counter() - t0
 
     def hierarchy(self):
-        """The current AMG hierarchy (``pyamg.MultilevelSolver`` of ``Ar``), built on first use."""
+        """The current multigrid hierarchy (``pyamg.MultilevelSolver`` of ``Ar``), built on first use."""
         if self._ml is None:
             self._build()
         return self._ml
@@ -125,7 +129,7 @@ class LimbSystem:
                 break
         else:
             raise PhysicsError(
-                f"AMG-CG did not converge: relative residual {residual:.2e} > tol {tol:.0e} after {max_attempts} "
+                f"multigrid-CG did not converge: relative residual {residual:.2e} > tol {tol:.0e} after {max_attempts} "
                 f"hierarchies ({self.builds} built for this limb); {self.nodes.size} unknowns"
             )
         own = time.perf_counter() - t0 - (self.seconds_shared - shared0)
@@ -148,7 +152,7 @@ class MultiSolve:
     """The potentials of ``K`` sources on one limb and what it cost.
 
     ``u`` is ``(K, D, H, W)`` in volts; ``infos[k].seconds`` is source ``k``'s amortised cost, its own solve time
-    plus ``seconds_shared / K``; ``builds`` counts the AMG hierarchies built (1 when no solve stalled).
+    plus ``seconds_shared / K``; ``builds`` counts the hierarchies built (1 when no solve stalled).
     """
 
     u: np.ndarray
@@ -164,7 +168,7 @@ def solve_potential_many(
     tol: float = 1e-8,
     *,
     maxiter: int = 300,
-    method: str = "sa",
+    method: str = "gmg",
     max_attempts: int = 3,
     prolongation: str = "jacobi",
 ) -> MultiSolve:

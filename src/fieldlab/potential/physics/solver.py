@@ -14,10 +14,12 @@ and the returned potential at a voxel centre is the mean of its eight corner val
 Solve
 -----
 The Neumann matrix is singular (constants). The null space is removed by pinning one corner (its row and column
-are dropped), the compatible right-hand side is solved by CG preconditioned with algebraic multigrid (pyamg smoothed
-aggregation or Ruge-Stuben), the true residual ``||b - A u|| / ||b||`` of the full system is checked against
-``tol``, and on failure the hierarchy is rebuilt with the other method before giving up with a
-:class:`~fieldlab.errors.PhysicsError`. The gauge is fixed afterwards: zero mean of Phi over tissue voxels.
+are dropped), the compatible right-hand side is solved by CG preconditioned with multigrid, the true residual
+``||b - A u|| / ||b||`` of the full system is checked against ``tol``, and on failure the hierarchy is rebuilt with
+the next method before giving up with a :class:`~fieldlab.errors.PhysicsError`. The first method is geometric
+multigrid (``"gmg"``, :mod:`~.multigrid`: trilinear prolongation of the voxel grid, Galerkin coarse operators); the
+fallbacks are pyamg's algebraic multigrid, smoothed aggregation (``"sa"``) then Ruge-Stuben (``"rs"``), which need no
+grid. The gauge is fixed afterwards: zero mean of Phi over tissue voxels.
 """
 
 from __future__ import annotations
@@ -29,11 +31,12 @@ import numpy as np
 import scipy.sparse as sp
 
 from fieldlab.errors import InputError, PhysicsError
+from fieldlab.potential.physics.assembly import CORNERS, assemble_stencil, pin_first
+from fieldlab.potential.physics.multigrid import geometric_hierarchy
 
-#: Offsets of the 8 corners of a voxel (d, h, w), in the order of the local basis functions.
-CORNERS = np.array([(a, b, c) for a in (0, 1) for b in (0, 1) for c in (0, 1)], dtype=np.int64)
-#: AMG methods tried in order after the configured first choice.
-AMG_METHODS = ("sa", "rs")
+#: Multigrid methods, tried in this order after the configured first choice: geometric (voxel grids), then
+#: algebraic (smoothed aggregation, Ruge-Stuben).
+AMG_METHODS = ("gmg", "sa", "rs")
 #: Smoothers of the SA tentative prolongator (:func:`build_hierarchy`); the single-source solve uses the first.
 PROLONGATIONS = ("jacobi", "energy")
 
@@ -142,36 +145,11 @@ def assemble(
 
     Notes
     -----
-    The assembly is stencil-wise: for each pair of local corners (a, b) the element entries
-    ``sum_c sigma_c K[c, a, b]`` (a ``(D, H, W)`` array) are added into the 27-point stencil of the corner grid at
-    offset ``corner_b - corner_a``, then the non-zero stencil entries become the CSR rows directly.
+    ``A_ab = sum_e int_e grad(phi_a)^T sigma_e grad(phi_b) dV`` over the tissue voxels ``e`` of ``mask``, built from
+    whole-grid 27-point stencil arrays straight into CSR (:func:`~.assembly.assemble_stencil`); entries that are
+    round-off of analytic zeros (below 1e-14 of the largest diagonal entry) are not stored.
     """
-    D, H, W = mask.shape
-    K = element_matrices(spacing)
-    sig = np.where(mask[..., None], sigma, 0.0).astype(np.float64)
-    stencil = np.zeros((27, D + 1, H + 1, W + 1))  # offset index 9 (od+1) + 3 (oh+1) + (ow+1)
-    for a in range(8):
-        ca = CORNERS[a]
-        for b in range(8):
-            off = CORNERS[b] - ca
-            k = 9 * (off[0] + 1) + 3 * (off[1] + 1) + (off[2] + 1)
-            # "dhwc,c->dhw": the element entry A_e[a, b] of every voxel
-            vals = sig @ K[:, a, b]
-            stencil[k, ca[0] : ca[0] + D, ca[1] : ca[1] + H, ca[2] : ca[2] + W] += vals
-    node_mask = np.zeros((D + 1, H + 1, W + 1), dtype=bool)
-    for c in CORNERS:
-        node_mask[c[0] : c[0] + D, c[1] : c[1] + H, c[2] : c[2] + W] |= mask
-    nodes = np.flatnonzero(node_mask)
-    renumber = np.full(node_mask.size, -1, dtype=np.int64)
-    renumber[nodes] = np.arange(nodes.size)
-    offsets = np.array([(i, j, k) for i in (-1, 0, 1) for j in (-1, 0, 1) for k in (-1, 0, 1)])
-    lin = offsets @ np.array([(H + 1) * (W + 1), W + 1, 1])  # ascending, so columns come out sorted
-    data = stencil.reshape(27, -1)[:, nodes].T  # (n, 27) rows in node order, columns in offset order
-    keep = data != 0
-    cols = renumber[np.clip(nodes[:, None] + lin[None, :], 0, node_mask.size - 1)]
-    indptr = np.concatenate([[0], np.cumsum(keep.sum(axis=1))])
-    A = sp.csr_matrix((data[keep], cols[keep], indptr), shape=(nodes.size, nodes.size))
-    return A, nodes
+    return assemble_stencil(sigma, mask, element_matrices(spacing))
 
 
 def load_vector(
@@ -196,18 +174,31 @@ def corners_to_centres(u_nodes: np.ndarray, nodes: np.ndarray, mask: np.ndarray)
     return np.where(mask, u, 0.0)
 
 
-def build_hierarchy(Ar: sp.csr_matrix, method: str, seed: int, prolongation: str = "jacobi"):
-    """Seeded AMG hierarchy (a ``pyamg.MultilevelSolver``) of the pinned matrix ``Ar = A[1:, 1:]``.
+def build_hierarchy(
+    Ar: sp.csr_matrix,
+    method: str,
+    seed: int,
+    prolongation: str = "jacobi",
+    *,
+    grid: tuple[np.ndarray, tuple[int, int, int]] | None = None,
+):
+    """Multigrid hierarchy (a ``pyamg.MultilevelSolver``) of the pinned matrix ``Ar = A[1:, 1:]``.
 
-    ``method`` is ``"sa"`` (smoothed aggregation) or ``"rs"`` (Ruge-Stuben); ``seed`` seeds the random vectors
-    pyamg draws for its spectral radius estimates, so the same matrix and seed give the same hierarchy.
-    ``prolongation`` smooths the SA tentative prolongator: ``"jacobi"`` (pyamg's default, the corpus's) or
-    ``"energy"`` (energy minimisation; ignored by ``"rs"``).
+    ``method`` is ``"gmg"`` (geometric: trilinear prolongation of the voxel grid and Galerkin coarse operators,
+    :func:`~.multigrid.geometric_hierarchy`; needs ``grid = (nodes, corner_shape)`` from :func:`assemble`),
+    ``"sa"`` (smoothed aggregation) or ``"rs"`` (Ruge-Stuben). ``seed`` seeds the random vectors pyamg's algebraic
+    setups draw for their spectral radius estimates, so the same matrix and seed give the same hierarchy (the
+    geometric one draws none). ``prolongation`` smooths the SA tentative prolongator: ``"jacobi"`` (pyamg's default)
+    or ``"energy"`` (energy minimisation; ignored by ``"gmg"`` and ``"rs"``).
     """
     import pyamg
 
     if prolongation not in PROLONGATIONS:
         raise InputError(f"prolongation = {prolongation!r}; expected one of {', '.join(PROLONGATIONS)}")
+    if method == "gmg":
+        if grid is None:
+            raise InputError("method = 'gmg' needs grid = (nodes, corner_shape); expected the voxel grid of A")
+        return geometric_hierarchy(Ar, grid[0], grid[1])
     # pyamg draws random vectors (spectral radius estimates) from NumPy's legacy global RNG: seed it, then restore.
     state = np.random.get_state()  # noqa: NPY002
     np.random.seed(seed)  # noqa: NPY002
@@ -222,11 +213,17 @@ def build_hierarchy(Ar: sp.csr_matrix, method: str, seed: int, prolongation: str
 
 
 def _amg_solve(
-    A: sp.csr_matrix, b: np.ndarray, method: str, tol: float, maxiter: int, seed: int
+    A: sp.csr_matrix,
+    b: np.ndarray,
+    method: str,
+    tol: float,
+    maxiter: int,
+    seed: int,
+    grid: tuple[np.ndarray, tuple[int, int, int]],
 ) -> tuple[np.ndarray, int]:
-    """Pin row 0, build a seeded AMG hierarchy and run preconditioned CG; return the full solution and iterations."""
-    Ar = A[1:, 1:].tocsr()
-    return pinned_cg(build_hierarchy(Ar, method, seed), Ar, b, tol, maxiter)
+    """Pin row 0, build a multigrid hierarchy and run preconditioned CG; return the full solution and iterations."""
+    Ar = pin_first(A)
+    return pinned_cg(build_hierarchy(Ar, method, seed, grid=grid), Ar, b, tol, maxiter)
 
 
 def pinned_cg(ml, Ar: sp.csr_matrix, b: np.ndarray, tol: float, maxiter: int) -> tuple[np.ndarray, int]:
@@ -263,6 +260,7 @@ def _solve_nodes(
         raise InputError(f"method = {method!r}; expected one of {', '.join(AMG_METHODS)}")
     mask = check_inputs(sigma, source, spacing)
     A, nodes = assemble(np.asarray(sigma), mask, spacing)
+    grid = (nodes, tuple(n + 1 for n in mask.shape))
     b = load_vector(np.asarray(source), mask, nodes, spacing)
     b -= b.sum() / b.size  # remove the round-off imbalance so the singular system is consistent
     bnorm = float(np.linalg.norm(b))
@@ -270,13 +268,13 @@ def _solve_nodes(
     residual, iterations, used = np.inf, 0, order[0]
     for attempt in range(max_attempts):
         used = order[attempt % len(order)]
-        x, iterations = _amg_solve(A, b, used, tol, maxiter, seed=attempt)
+        x, iterations = _amg_solve(A, b, used, tol, maxiter, seed=attempt, grid=grid)
         residual = float(np.linalg.norm(b - A @ x)) / bnorm
         if np.isfinite(residual) and residual <= tol:
             break
     else:
         raise PhysicsError(
-            f"AMG-CG did not converge: relative residual {residual:.2e} > tol {tol:.0e} after {max_attempts} "
+            f"multigrid-CG did not converge: relative residual {residual:.2e} > tol {tol:.0e} after {max_attempts} "
             f"attempt(s) ({', '.join(order[a % len(order)] for a in range(max_attempts))}); {nodes.size} unknowns"
         )
     return x, nodes, mask, SolveInfo(residual, iterations, int(nodes.size), 0.0, used, attempt + 1)
@@ -289,7 +287,7 @@ def solve_corners(
     tol: float = 1e-8,
     *,
     maxiter: int = 300,
-    method: str = "sa",
+    method: str = "gmg",
     max_attempts: int = 3,
 ) -> tuple[np.ndarray, np.ndarray, SolveInfo]:
     """The same solve as :func:`solve_potential`, returned where the unknowns live: on the voxel corners.
@@ -319,7 +317,7 @@ def solve_potential(
     tol: float = 1e-8,
     *,
     maxiter: int = 300,
-    method: str = "sa",
+    method: str = "gmg",
     max_attempts: int = 3,
 ) -> tuple[np.ndarray, SolveInfo]:
     """Solve ``-div(sigma grad Phi) = f`` in tissue with zero normal current at the air boundary.
@@ -335,7 +333,8 @@ def solve_potential(
     tol
         Required true relative residual ``||b - A u|| / ||b||`` of the assembled system.
     maxiter, method, max_attempts
-        CG iteration cap, first AMG method (``"sa"`` or ``"rs"``) and how many hierarchies to try.
+        CG iteration cap, first multigrid method (``"gmg"``, ``"sa"`` or ``"rs"``; the others follow in the order of
+        :data:`AMG_METHODS` as fallbacks) and how many hierarchies to try.
 
     Returns
     -------

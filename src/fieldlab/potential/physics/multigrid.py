@@ -1,0 +1,134 @@
+"""Geometric multigrid for the Q1 system of a voxel grid: trilinear prolongation and Galerkin coarse operators.
+
+The unknowns of the fine level are the active corners of the ``(N0, N1, N2)`` corner grid. The coarse grid keeps every
+second corner per axis, ``M_i = N_i // 2 + 1`` corners (a virtual one past the end when ``N_i`` is even). The
+prolongation is the trilinear interpolant from coarse to fine corners, a tensor product of the 1D weights
+
+    P_1D[i, j] = 1 if i = 2 j,   1/2 if |i - 2 j| = 1,   0 otherwise,
+
+restricted to the rows of the active fine corners; the coarse unknowns are the coarse corners with a non-zero weight
+to an active fine corner (so every row of ``P`` sums to 1: constants are prolonged exactly, the Neumann near null
+space). The coarse operator is Galerkin's ``A_c = P^T A P``, which keeps the variational property (the coarse
+correction minimises the energy error over ``range(P)``) whatever the conductivity jumps, and stays a 27-point
+operator on the coarse grid (Q1 on Q1). Levels are added until at most ``max_coarse`` unknowns remain (or a level
+would keep over 90% of them); the coarsest is solved with a pseudo-inverse. The cycle is pyamg's
+(:class:`pyamg.multilevel.MultilevelSolver`), with a symmetric smoother so that the V-cycle is a symmetric
+positive-definite preconditioner for CG.
+
+The pinned system ``A[1:, 1:]`` (corner 0 fixed, :func:`~.solver.pinned_cg`) takes the first prolongator without its
+row 0; a coarse unknown left without fine rows is dropped.
+
+References
+----------
+Trottenberg, Oosterlee, Schueller, *Multigrid* (2001), sections 2.3 and 7.7 (Galerkin coarse-grid operators).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import scipy.sparse as sp
+
+#: Smoothers (pyamg names and options) of the geometric V-cycle; both symmetric, so the cycle preconditions CG.
+SMOOTHERS = {
+    "gauss_seidel": ("gauss_seidel", {"sweep": "symmetric", "iterations": 1}),
+    "jacobi": ("jacobi", {"omega": 2.0 / 3.0, "iterations": 2}),
+}
+
+
+def trilinear_prolongator(
+    active: np.ndarray, shape: tuple[int, int, int]
+) -> tuple[sp.csr_matrix, np.ndarray, tuple[int, int, int]]:
+    """Trilinear prolongation from the coarse corners of a grid to its ``active`` corners (module notes).
+
+    Parameters
+    ----------
+    active
+        Flat indices (increasing) of the fine unknowns in the corner grid of ``shape``.
+    shape
+        ``(N0, N1, N2)`` corners per axis of the fine grid.
+
+    Returns
+    -------
+    P : ``(active.size, coarse.size)`` CSR, rows summing to 1.
+    coarse : flat indices (increasing) of the coarse unknowns in the coarse corner grid.
+    coarse_shape : ``(N0 // 2 + 1, N1 // 2 + 1, N2 // 2 + 1)``.
+    """
+    coarse_shape = tuple(n // 2 + 1 for n in shape)
+    idx = np.unravel_index(active, shape)
+    lo = [i // 2 for i in idx]  # coarse corner at or below the fine corner, per axis
+    odd = [(i % 2).astype(bool) for i in idx]  # between two coarse corners: weights 1/2, 1/2
+    rows, cols, vals = [], [], []
+    r = np.arange(active.size)
+    for s in np.ndindex(2, 2, 2):  # s_i = 0: the coarse corner lo_i, 1: lo_i + 1 (only for odd fine corners)
+        w = np.ones(active.size)
+        for ax in range(3):
+            w *= np.where(odd[ax], 0.5, 1.0 - s[ax])
+        keep = w > 0
+        c = np.ravel_multi_index(tuple(lo[ax][keep] + s[ax] for ax in range(3)), coarse_shape)
+        rows.append(r[keep])
+        cols.append(c)
+        vals.append(w[keep])
+    coarse, cidx = np.unique(np.concatenate(cols), return_inverse=True)
+    P = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), cidx)), shape=(active.size, coarse.size))
+    return P, coarse, coarse_shape  # type: ignore[return-value]
+
+
+def geometric_hierarchy(
+    Ar: sp.csr_matrix,
+    nodes: np.ndarray,
+    shape: tuple[int, int, int],
+    max_coarse: int = 500,
+    smoother: str = "gauss_seidel",
+):
+    """Geometric multigrid hierarchy (a ``pyamg.MultilevelSolver``) of the pinned Q1 matrix ``Ar = A[1:, 1:]``.
+
+    Parameters
+    ----------
+    Ar
+        The pinned matrix: rows and columns of ``nodes[1:]``.
+    nodes
+        Flat indices (increasing) of the unknowns of ``A`` in the ``(D+1, H+1, W+1)`` corner grid ``shape``.
+    shape
+        Corners per axis.
+    max_coarse
+        Coarsening stops at this many unknowns (then a dense pseudo-inverse).
+    smoother
+        A key of :data:`SMOOTHERS`.
+
+    Returns
+    -------
+    pyamg.multilevel.MultilevelSolver
+        Levels ``A_0 = Ar``, ``A_{l+1} = P_l^T A_l P_l`` with trilinear ``P_l``; deterministic (no random vectors).
+    """
+    from pyamg.multilevel import MultilevelSolver
+    from pyamg.relaxation.smoothing import change_smoothers
+
+    if smoother not in SMOOTHERS:
+        raise ValueError(f"smoother = {smoother!r}; expected one of {', '.join(SMOOTHERS)}")
+    if Ar.shape[0] != nodes.size - 1:
+        raise ValueError(f"Ar has {Ar.shape[0]} rows; expected nodes.size - 1 = {nodes.size - 1} (corner 0 pinned)")
+    levels = []
+    A, active, grid, first = Ar.tocsr(), nodes, tuple(int(n) for n in shape), True
+    while A.shape[0] > max_coarse:
+        P, coarse, coarse_grid = trilinear_prolongator(active, grid)
+        if coarse.size > 0.9 * active.size:  # a grid too thin to coarsen further
+            break
+        grid = coarse_grid
+        if first:  # the pinned corner: drop its row and any coarse unknown it alone touched
+            P = P[1:]
+            used = np.diff(P.tocsc().indptr) > 0
+            if not used.all():
+                P, coarse = P[:, used].tocsr(), coarse[used]
+            first = False
+        level = MultilevelSolver.Level()
+        level.A, level.P, level.R = A, P, P.T.tocsr()
+        levels.append(level)
+        A = (level.R @ (A @ P)).tocsr()  # Galerkin: A_c = P^T A P
+        A.sort_indices()
+        active = coarse
+    last = MultilevelSolver.Level()
+    last.A = A
+    levels.append(last)
+    ml = MultilevelSolver(levels, coarse_solver="pinv")
+    change_smoothers(ml, SMOOTHERS[smoother], SMOOTHERS[smoother])
+    return ml
