@@ -9,10 +9,10 @@ its neighbour ``n + o`` (``o`` in ``{-1, 0, 1}^3``) share the voxels ``e = n - c
 
 Each term is a whole-grid array operation: one small matrix product ``K_pairs (m, 6) @ sigma (6, D*H*W)`` per local
 corner ``a`` (BLAS, all cores) and one shifted add per pair. Symmetry halves the work: only the centre and the 13
-offsets ``o > 0`` (lexicographically) are summed; ``A[n, n - o] = A[n - o, n]`` is the positive stencil shifted by
-``-o``. The stencil is then gathered at the active corners, whose rows are already in CSR order (columns ascend with
-the offset index), and written as CSR without sorting or summing duplicates. The result equals the element-by-element
-sum to round-off: the same products, added in a different order.
+offsets ``o > 0`` (lexicographically) are summed into 14 stencil arrays; ``A[n, n - o] = A[n - o, n]`` is gathered
+from the positive stencil at ``n - o``. The rows are gathered at the active corners, already in CSR order (columns
+ascend with the offset index), and written as CSR without sorting or summing duplicates. The result equals the
+element-by-element sum to round-off: the same products, added in a different order.
 """
 
 from __future__ import annotations
@@ -46,7 +46,8 @@ def node_mask(mask: np.ndarray) -> np.ndarray:
 
 
 def stencil_arrays(sigma: np.ndarray, mask: np.ndarray, K: np.ndarray) -> np.ndarray:
-    """The 27 stencil coefficients at every corner: ``(27, D+1, H+1, W+1)``, ``S[k, n] = A[n, n + OFFSETS[k]]``.
+    """The centre and positive-offset stencil coefficients at every corner: ``(14, D+1, H+1, W+1)``,
+    ``S[j, n] = A[n, n + OFFSETS[CENTRE + j]]``; the negative offsets follow by symmetry (:func:`stencil_to_csr`).
 
     ``sigma`` is ``(D, H, W, 6)`` (zeroed outside ``mask``), ``K`` the ``(6, 8, 8)`` element matrices per channel.
     """
@@ -55,30 +56,27 @@ def stencil_arrays(sigma: np.ndarray, mask: np.ndarray, K: np.ndarray) -> np.nda
     sig = np.empty((6, D * H * W))
     for c in range(6):
         sig[c] = np.where(mask, sigma[..., c], 0.0).ravel()
-    stencil = np.zeros((27, D + 1, H + 1, W + 1))
+    stencil = np.zeros((27 - CENTRE, D + 1, H + 1, W + 1))
+    vals = np.empty((8, D * H * W))
     for a in range(8):
         ca = CORNERS[a]
         pairs = [(b, offset_index(CORNERS[b] - ca)) for b in range(8)]
         pairs = [(b, k) for b, k in pairs if k >= CENTRE]  # the centre and the positive offsets
-        if not pairs:
-            continue
         # "mc,ce->me": m pairs (a, b), c channels, e voxels: the element entry K_e[a, b] of every voxel
-        vals = K[:, a, [b for b, _ in pairs]].T @ sig
-        for (_, k), v in zip(pairs, vals, strict=True):
-            stencil[k, ca[0] : ca[0] + D, ca[1] : ca[1] + H, ca[2] : ca[2] + W] += v.reshape(D, H, W)
-    for k in range(CENTRE + 1, 27):  # A[n, n - o] = A[n - o, n]: the positive stencil at n - o
-        o = OFFSETS[k]
-        dst = tuple(slice(max(x, 0), n + 1 + min(x, 0)) for x, n in zip(o, (D, H, W), strict=True))
-        src = tuple(slice(max(-x, 0), n + 1 + min(-x, 0)) for x, n in zip(o, (D, H, W), strict=True))
-        stencil[26 - k][dst] = stencil[k][src]
+        out = vals[: len(pairs)]
+        np.matmul(K[:, a, [b for b, _ in pairs]].T, sig, out=out)
+        for (_, k), v in zip(pairs, out, strict=True):
+            stencil[k - CENTRE, ca[0] : ca[0] + D, ca[1] : ca[1] + H, ca[2] : ca[2] + W] += v.reshape(D, H, W)
     return stencil
 
 
 def stencil_to_csr(stencil: np.ndarray, active: np.ndarray) -> tuple[sp.csr_matrix, np.ndarray]:
-    """CSR matrix of the stencil ``(27, D+1, H+1, W+1)`` over the ``active`` corners, and their flat indices.
+    """CSR matrix over the ``active`` corners from the positive half-stencil ``(14, D+1, H+1, W+1)``
+    (:func:`stencil_arrays`), and the flat indices of the active corners.
 
-    Row ``i`` is corner ``nodes[i]``; its entries are the non-zero stencil coefficients, columns ascending because the
-    offsets are (flat offsets ``OFFSETS @ strides`` increase with the offset index).
+    Row ``i`` is corner ``n = nodes[i]``; its entry at offset ``o`` is ``S[o][n]`` for ``o >= 0`` and, by symmetry,
+    ``A[n, n + o] = A[n + o, n] = S[-o][n + o]`` for ``o < 0``. Columns ascend with the offset index (flat offsets
+    ``OFFSETS @ strides`` increase with it), so the rows come out sorted.
     """
     shape = active.shape
     nodes = np.flatnonzero(active)
@@ -87,15 +85,20 @@ def stencil_to_csr(stencil: np.ndarray, active: np.ndarray) -> tuple[sp.csr_matr
     renumber = np.full(active.size, -1, dtype=index_dtype)
     renumber[nodes] = np.arange(n, dtype=index_dtype)
     lin = OFFSETS @ np.array([shape[1] * shape[2], shape[2], 1])
-    flat = stencil.reshape(27, -1)
-    data = np.empty((n, 27))  # (27, corners) -> (n, 27): rows in node order, columns in offset order
+    flat = stencil.reshape(stencil.shape[0], -1)
+    data = np.empty((n, 27))  # rows in node order, columns in offset order
     cols = np.empty((n, 27), dtype=index_dtype)
     for k in range(27):
-        data[:, k] = np.take(flat[k], nodes)
-        cols[:, k] = np.take(renumber, nodes + lin[k], mode="clip")  # clipped only where the entry is zero
+        neighbour = nodes + lin[k]
+        cols[:, k] = np.take(renumber, neighbour, mode="clip")  # clipped only where the entry is zero
+        if k >= CENTRE:
+            data[:, k] = np.take(flat[k - CENTRE], nodes)
+        else:  # S[-o] at n + o; a neighbour past either end of the flat grid has no coupling
+            data[:, k] = np.take(flat[26 - k - CENTRE], neighbour, mode="clip")
+            data[(neighbour < 0) | (neighbour >= active.size), k] = 0.0
     # drop round-off: entries that vanish analytically (e.g. face neighbours of an isotropic cube) come out as
     # +-1e-18 of the diagonal or as exact zeros depending on the order of the sums
-    keep = np.abs(data) > ZERO_TOL * float(np.max(np.abs(flat[CENTRE])))
+    keep = np.abs(data) > ZERO_TOL * float(np.max(np.abs(flat[0])))
     indptr = np.zeros(n + 1, dtype=index_dtype)
     np.cumsum(keep.sum(axis=1), out=indptr[1:])
     A = sp.csr_matrix((data[keep], cols[keep], indptr), shape=(n, n))
