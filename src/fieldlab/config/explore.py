@@ -23,6 +23,13 @@ class ExploreNGPRanges:
 
 
 @dataclass(frozen=True)
+class ExplorePODRanges:
+    """Allowed ranges of the ``inr.pod.*`` values the agents may set (inclusive bounds)."""
+
+    rank: tuple[int, int] = spec((1, 96), ge=1, le=4096)
+
+
+@dataclass(frozen=True)
 class ExploreRanges:
     """Allowed ranges of the ``inr.*`` values the agents may set (inclusive bounds)."""
 
@@ -36,6 +43,7 @@ class ExploreRanges:
     xy_period: tuple[float, float] = spec((0.01, 100.0), gt=0)
     n_training_frames: tuple[int, int] = spec((2, 100000), ge=1)
     ngp: ExploreNGPRanges = field(default_factory=ExploreNGPRanges)
+    pod: ExplorePODRanges = field(default_factory=ExplorePODRanges)
 
 
 @dataclass(frozen=True)

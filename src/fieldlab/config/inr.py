@@ -24,10 +24,19 @@ class NGPConfig:
 
 
 @dataclass(frozen=True)
+class PODConfig:
+    """Truncated SVD (proper orthogonal decomposition), used when ``inr.model`` is ``pod`` or ``pod_residual``."""
+
+    rank: int = spec(16, ge=1, le=4096, doc="modes kept (clipped to the matrix's smaller side)")
+    target_r2: float = spec(0.0, ge=0, lt=1, doc="> 0: the smallest rank whose fitted R2 reaches it (rank caps it)")
+    residual_model: Literal["ngp", "siren_txy"] = spec("ngp", doc="pod_residual: the INR fitted to the residual")
+
+
+@dataclass(frozen=True)
 class INRConfig:
     """One INR fit on one MPM field (the inr_block stage)."""
 
-    model: Literal["siren_t", "siren_id", "siren_txy", "ngp"] = "ngp"
+    model: Literal["siren_t", "siren_id", "siren_txy", "ngp", "pod", "pod_residual"] = "ngp"
     field_name: Literal["F", "Jp", "S", "C"] = "Jp"
     scene: str = "discs_3types"
     data_root: str = "data/mpm"
@@ -45,4 +54,7 @@ class INRConfig:
     t_period: float = spec(1.0, gt=0, doc="time input divided by this (larger = slower variation)")
     xy_period: float = spec(1.0, gt=0, doc="position/id input divided by this")
     device: str = "auto"
+    heldout_every: int = spec(0, ge=0, doc="> 1: every heldout_every-th interior frame is held out of the fit; 0 = off")
+    heldout_particles: float = spec(0.0, ge=0, lt=1, doc="fraction of particles held out of the fit (seeded draw)")
     ngp: NGPConfig = field(default_factory=NGPConfig)
+    pod: PODConfig = field(default_factory=PODConfig)

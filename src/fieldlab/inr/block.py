@@ -1,4 +1,4 @@
-"""One iteration of the INR study: load the field window, fit, write model, metrics, panel and the analysis log.
+"""One iteration of the INR study: load the field window, fit (an INR, POD or both), write model, metrics, panel, log.
 
 Shared by the ``inr_block`` DVC stage (``stages/inr_block.py``) and ``fieldlab inr-fit``. The analysis log gets one
 block per run, ``key: value`` per line under a ``# inr_block <UTC time>`` header; it is a ``persist: true`` output
@@ -17,9 +17,11 @@ import torch
 from fieldlab.config import INRConfig, to_dict
 from fieldlab.core.device import select_device
 from fieldlab.core.io import atomic_open, write_json
-from fieldlab.inr.data import load_field_window
-from fieldlab.inr.fit import check_window, fit_inr, fit_metrics
+from fieldlab.inr.data import FieldWindow, load_field_window
+from fieldlab.inr.fit import FitResult, check_window, fit_metrics, json_safe
+from fieldlab.inr.heldout import HeldoutSplit, heldout_scores, split_window
 from fieldlab.inr.panel import inr_panel
+from fieldlab.inr.represent import fit_representation
 
 
 @dataclass(frozen=True)
@@ -51,29 +53,54 @@ def append_analysis_log(path: str | Path, metrics: dict, cfg: INRConfig) -> None
         fh.write("\n".join(lines) + "\n\n")
 
 
-def run_inr_block(cfg: INRConfig, seed: int, outputs: INROutputs | None = None, progress: bool = True) -> dict:
-    """Fit ``cfg`` on ``<data_root>/<scene>/trajectory.npz`` and write every output; return the metrics."""
-    outputs = outputs or INROutputs()
-    window = load_field_window(
-        Path(cfg.data_root) / cfg.scene / "trajectory.npz", cfg.field_name, cfg.frame_start, cfg.n_training_frames
-    )
-    check_window(cfg, window)
-    device = select_device(cfg.device)
-    result = fit_inr(cfg, window, seed, device, tb_dir=outputs.tensorboard, progress=progress)
-    metrics = fit_metrics(cfg, window, result)
-    checkpoint = {
-        "state_dict": result.model.state_dict(),
+def checkpoint_of(cfg: INRConfig, window: FieldWindow, result: FitResult, split: HeldoutSplit) -> dict:
+    """What defines the fitted representation: its config, sizes, the network's state and scaling, the POD's
+    arrays and the window positions it was fitted on."""
+    checkpoint: dict = {
         "inr": to_dict(cfg),
         "n_particles": window.n_particles,
         "n_components": window.n_components,
         "mean": result.mean,
         "std": result.std,
+        "fit_frames": split.fit_frames,
+        "fit_particles": split.fit_particles,
     }
+    if result.model is not None:
+        checkpoint["state_dict"] = result.model.state_dict()
+    if result.pod is not None:
+        p = result.pod
+        checkpoint["pod"] = {"mean": p.mean, "temporal": p.temporal, "modes": p.modes, "frames": p.frames}
+    return checkpoint
+
+
+def run_inr_block(cfg: INRConfig, seed: int, outputs: INROutputs | None = None, progress: bool = True) -> dict:
+    """Fit ``cfg`` on ``<data_root>/<scene>/trajectory.npz`` and write every output; return the metrics.
+
+    With ``inr.heldout_every`` or ``inr.heldout_particles`` set, the fit sees only its part of the window
+    (:mod:`fieldlab.inr.heldout`) and the metrics add the scores on the held-out frames and particles.
+    """
+    outputs = outputs or INROutputs()
+    full = load_field_window(
+        Path(cfg.data_root) / cfg.scene / "trajectory.npz", cfg.field_name, cfg.frame_start, cfg.n_training_frames
+    )
+    check_window(cfg, full)
+    window, split = split_window(cfg, full)
+    check_window(cfg, window)
+    device = select_device(cfg.device)
+    result = fit_representation(cfg, window, seed, device, tb_dir=outputs.tensorboard, progress=progress)
+    metrics = fit_metrics(cfg, window, result)
+    if split.active:
+        metrics |= {k: json_safe(v) if isinstance(v, float | list) else v
+                    for k, v in heldout_scores(cfg, result, full, split, device).items()}  # fmt: skip
     with atomic_open(outputs.model, "wb") as fh:
-        torch.save(checkpoint, fh)
+        torch.save(checkpoint_of(cfg, window, result, split), fh)
+    head = "rank,unexplained" if cfg.model == "pod" else "step,loss"  # pod: 1 - R2 of the fitted frames per rank
     with atomic_open(outputs.loss_csv, "w") as fh:
-        fh.write("step,loss\n")
-        fh.writelines(f"{k},{v:.6g}\n" for k, v in enumerate(np.asarray(result.losses)))
+        fh.write(head + "\n")
+        start = 1 if cfg.model == "pod" else 0
+        fh.writelines(f"{k},{v:.6g}\n" for k, v in enumerate(np.asarray(result.losses), start))
+    if cfg.model == "pod":
+        outputs.tensorboard.mkdir(parents=True, exist_ok=True)  # a declared output, empty without training
     inr_panel(outputs.panel, window, result.prediction, result.losses, metrics)
     write_json(outputs.metrics, metrics)
     append_analysis_log(outputs.analysis_log, metrics, cfg)

@@ -40,6 +40,9 @@ class FieldWindow:
     positions: np.ndarray
     frames: np.ndarray
     material: np.ndarray
+    #: first and last frame of the window the time coordinate spans (default: this window's own); a sub-window of
+    #: held-out frames keeps its parent's span, so that a frame has one time coordinate in every sub-window
+    t_span: tuple[int, int] | None = None
 
     def __post_init__(self) -> None:
         t, n, c = self.values.shape
@@ -75,9 +78,21 @@ class FieldWindow:
         return mean, np.where(std > 0, std, 1.0)
 
     def time_coordinate(self) -> np.ndarray:
-        """Frame position in the window, ``(T,)`` in ``[-1, 1]`` (0 for a single frame)."""
-        t = self.n_frames
-        return np.zeros(1) if t == 1 else np.linspace(-1.0, 1.0, t)
+        """Frame position in the window's span ``(f0, f1)``, ``(T,)``: ``2 (frame - f0) / (f1 - f0) - 1`` in
+        ``[-1, 1]`` (0 for a span of one frame); for a whole contiguous window, ``linspace(-1, 1, T)``."""
+        lo, hi = self.t_span if self.t_span is not None else (int(self.frames[0]), int(self.frames[-1]))
+        if hi == lo:
+            return np.zeros(self.n_frames)
+        return 2.0 * (self.frames.astype(np.float64) - lo) / (hi - lo) - 1.0
+
+    def subset(self, frames: np.ndarray | None = None, particles: np.ndarray | None = None) -> FieldWindow:
+        """The window restricted to frame positions ``frames`` and particle positions ``particles`` (index arrays
+        into this window; ``None``: all), keeping this window's time span."""
+        t = np.arange(self.n_frames) if frames is None else np.asarray(frames)
+        n = np.arange(self.n_particles) if particles is None else np.asarray(particles)
+        span = self.t_span if self.t_span is not None else (int(self.frames[0]), int(self.frames[-1]))
+        return FieldWindow(self.field_name, self.values[np.ix_(t, n)], self.positions[np.ix_(t, n)],
+                           self.frames[t], self.material[n], span)  # fmt: skip
 
 
 def field_components(field_name: str, arrays: dict[str, np.ndarray]) -> np.ndarray:

@@ -28,15 +28,22 @@ from fieldlab.config import INRConfig
 from fieldlab.core.seeding import seed_everything
 from fieldlab.errors import ConfigError, InputError, PhysicsError
 from fieldlab.inr.data import FieldWindow, map_resolution, particle_grid
+from fieldlab.inr.models.pod import POD
 from fieldlab.inr.models.registry import FieldINR, build_inr, compression_ratio, count_parameters, make_inputs
 from fieldlab.inr.scores import RegressionStats, regression_stats, ssim
 
 
 @dataclass
 class FitResult:
-    """A trained model with its prediction ``(T, N, C)`` in physical units, loss history and scores."""
+    """A fitted representation with its prediction ``(T, N, C)`` in physical units, loss history and scores.
 
-    model: FieldINR
+    ``model`` is the trained network (``None`` for a pure POD), ``pod`` the truncated SVD of ``pod`` and
+    ``pod_residual`` (else ``None``); ``mean`` and ``std`` map the network's output to physical units (for
+    ``pod_residual``, to the residual). ``losses`` is the loss per training step (for ``pod``: ``1 - R2`` of the
+    fitted frames per rank).
+    """
+
+    model: FieldINR | None
     prediction: np.ndarray
     losses: np.ndarray
     stats: RegressionStats
@@ -46,6 +53,31 @@ class FitResult:
     training_time: float
     total_params: int
     device: str
+    mean: np.ndarray
+    std: np.ndarray
+    pod: POD | None = None
+
+
+@dataclass(frozen=True)
+class Scores:
+    """The scores of a prediction against a window (module docstring): centred stats, R2 per component and of the
+    raw pooled values, SSIM per component map."""
+
+    stats: RegressionStats
+    r2_per_component: list[float]
+    r2_pooled: float
+    ssim: list[float]
+
+
+@dataclass
+class TrainedINR:
+    """A trained network, its loss per step, training seconds and prediction ``(T, N, C)`` in physical units
+    (``output * std + mean``)."""
+
+    model: FieldINR
+    losses: np.ndarray
+    seconds: float
+    prediction: np.ndarray
     mean: np.ndarray
     std: np.ndarray
 
@@ -94,15 +126,32 @@ def component_ssim(window: FieldWindow, prediction: np.ndarray, frame: int | Non
     return scores
 
 
-def fit_inr(
+def score_prediction(window: FieldWindow, prediction: np.ndarray) -> Scores:
+    """Scores of ``prediction`` ``(T, N, C)`` against ``window`` (module docstring).
+
+    Both are centred by the truth's per-component mean, so that ``SS_tot`` is the within-component variance: a
+    per-component constant prediction scores R2 = 0, not the between-component spread (F11 ~ 1, F12 ~ 0 would give
+    any such constant R2 ~ 0.99 if pooled raw).
+    """
+    mean = window.values.reshape(-1, window.n_components).astype(np.float64).mean(0)
+    stats = regression_stats(window.values - mean, prediction - mean)
+    pooled = regression_stats(window.values, prediction).r2
+    per_comp = [regression_stats(window.values[..., c], prediction[..., c]).r2 for c in range(window.n_components)]
+    return Scores(stats, per_comp, pooled, component_ssim(window, prediction))
+
+
+def train_inr(
     cfg: INRConfig,
     window: FieldWindow,
     seed: int,
     device: torch.device,
     tb_dir: str | Path | None = None,
     progress: bool = False,
-) -> FitResult:
-    """Train ``cfg.model`` on ``window`` for ``cfg.total_steps`` steps and score it on every value.
+    scale: tuple[np.ndarray, np.ndarray] | None = None,
+) -> TrainedINR:
+    """Train ``cfg.model`` on ``window`` for ``cfg.total_steps`` steps on targets ``(y - mean) / std``.
+
+    ``scale`` is ``(mean, std)`` per component, default the window's own (:meth:`FieldWindow.stats`).
 
     Raises
     ------
@@ -112,7 +161,7 @@ def fit_inr(
     gen = seed_everything(seed)
     n_t, n, n_c = window.values.shape
     model = build_inr(cfg, n, n_c).to(device)
-    mean, std = window.stats()
+    mean, std = window.stats() if scale is None else scale
     inputs = make_inputs(cfg, window).to(device)
     targets = torch.as_tensor(((window.values - mean) / std).astype(np.float32), device=device)  # (T, N, C)
     opt = _optimizer(model, cfg)
@@ -150,35 +199,53 @@ def fit_inr(
             writer.add_scalar("lr", opt.param_groups[0]["lr"], k)
     if device.type == "cuda":
         torch.cuda.synchronize()
-    training_time = time.perf_counter() - start
-    pred = predict(model, inputs, device) * std + mean  # physical units, (T, N, C)
-    # Scores on values centred by each component's mean (truth and prediction alike): SS_tot is then the
-    # within-component variance, so a per-component constant prediction scores R2 = 0, not the between-component
-    # spread (F11 ~ 1, F12 ~ 0 would give any such constant R2 ~ 0.99 if pooled raw).
-    stats = regression_stats(window.values - mean, pred - mean)
-    r2_pooled = regression_stats(window.values, pred).r2
-    per_comp = [regression_stats(window.values[..., c], pred[..., c]).r2 for c in range(n_c)]
-    scores = component_ssim(window, pred)
+    seconds = time.perf_counter() - start
     if writer is not None:
-        writer.add_scalar("final/r2", stats.r2, cfg.total_steps)
-        writer.add_scalar("final/slope", stats.slope, cfg.total_steps)
         writer.close()
+    pred = predict(model, inputs, device) * std + mean  # physical units, (T, N, C)
+    return TrainedINR(model, losses, seconds, pred, mean, std)
+
+
+def fit_inr(
+    cfg: INRConfig,
+    window: FieldWindow,
+    seed: int,
+    device: torch.device,
+    tb_dir: str | Path | None = None,
+    progress: bool = False,
+) -> FitResult:
+    """Train ``cfg.model`` on ``window`` for ``cfg.total_steps`` steps (:func:`train_inr`) and score it on every
+    value (:func:`score_prediction`).
+
+    Raises
+    ------
+    PhysicsError
+        The loss became non-finite (diverged); lower ``inr.lr`` or set ``inr.grad_clip``.
+    """
+    trained = train_inr(cfg, window, seed, device, tb_dir, progress)
+    s = score_prediction(window, trained.prediction)
     return FitResult(
-        model, pred.astype(np.float32), losses, stats, per_comp, r2_pooled, scores, training_time,
-        count_parameters(model), str(device), mean, std,
+        trained.model, trained.prediction.astype(np.float32), trained.losses, s.stats, s.r2_per_component,
+        s.r2_pooled, s.ssim, trained.seconds, count_parameters(trained.model), str(device), trained.mean, trained.std,
     )  # fmt: skip
 
 
-def _finite(value: float | list[float]) -> float | list[float | None] | None:
+def json_safe(value: float | list[float]) -> float | list[float | None] | None:
     """JSON-safe score: NaN or infinity (e.g. R2 of a constant field) becomes null."""
     if isinstance(value, list):
-        return [_finite(v) for v in value]  # type: ignore[misc]
+        return [json_safe(v) for v in value]  # type: ignore[misc]
     return float(value) if math.isfinite(value) else None
 
 
 def fit_metrics(cfg: INRConfig, window: FieldWindow, result: FitResult) -> dict:
-    """The ``metrics/inr.json`` record of a fit (physical units; undefined scores are null)."""
+    """The ``metrics/inr.json`` record of a fit (physical units; undefined scores are null).
+
+    ``n_values`` and ``compression_ratio`` count the values the representation was fitted to (``window``);
+    ``total_steps`` is 0 for ``pod`` (no training) and its ``final_loss`` is ``1 - R2`` at the kept rank;
+    ``pod_rank`` and ``pod_seconds`` are set for the POD kinds.
+    """
     s = result.stats
+    steps = 0 if cfg.model == "pod" else cfg.total_steps
     record = {
         "final_mse": s.mse,
         "final_r2": s.r2,
@@ -188,22 +255,25 @@ def fit_metrics(cfg: INRConfig, window: FieldWindow, result: FitResult) -> dict:
         "r2_per_component": result.r2_per_component,
         "r2_pooled_raw": result.r2_pooled,
         "ssim": result.ssim,
-        "final_loss": float(result.losses[-1]),
+        "final_loss": float(result.losses[result.pod.rank - 1] if cfg.model == "pod" else result.losses[-1]),
         "total_params": result.total_params,
         "n_values": window.n_values,
         "compression_ratio": compression_ratio(window.n_values, result.total_params),
         "training_time": result.training_time,
-        "steps_per_second": cfg.total_steps / max(result.training_time, 1e-9),
+        "steps_per_second": steps / max(result.training_time, 1e-9) if steps else None,
         "field_name": cfg.field_name,
         "inr_type": cfg.model,
         "scene": cfg.scene,
         "n_frames": window.n_frames,
         "n_particles": window.n_particles,
         "n_components": window.n_components,
-        "total_steps": cfg.total_steps,
+        "total_steps": steps,
         "device": result.device,
     }
-    return {k: _finite(v) if isinstance(v, float | list) else v for k, v in record.items()}
+    if result.pod is not None:
+        record["pod_rank"] = result.pod.rank
+        record["pod_seconds"] = result.pod.seconds
+    return {k: json_safe(v) if isinstance(v, float | list) else v for k, v in record.items()}
 
 
 def check_window(cfg: INRConfig, window: FieldWindow) -> None:

@@ -11,7 +11,8 @@ four components (F, S, C: 2 x 2 per particle, components ``11, 12, 21, 22``)::
     [ truth 11 | truth 12 | pred 11 | pred 12 ]
     [ truth 21 | truth 22 | pred 21 | pred 22 ]
 
-The loss curve shows the raw loss and a moving average. The traces follow a few particles over the frames (truth
+The loss curve shows the raw loss and a moving average (for ``pod``, which does not train: ``1 - R2`` of the
+fitted frames against the rank). The traces follow a few particles over the frames (truth
 solid, prediction dashed) for the component with the largest spread: trace ``k`` is ``v(t) - mean_t v_truth + 4 k
 sigma`` for truth and prediction alike (``sigma``: standard deviation of the centred truth traces), so the traces
 do not overlap and an offset error stays visible. The scatter plots prediction against truth (component-centred,
@@ -78,6 +79,17 @@ def panel_axes(fig: Figure, n_components: int) -> dict[str, Axes | list[Axes]]:
     return axes
 
 
+def plot_spectrum(ax: Axes, unexplained: np.ndarray, rank: int | None) -> None:
+    """POD's loss panel: ``1 - R2`` of the fitted frames against the rank, the kept rank marked."""
+    ranks = np.arange(1, unexplained.size + 1)
+    shown = unexplained > 0
+    ax.semilogy(ranks[shown], unexplained[shown], lw=1.5)
+    if rank is not None:
+        ax.axvline(rank, color="k", ls="--", lw=1, label=f"rank {rank}")
+        ax.legend()
+    ax.set(xlabel="rank", ylabel="1 - R2 (fitted frames)", title="POD: energy left out per rank")
+
+
 def plot_loss(ax: Axes, losses: np.ndarray) -> None:
     steps = np.arange(1, losses.size + 1)
     ax.semilogy(steps, losses, lw=0.5, alpha=0.4, label="raw")
@@ -86,7 +98,7 @@ def plot_loss(ax: Axes, losses: np.ndarray) -> None:
     ax.legend()
 
 
-def plot_traces(ax: Axes, window: FieldWindow, prediction: np.ndarray, n_traces: int) -> None:
+def plot_traces(ax: Axes, window: FieldWindow, prediction: np.ndarray, n_traces: int, label: str = "INR") -> None:
     """Centred, offset traces of ``n_traces`` particles (module docstring); each line's gid names its particle."""
     c = int(np.argmax(window.values.reshape(-1, window.n_components).std(0)))
     picks = np.unique(np.linspace(0, window.n_particles - 1, n_traces).astype(int))
@@ -99,7 +111,7 @@ def plot_traces(ax: Axes, window: FieldWindow, prediction: np.ndarray, n_traces:
         ax.plot(window.frames, pred[:, k] + shift, color=f"C{k % 10}", lw=1.2, ls="--", gid=f"pred {p}")
     name = FIELD_COMPONENTS[window.field_name][c]
     ax.set(xlabel="frame", ylabel=f"{name} - particle mean + {TRACE_OFFSET:g} k sd", yticks=[])
-    ax.set_title(f"{len(picks)} particles, {name} (sd {sigma:.3g}): truth solid, INR dashed")
+    ax.set_title(f"{len(picks)} particles, {name} (sd {sigma:.3g}): truth solid, {label} dashed")
 
 
 def plot_info(ax: Axes, window: FieldWindow, metrics: dict, n_steps: int) -> None:
@@ -135,7 +147,8 @@ def plot_scatter(ax: Axes, window: FieldWindow, prediction: np.ndarray, metrics:
     ax.legend()
 
 
-def plot_maps(fig: Figure, axes: dict, window: FieldWindow, prediction: np.ndarray, resolution: int) -> list[float]:
+def plot_maps(fig: Figure, axes: dict, window: FieldWindow, prediction: np.ndarray, resolution: int,
+              label: str = "INR") -> list[float]:  # fmt: skip
     """Truth and prediction maps of every component at the middle frame; returns the SSIM of each map."""
     k = window.n_frames // 2
     pos = window.positions[k]
@@ -146,7 +159,7 @@ def plot_maps(fig: Figure, axes: dict, window: FieldWindow, prediction: np.ndarr
         pred, _ = particle_grid(pos, prediction[k, :, c], resolution, bounds)
         vmin, vmax = float(truth[mask].min()), float(truth[mask].max())
         scores.append(ssim(truth, pred, data_range=vmax - vmin if vmax > vmin else 1.0, mask=mask))
-        titles = (f"{name} truth, frame {window.frames[k]}", f"{name} INR, SSIM {_num(scores[-1], '.4f')}")
+        titles = (f"{name} truth, frame {window.frames[k]}", f"{name} {label}, SSIM {_num(scores[-1], '.4f')}")
         for ax, img, title in zip((axes["truth"][c], axes["pred"][c]), (truth, pred), titles, strict=True):
             shown = np.ma.masked_where(~mask, img)
             im = ax.imshow(shown, origin="lower", extent=bounds, vmin=vmin, vmax=vmax, cmap="viridis")
@@ -170,11 +183,15 @@ def panel_figure(
     n_c = window.n_components
     fig = Figure(figsize=(15.5, 9.5) if n_c == 1 else (19, 13.5), layout="constrained")
     axes = panel_axes(fig, n_c)
-    plot_loss(axes["loss"], np.asarray(losses))
-    plot_traces(axes["traces"], window, prediction, n_traces)
+    if metrics.get("inr_type") == "pod":
+        plot_spectrum(axes["loss"], np.asarray(losses), metrics.get("pod_rank"))
+    else:
+        plot_loss(axes["loss"], np.asarray(losses))
+    label = {"pod": "POD", "pod_residual": "POD + INR"}.get(str(metrics.get("inr_type")), "INR")
+    plot_traces(axes["traces"], window, prediction, n_traces, label)
     plot_info(axes["info"], window, metrics, len(losses))
     plot_scatter(axes["scatter"], window, prediction, metrics, max_scatter)
-    plot_maps(fig, axes, window, prediction, map_resolution or default_resolution(window.n_particles))
+    plot_maps(fig, axes, window, prediction, map_resolution or default_resolution(window.n_particles), label)
     return fig
 
 

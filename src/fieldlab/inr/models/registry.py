@@ -25,6 +25,8 @@ from fieldlab.inr.models.hashgrid import HashGridMLP
 from fieldlab.inr.models.siren import Siren
 
 INR_MODELS = ("siren_t", "siren_id", "siren_txy", "ngp")
+#: models whose query is a position, so that they answer particles they were not fitted on
+COORDINATE_MODELS = ("siren_txy", "ngp")
 
 
 class FieldINR(nn.Module):
@@ -44,8 +46,8 @@ class FieldINR(nn.Module):
         b = inputs.shape[0]
         if self.kind == "siren_t":
             return self.net(inputs).reshape(b, self.n_particles, self.n_components)  # (b, N*C) -> (b, N, C)
-        out = self.net(inputs.reshape(-1, inputs.shape[-1]))  # (b, N, d) -> (b*N, d) -> (b*N, C)
-        return out.reshape(b, self.n_particles, self.n_components)
+        out = self.net(inputs.reshape(-1, inputs.shape[-1]))  # (b, n, d) -> (b*n, d) -> (b*n, C)
+        return out.reshape(b, inputs.shape[1], self.n_components)  # any n points per frame (unseen particles too)
 
 
 def build_inr(cfg: INRConfig, n_particles: int, n_components: int) -> FieldINR:
