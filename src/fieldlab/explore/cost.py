@@ -30,6 +30,10 @@ synthetic window, 2 frames per step unless noted). Milliseconds measured (law), 
 The coefficients are the non-negative least-squares fit of the relative error over these 36 rows (median error
 8%, largest 26%: 4 frames per step run slower per point than 1 or 2). On another machine, thread count or device
 the seconds differ but mostly by one factor: :func:`budget_steps` scales the law by the measured time of earlier fits.
+
+``pod`` does not train: its step work is zero, its seconds are the SVD's (:func:`pod_seconds`) and the budget
+leaves its ``total_steps`` alone. ``pod_residual`` costs the SVD once plus the steps of its residual network
+(``pod.residual_model``), counted as that network's.
 """
 
 from __future__ import annotations
@@ -73,9 +77,15 @@ class StepWork:
 def _filled(params: dict[str, Any]) -> dict[str, Any]:
     """``params`` over the stage's defaults (``INRConfig``), as the stage reads them."""
     full = to_dict(INRConfig())
-    full.update({k: v for k, v in params.items() if k != "ngp"})
+    full.update({k: v for k, v in params.items() if k not in ("ngp", "pod")})
     full["ngp"] = {**full["ngp"], **(params.get("ngp") or {})}
+    full["pod"] = {**full["pod"], **(params.get("pod") or {})}
     return full
+
+
+def trains(params: dict[str, Any]) -> bool:
+    """Whether the config trains a network (every model but ``pod``), so that ``total_steps`` costs time."""
+    return model_of(params) != "pod"
 
 
 def _mlp(widths: list[int]) -> tuple[float, float, float]:
@@ -108,6 +118,10 @@ def step_work(params: dict[str, Any], n_particles: int = DEFAULT_PARTICLES) -> S
     """
     p = _filled(params)
     model, n_c = model_of(p), COMPONENTS.get(str(p["field_name"]), 4)
+    if model == "pod":  # no training step
+        return StepWork(0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+    if model == "pod_residual":  # the steps are those of the residual network
+        model = p["model"] = str(p["pod"]["residual_model"])
     frames = float(p["batch_size"])
     if model == "ngp":
         g = p["ngp"]
@@ -133,11 +147,34 @@ def cost_units(params: dict[str, Any], n_particles: int = DEFAULT_PARTICLES) -> 
     return float(np.dot(astuple(COEFFS), astuple(step_work(params, n_particles))))
 
 
+#: seconds of the POD per (min side)^2 x (max side) of the (T C, N) matrix, and per value (centring, copies)
+SVD_COEFF, POD_VALUE_COEFF = 2.2e-10, 3.6e-8
+
+
+def pod_seconds(params: dict[str, Any], n_particles: int = DEFAULT_PARTICLES) -> float:
+    """Predicted seconds of the truncated SVD of ``pod`` and ``pod_residual`` (0 for the INRs).
+
+    With ``m = T C`` rows and ``n = N`` columns, LAPACK's SVD costs ``O(min(m, n)^2 max(m, n))``; the law is
+
+        t = 2.2e-10 min(m, n)^2 max(m, n) + 3.6e-8 T N C,
+
+    solved from the two measured fits of the study (``discs_3types``, 48 frames, 9000 particles, 2 threads:
+    F, ``m = 192``: 0.13-0.22 s; Jp, ``m = 48``: 0.01-0.02 s, whatever the rank).
+    """
+    p = _filled(params)
+    if model_of(p) not in ("pod", "pod_residual"):
+        return 0.0
+    m, n = int(p["n_training_frames"]) * COMPONENTS.get(str(p["field_name"]), 4), n_particles
+    return SVD_COEFF * min(m, n) ** 2 * max(m, n) + POD_VALUE_COEFF * m * n
+
+
 def machine_rate(history: list[tuple[dict[str, Any], float]], n_particles: int = DEFAULT_PARTICLES) -> float | None:
-    """This machine against the measurement machine: the median of training_time / (total_steps * cost_units) over
-    earlier fits ``history`` (pairs of params and measured training_time); ``None`` without a usable fit."""
-    rates = [t / (p["total_steps"] * cost_units(p, n_particles)) for p, t in history
-             if t > 0 and p.get("total_steps", 0) > 0]  # fmt: skip
+    """This machine against the measurement machine: the median of (training_time - pod_seconds) / (total_steps *
+    cost_units) over earlier fits ``history`` (pairs of params and measured training_time) that trained a
+    network; ``None`` without a usable fit."""
+    rates = [(t - pod_seconds(p, n_particles)) / (p["total_steps"] * cost_units(p, n_particles)) for p, t in history
+             if t > 0 and p.get("total_steps", 0) > 0 and trains(p)]  # fmt: skip
+    rates = [r for r in rates if r > 0]
     return float(np.median(rates)) if rates else None
 
 
@@ -148,15 +185,17 @@ def budget_steps(
     ranges: ExploreRanges,
     n_particles: int = DEFAULT_PARTICLES,
 ) -> int | None:
-    """Largest ``total_steps`` that keeps the predicted fit time within ``budget_s``, or ``None`` without history.
+    """Largest ``total_steps`` that keeps the predicted fit time within ``budget_s``, or ``None`` without history
+    or for ``pod`` (which does not train).
 
-    With the rate r of :func:`machine_rate`, the prediction is t = r * total_steps * cost_units(params), so the cap
-    is floor(budget_s / (r * cost_units)), never below the range's lower end.
+    With the rate r of :func:`machine_rate`, the prediction is t = pod_seconds + r * total_steps * cost_units(params),
+    so the cap is floor((budget_s - pod_seconds) / (r * cost_units)), never below the range's lower end.
     """
     rate = machine_rate(history, n_particles)
-    if rate is None or "total_steps" not in params:
+    if rate is None or "total_steps" not in params or not trains(params):
         return None
-    cap = int(budget_s / (rate * cost_units(params, n_particles)) * (1 + 1e-12))  # exact quotients stay whole
+    left = budget_s - pod_seconds(params, n_particles)  # pod_residual: the SVD comes first
+    cap = int(left / (rate * cost_units(params, n_particles)) * (1 + 1e-12))  # exact quotients stay whole
     return max(int(ranges.total_steps[0]), cap)
 
 

@@ -20,7 +20,7 @@ from typing import Any
 import yaml
 
 from fieldlab.config import ExploreRanges, yaml_load
-from fieldlab.explore.keys import flatten, ignored_by, model_of, with_value
+from fieldlab.explore.keys import flatten, ignored_by, model_of, residual_of, with_value
 from fieldlab.explore.mutations import check_value
 
 #: directories never watched (VCS, caches, environments, stage outputs)
@@ -98,7 +98,7 @@ def _check_inr(old_inr: dict[str, Any], new_inr: dict[str, Any], ranges: Explore
             report.reverted.append(f"inr.{key} = {new_f[key]!r} added: only existing inr keys may change: removed")
         elif new_f[key] != old_f[key]:
             why = check_value(key, new_f[key], ranges)
-            if why is None and ignored_by(model, key):
+            if why is None and ignored_by(model, key, residual_of(old_inr)):
                 why = f"inr.model = {model} does not use it"
             if why is None:
                 report.params = with_value(report.params, key, new_f[key])

@@ -14,7 +14,7 @@ from typing import Any
 from fieldlab.explore.agents import classify
 from fieldlab.explore.blocks import TABLE_HEADER, BlockSummary, adjust_c, summarise
 from fieldlab.explore.journal import Node, block_nodes
-from fieldlab.explore.keys import flatten, ignored_by, model_of
+from fieldlab.explore.keys import flatten, ignored_by, model_of, residual_of
 
 MAX_LINES = 500
 METRIC_KEYS = (
@@ -103,7 +103,7 @@ def principles(nodes: list[Node]) -> list[str]:
         if p is None or p.r2 is None:
             continue
         new, old, model = flatten(n.params), flatten(p.params), model_of(n.params)
-        diff = [k for k in new if new[k] != old.get(k) and not ignored_by(model, k)]
+        diff = [k for k in new if new[k] != old.get(k) and not ignored_by(model, k, residual_of(n.params))]
         if len(diff) == 2 and "total_steps" in diff:  # the other key was mutated, total_steps was budget-capped
             diff.remove("total_steps")
         if len(diff) != 1:

@@ -1,11 +1,12 @@
 """Mutations of one ``inr`` parameter, range checks and clipping; keys may be nested (``ngp.levels``).
 
-Magnitudes: lr x2 or /2; hidden_features, batch_size, ngp.features, ngp.base_resolution and ngp.mlp_width doubled
-or halved; hidden_layers, ngp.mlp_layers and ngp.log2_table_size +-1 (the last doubles or halves the table);
-ngp.levels +-2; ngp.growth +-0.1; omega +-10 or x1.5 or /1.5; total_steps x U(1.5, 2) (halved when already at the
-top); t_period and xy_period x2 or /2; model switched to another variant. Which keys a config offers depends on
-its model (:func:`fieldlab.explore.keys.mutable_keys`). Every result is clipped into
-:class:`~fieldlab.config.ExploreRanges`; a move that the clipping would cancel goes the other way.
+Magnitudes: lr x2 or /2; hidden_features, batch_size, ngp.features, ngp.base_resolution, ngp.mlp_width and
+pod.rank doubled or halved; hidden_layers, ngp.mlp_layers and ngp.log2_table_size +-1 (the last doubles or halves
+the table); ngp.levels +-2; ngp.growth +-0.1; omega +-10 or x1.5 or /1.5; total_steps x U(1.5, 2) (halved when
+already at the top); t_period and xy_period x2 or /2; model switched to another variant (an INR, ``pod`` or
+``pod_residual``). Which keys a config offers depends on its model (:func:`fieldlab.explore.keys.mutable_keys`).
+Every result is clipped into :class:`~fieldlab.config.ExploreRanges`; a move that the clipping would cancel goes
+the other way.
 """
 
 from __future__ import annotations
@@ -22,9 +23,10 @@ from fieldlab.explore.keys import MODELS, flatten, get_value, with_value
 FIELDS = ("Jp", "F", "S", "C")
 INT_KEYS = ("hidden_features", "hidden_layers", "total_steps", "batch_size", "n_training_frames", "ngp.levels",
             "ngp.features", "ngp.log2_table_size", "ngp.base_resolution", "ngp.mlp_width",
-            "ngp.mlp_layers")  # fmt: skip
+            "ngp.mlp_layers", "pod.rank")  # fmt: skip
 DOUBLING = ("lr", "batch_size", "hidden_features", "t_period", "xy_period", "ngp.features", "ngp.base_resolution",
-            "ngp.mlp_width")  # fmt: skip
+            "ngp.mlp_width", "pod.rank")  # fmt: skip
+RESIDUAL_MODELS = ("ngp", "siren_txy")
 STEPS = {"hidden_layers": 1, "ngp.mlp_layers": 1, "ngp.log2_table_size": 1, "ngp.levels": 2, "ngp.growth": 0.1}
 
 
@@ -49,6 +51,8 @@ def check_value(key: str, value: Any, ranges: ExploreRanges) -> str | None:
         return None if value in MODELS else f"expected one of {', '.join(MODELS)}"
     if key == "field_name":
         return None if value in FIELDS else f"expected one of {', '.join(FIELDS)}"
+    if key == "pod.residual_model":
+        return None if value in RESIDUAL_MODELS else f"expected one of {', '.join(RESIDUAL_MODELS)}"
     b = bounds(key, ranges)
     if b is None:
         return None
