@@ -154,3 +154,4 @@ def test_stage_writes_pod_metrics(tmp_path: Path, monkeypatch):
     assert (tmp_path / "plots/inr_loss.csv").read_text().startswith("rank,unexplained\n1,")
     checkpoint = torch.load(tmp_path / "artifacts/inr/model.pt", weights_only=False)
     assert checkpoint["pod"]["modes"].shape == (3, 60) and "state_dict" not in checkpoint
+    assert list((tmp_path / "artifacts/inr/tb").glob("events.out.tfevents.*"))  # the final scores, no training

@@ -73,6 +73,17 @@ def checkpoint_of(cfg: INRConfig, window: FieldWindow, result: FitResult, split:
     return checkpoint
 
 
+def write_final_scalars(tb_dir: Path, metrics: dict) -> None:
+    """The fit's final scores as TensorBoard scalars at its last step (``pod``, which does not train: step 0)."""
+    from torch.utils.tensorboard import SummaryWriter
+
+    step = int(metrics.get("total_steps") or 0)
+    with SummaryWriter(str(tb_dir)) as writer:
+        for key in ("final_r2", "slope", "compression_ratio", "heldout_frames_r2", "heldout_particles_r2"):
+            if isinstance(metrics.get(key), float):
+                writer.add_scalar(f"final/{key.removeprefix('final_')}", metrics[key], step)
+
+
 def run_inr_block(cfg: INRConfig, seed: int, outputs: INROutputs | None = None, progress: bool = True) -> dict:
     """Fit ``cfg`` on ``<data_root>/<scene>/trajectory.npz`` and write every output; return the metrics.
 
@@ -99,8 +110,7 @@ def run_inr_block(cfg: INRConfig, seed: int, outputs: INROutputs | None = None, 
         fh.write(head + "\n")
         start = 1 if cfg.model == "pod" else 0
         fh.writelines(f"{k},{v:.6g}\n" for k, v in enumerate(np.asarray(result.losses), start))
-    if cfg.model == "pod":
-        outputs.tensorboard.mkdir(parents=True, exist_ok=True)  # a declared output, empty without training
+    write_final_scalars(outputs.tensorboard, metrics)
     inr_panel(outputs.panel, window, result.prediction, result.losses, metrics)
     write_json(outputs.metrics, metrics)
     append_analysis_log(outputs.analysis_log, metrics, cfg)
