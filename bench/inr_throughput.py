@@ -1,9 +1,16 @@
 """Training steps per second of fieldlab's siren_txy (256 x 3) and ngp against siren-pytorch's SirenNet.
 
 Each step is forward + MSE + backward + Adam on a fixed batch of (t, x, y) points with one output component (Jp).
-Prints JSON with the median steps/s of each and the ratios to SirenNet of the same size (target >= 1.0).
+The three alternate in rounds of 3 steps each (``--steps / 3`` rounds, after one warm-up step each), so load changes
+hit all alike; the steps/s of each is 1 / the median of its step times. Prints JSON with the steps/s of each and the
+ratios to SirenNet of the same size.
 
-    flock /tmp/fieldlab-heavy.lock python bench/inr_throughput.py [--batch 8192] [--steps 30] [--device cpu]
+What the ratios are for: ``siren_txy`` against ``siren_pytorch`` is the same network (3 -> 256 x 3 -> 1, sine,
+omega 30) in two implementations, so its ratio is an implementation check (target >= 1.0). ``ngp`` is a different
+model (hash grid + ReLU MLP): its ratio to SirenNet says how many steps each takes per second, not which fits a
+field better per second; that comparison is R2 against training seconds in ``docs/landscape``.
+
+    flock /tmp/fieldlab-cpu.lock python bench/inr_throughput.py [--batch 8192] [--steps 30] [--device cpu]
 """
 
 from __future__ import annotations
