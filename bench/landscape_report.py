@@ -308,7 +308,7 @@ def figure(fits: list[Fit], path: Path) -> None:
         ax.set_title(field)
         ax.set_xlabel("compression (values / parameters)")
         if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8, loc="upper right")
+            ax.legend(fontsize=8, loc="lower right")  # POD runs from lower left to upper right
     errs = [max(1 - f.r2, 1e-7) for f in ok if f.r2 < 1]
     axes[0].set_ylim(min(errs) / 2, max(1.5, max(errs) * 1.5))
     comp = [f.metrics["compression_ratio"] for f in ok]
