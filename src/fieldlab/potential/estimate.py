@@ -188,7 +188,7 @@ def estimate_error(
         raise InputError(f"cycles = {cycles}; expected at least one V-cycle")
     if not np.all(np.isfinite(u_pred[tissue])):
         raise InputError("u_pred holds non-finite values in tissue")
-    system = LimbSystem(sigma, spacing, prolongation="energy")
+    system = LimbSystem(sigma, spacing, method="sa", prolongation="energy")  # the V-cycles the notes measure
     nodes = system.nodes
     b = load_vector(np.asarray(source), tissue, nodes, system.spacing)  # type: ignore[arg-type]
     b -= b.sum() / b.size  # the consistent right-hand side, as the solver makes it

@@ -257,7 +257,7 @@ def coarse_fem_prior(
     *,
     tol: float = 1e-8,
     maxiter: int = 300,
-    method: str = "sa",
+    method: str = "gmg",
     max_attempts: int = 3,
 ) -> tuple[np.ndarray, SolveInfo]:
     """The coarse-FEM prior of ``sample``: restrict, solve, prolong, gauge (see the module notes).
