@@ -1,9 +1,25 @@
-"""Benchmark: FEM potential solve time per phantom sample at base and 2x, and the scaling exponent of time vs unknowns.
+"""Benchmark: where the FEM solve's time goes, the earlier path (pairwise assembly + pyamg smoothed aggregation)
+against the fast core (stencil assembly + geometric multigrid), at the base grid and at 2x.
 
-Peer: a 7-point finite-volume discretisation (diagonal of sigma, harmonic-mean face conductances, air excluded)
-solved with the same pyamg smoothed-aggregation CG, on the same limb and source. Prints one JSON object.
+For each grid (one test limb of ``params.yaml``, rasterised as the corpus does) and each path, interleaved, median of
+``--repeats``:
 
-    PYTHONPATH=src flock /tmp/fieldlab-heavy.lock python bench/solver.py [--repeats 3] [--sample 0]
+- ``assembly_s``: the Q1 matrix and its pinned submatrix ``A[1:, 1:]``;
+- ``setup_s``: the multigrid hierarchy (earlier: ``pyamg.smoothed_aggregation_solver``, Jacobi prolongator,
+  seed 0; fast: :func:`~fieldlab.potential.physics.multigrid.geometric_hierarchy`);
+- ``iteration_s``: one preconditioned CG iteration (median over the first ``--iterations``);
+- ``to_target``: CG iterations and seconds (assembly + setup + CG) until the potential at the voxel centres, in the
+  corpus gauge, is within ``--target`` relative L2 of the converged one over the evaluation's loss mask (muscle
+  minus balls of ``loss.singularity_radius`` base voxels around the poles);
+- ``full_s``: the whole solve from the sample's arrays (checks, assembly, load vector, hierarchy, CG to the
+  tolerance, true residual, voxel centres, gauge); earlier at tol 1e-8 (its default), fast at the label tolerance
+  ``physics.solver.tol`` and at 1e-8.
+
+Then, once per grid, the effect of the CG tolerance on the labels: rel L2 against a 1e-10 solve for tolerances
+1e-4 .. 1e-8 (fast path), beside the discretisation error (the limb solved at the base spacing, its Q1 field on the 2x
+grid, against the 2x solve). Prints one JSON object.
+
+    PYTHONPATH=src flock /tmp/fieldlab-cpu.lock python bench/solver.py [--repeats 3] [--sample 0]
 """
 
 from __future__ import annotations
@@ -11,93 +27,204 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
-import scipy.sparse as sp
+import torch
 
-from fieldlab.config import PhysicsConfig
+from fieldlab.config import load_config
 from fieldlab.core.seeding import numpy_rng
+from fieldlab.potential import masking
+from fieldlab.potential.physics.assembly import assemble_pairwise, assemble_stencil, pin_first
+from fieldlab.potential.physics.corpus import SPLIT_STREAM
+from fieldlab.potential.physics.front import solve_at_spacing
+from fieldlab.potential.physics.multigrid import geometric_hierarchy
 from fieldlab.potential.physics.phantom import rasterise
 from fieldlab.potential.physics.sampling import sample_limb
-from fieldlab.potential.physics.solver import solve_potential
+from fieldlab.potential.physics.solver import (
+    build_hierarchy,
+    check_inputs,
+    corners_to_centres,
+    element_matrices,
+    load_vector,
+    pinned_cg,
+    solve_potential,
+)
 
-BASE = (96, 48, 48)
+TOLERANCES = (1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
+#: The converged reference: 1e-12 is below what the true residual reaches at 2x in double precision (~8e-12).
+REFERENCE_TOL = 1e-10
 
 
-def fv7_solve(sigma: np.ndarray, source: np.ndarray, spacing: tuple[float, float, float], tol: float) -> float:
-    """Seconds for the 7-point finite-volume peer: assemble, pyamg SA setup, CG to ``tol`` (relative residual)."""
-    import pyamg
-
+def earlier_solve(sigma: np.ndarray, source: np.ndarray, spacing: tuple[float, float, float], tol: float) -> float:
+    """Seconds of the earlier ``solve_potential`` (pairwise assembly, scipy slicing, SA seed 0, CG, checks)."""
     t0 = time.perf_counter()
-    mask = np.any(sigma != 0, axis=-1)
-    idx = np.full(mask.shape, -1, dtype=np.int64)
-    idx[mask] = np.arange(mask.sum())
-    rows, cols, vals = [], [], []
-    h = (spacing[2], spacing[1], spacing[0])  # per array axis (d, h, w)
-    for axis, comp in ((0, 2), (1, 1), (2, 0)):
-        a = [slice(None)] * 3
-        b = [slice(None)] * 3
-        a[axis], b[axis] = slice(0, -1), slice(1, None)
-        sa, sb = sigma[tuple(a)][..., comp], sigma[tuple(b)][..., comp]
-        both = mask[tuple(a)] & mask[tuple(b)]
-        g = 2 * sa * sb / np.where(both, sa + sb, 1.0) * (np.prod(h) / h[axis] ** 2)  # harmonic mean * area / h
-        i, j, g = idx[tuple(a)][both], idx[tuple(b)][both], g[both]
-        rows += [i, j, i, j]
-        cols += [j, i, i, j]
-        vals += [-g, -g, g, g]
-    n = int(mask.sum())
-    A = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
-    b = source[mask] * np.prod(h)
-    A, b = A[1:, 1:].tocsr(), b[1:]  # pin one unknown
-    np.random.seed(0)  # noqa: NPY002 -- pyamg's setup draws from the legacy global RNG
-    ml = pyamg.smoothed_aggregation_solver(A, symmetry="symmetric", max_coarse=500)
-    ml.solve(b, tol=tol, maxiter=300, accel="cg")
+    mask = check_inputs(sigma, source, spacing)
+    A, nodes = assemble_pairwise(sigma, mask, element_matrices(spacing))
+    b = load_vector(source, mask, nodes, spacing)
+    b -= b.sum() / b.size
+    Ar = A[1:, 1:].tocsr()
+    x, _ = pinned_cg(build_hierarchy(Ar, "sa", 0), Ar, b, tol, 300)
+    if np.linalg.norm(b - A @ x) > tol * np.linalg.norm(b):
+        raise RuntimeError("earlier path did not converge")
+    u = corners_to_centres(x, nodes, mask)
+    u[mask] -= u[mask].mean()
     return time.perf_counter() - t0
+
+
+def centres(x_pinned: np.ndarray, nodes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Pinned corner values -> voxel-centre potential in the corpus gauge (zero mean over tissue)."""
+    u = corners_to_centres(np.concatenate([[0.0], x_pinned]), nodes, mask)
+    u[mask] -= u[mask].mean()
+    return u
+
+
+def rel_l2(u: np.ndarray, ref: np.ndarray, mask: np.ndarray) -> float:
+    return float(np.linalg.norm((u - ref)[mask]) / np.linalg.norm(ref[mask]))
+
+
+def staged(
+    sigma: np.ndarray,
+    b: np.ndarray,
+    mask: np.ndarray,
+    K: np.ndarray,
+    assemble_fn: Callable,
+    pin_fn: Callable,
+    setup_fn: Callable,
+    iterations: int,
+) -> dict:
+    """Time assembly, setup and ``iterations`` CG iterations; return the times and the iterates (pinned)."""
+    t0 = time.perf_counter()
+    A, nodes = assemble_fn(sigma, mask, K)
+    Ar = pin_fn(A)
+    t1 = time.perf_counter()
+    ml = setup_fn(Ar, nodes, tuple(n + 1 for n in mask.shape))
+    t2 = time.perf_counter()
+    iterates, stamps = [], [time.perf_counter()]
+
+    def record(x: np.ndarray) -> None:
+        stamps.append(time.perf_counter())
+        iterates.append(x.copy())
+
+    ml.solve(b[1:], tol=1e-14, maxiter=iterations, accel="cg", callback=record)
+    return {
+        "assembly_s": t1 - t0,
+        "setup_s": t2 - t1,
+        "stamps": np.array(stamps) - stamps[0],
+        "iterates": iterates,
+        "nodes": nodes,
+    }
+
+
+PATHS = {
+    "earlier": (
+        assemble_pairwise,
+        lambda A: A[1:, 1:].tocsr(),
+        lambda Ar, nodes, shape: build_hierarchy(Ar, "sa", 0),
+    ),
+    "fast": (assemble_stencil, pin_first, lambda Ar, nodes, shape: geometric_hierarchy(Ar, nodes, shape)),
+}
+
+
+def loss_mask(r, muscle: tuple[float, ...], radius: float, factor: int) -> np.ndarray:
+    """The evaluation's loss mask of a raster: muscle voxels minus balls of ``radius`` base voxels at the poles."""
+    region = masking.muscle_mask(torch.from_numpy(r.sigma), muscle) & torch.from_numpy(r.mask)
+    singular = masking.singularity_mask(r.mask.shape, torch.from_numpy(r.source_index), radius, (factor,) * 3)
+    return masking.loss_mask(region, singular).numpy()
+
+
+def bench_grid(r, factor: int, cfg, args) -> tuple[dict, np.ndarray]:
+    """All timings of one raster; returns the row and the converged reference potential."""
+    label_tol = cfg.physics.solver.tol
+    spacing = tuple(float(s) for s in r.spacing)
+    mask = r.mask
+    K = element_matrices(spacing)
+    evalmask = loss_mask(r, cfg.physics.conductivity.muscle, cfg.loss.singularity_radius, factor)
+    ref, ref_info = solve_potential(r.sigma, r.source, spacing, REFERENCE_TOL)
+    _, nodes = assemble_stencil(r.sigma, mask, K)
+    b = load_vector(r.source, mask, nodes, spacing)
+    b -= b.sum() / b.size
+    runs: dict[str, list[dict]] = {name: [] for name in PATHS}
+    full: dict[str, list[float]] = {"earlier_tol1e-8": [], "fast_label_tol": [], "fast_tol1e-8": []}
+    for _ in range(args.repeats):
+        for name, (asm, pin, setup) in PATHS.items():
+            run = staged(r.sigma, b, mask, K, asm, pin, setup, args.iterations)
+            errors = [rel_l2(centres(x, run["nodes"], mask), ref, evalmask) for x in run["iterates"]]
+            hit = next((k for k, e in enumerate(errors) if e <= args.target), None)
+            runs[name].append(
+                {
+                    "assembly_s": run["assembly_s"],
+                    "setup_s": run["setup_s"],
+                    "iteration_s": float(np.median(np.diff(run["stamps"]))),
+                    "errors": errors,
+                    "to_target_iterations": None if hit is None else hit + 1,
+                    "to_target_s": None
+                    if hit is None
+                    else run["assembly_s"] + run["setup_s"] + float(run["stamps"][hit + 1]),
+                }
+            )
+        full["earlier_tol1e-8"].append(earlier_solve(r.sigma, r.source, spacing, 1e-8))
+        full["fast_label_tol"].append(solve_potential(r.sigma, r.source, spacing, label_tol)[1].seconds)
+        full["fast_tol1e-8"].append(solve_potential(r.sigma, r.source, spacing, 1e-8)[1].seconds)
+    row: dict = {"grid": list(mask.shape), "unknowns": int(nodes.size), "reference": ref_info.to_dict()}
+    for name, rs in runs.items():
+        hits = [x["to_target_s"] for x in rs]
+        row[name] = {
+            "assembly_s": float(np.median([x["assembly_s"] for x in rs])),
+            "setup_s": float(np.median([x["setup_s"] for x in rs])),
+            "iteration_s": float(np.median([x["iteration_s"] for x in rs])),
+            "to_target_iterations": rs[0]["to_target_iterations"],
+            "to_target_s": None if None in hits else float(np.median(hits)),
+            "rel_l2_per_iteration": [float(f"{e:.3g}") for e in rs[0]["errors"]],
+        }
+    row["full_s"] = {k: float(np.median(v)) for k, v in full.items()}
+    row["speedup"] = {
+        "to_target": row["earlier"]["to_target_s"] / row["fast"]["to_target_s"]
+        if row["fast"]["to_target_s"] and row["earlier"]["to_target_s"]
+        else None,
+        "full_label_tol_vs_earlier": row["full_s"]["earlier_tol1e-8"] / row["full_s"]["fast_label_tol"],
+    }
+    row["tolerance"] = []
+    for tol in TOLERANCES:
+        u, info = solve_potential(r.sigma, r.source, spacing, tol)
+        row["tolerance"].append(
+            {"tol": tol, "iterations": info.iterations, "residual": info.residual, "seconds": info.seconds}
+            | {"rel_l2_vs_reference": rel_l2(u, ref, evalmask)}
+        )
+    return row, ref
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--repeats", type=int, default=3, help="repeats at base resolution (median reported)")
-    parser.add_argument("--sample", type=int, default=0, help="train sample index of the default params")
+    parser.add_argument("--repeats", type=int, default=3, help="interleaved repeats per path (median reported)")
+    parser.add_argument("--sample", type=int, default=0, help="test limb index of the corpus")
+    parser.add_argument("--iterations", type=int, default=12, help="CG iterations timed per path")
+    parser.add_argument("--target", type=float, default=0.004, help="rel L2 against the converged potential")
+    parser.add_argument("--params", default="params.yaml")
     args = parser.parse_args()
-    phys = PhysicsConfig()
-    limb, cond = sample_limb(numpy_rng(0, 0, args.sample), phys.phantom, phys.conductivity, phys.source)
-    rows = []
-    for factor in (0.5, 1, 1.5, 2):
-        grid = tuple(int(n * factor) for n in BASE)
-        r = rasterise(limb, cond, grid, max(2, round(4 / factor)))
-        reps = args.repeats if factor <= 1 else 1
-        fem, info = [], None
-        for _ in range(reps):
-            _, info = solve_potential(r.sigma, r.source, r.spacing, phys.solver.tol)
-            fem.append(info.seconds)
-        fv = [fv7_solve(r.sigma, r.source, r.spacing, phys.solver.tol) for _ in range(reps)]
-        rows.append(
-            {
-                "grid": list(grid),
-                "unknowns": info.unknowns,
-                "fem_seconds": float(np.median(fem)),
-                "fem_iterations": info.iterations,
-                "fem_residual": info.residual,
-                "fv7_seconds": float(np.median(fv)),
-                "fem_over_fv7": float(np.median(fem) / np.median(fv)),
-            }
-        )
-    n = np.log([r["unknowns"] for r in rows])
-    t = np.log([r["fem_seconds"] for r in rows])
-    exponent = float(np.polyfit(n, t, 1)[0])
-    base = next(r for r in rows if r["grid"] == list(BASE))
-    fine = rows[-1]
+    cfg = load_config(args.params)
+    phys, grid = cfg.physics, cfg.data.grid
+    rng = numpy_rng(cfg.seed, SPLIT_STREAM["test"], args.sample)
+    limb, cond = sample_limb(rng, phys.phantom, phys.conductivity, phys.source)
+    rows, refs = {}, {}
+    for name, factor in (("base", 1), ("x2", 2)):
+        shape = tuple(n * factor for n in grid)
+        r = rasterise(limb, cond, shape, max(2, -(-phys.phantom.subsamples // factor)))  # as corpus.solve_sample
+        rows[name], refs[name] = bench_grid(r, factor, cfg, args)
+        if factor == 2:
+            evalmask = loss_mask(r, phys.conductivity.muscle, cfg.loss.singularity_radius, factor)
+            base_h = float(phys.phantom.box_m[2]) / grid[0]
+            tight = replace(phys, solver=replace(phys.solver, tol=1e-10))
+            coarse = solve_at_spacing(limb, cond, base_h, r.mask, tight, base_h)
+            rows[name]["discretisation_rel_l2_base_vs_x2"] = rel_l2(coarse.phi, refs[name], evalmask)
     print(
         json.dumps(
             {
                 "sample": args.sample,
-                "base_seconds": base["fem_seconds"],
-                "base_unknowns": base["unknowns"],
-                "x2_seconds": fine["fem_seconds"],
-                "x2_unknowns": fine["unknowns"],
-                "time_vs_unknowns_exponent": exponent,
-                "peer": "7-point finite volume + pyamg SA-CG",
+                "label_tol": phys.solver.tol,
+                "target_rel_l2": args.target,
+                "threads": torch.get_num_threads(),
                 "rows": rows,
             },
             indent=2,
