@@ -43,7 +43,7 @@ PROLONGATIONS = ("jacobi", "energy")
 
 @dataclass(frozen=True)
 class SolveInfo:
-    """What one solve did: true relative residual, CG iterations, unknowns, wall time and the AMG method used."""
+    """What one solve did: true relative residual, CG iterations, unknowns, wall time and the multigrid method used."""
 
     residual: float
     iterations: int
