@@ -57,19 +57,26 @@ def trilinear_prolongator(
     idx = np.unravel_index(active, shape)
     lo = [i // 2 for i in idx]  # coarse corner at or below the fine corner, per axis
     odd = [(i % 2).astype(bool) for i in idx]  # between two coarse corners: weights 1/2, 1/2
-    rows, cols, vals = [], [], []
-    r = np.arange(active.size)
-    for s in np.ndindex(2, 2, 2):  # s_i = 0: the coarse corner lo_i, 1: lo_i + 1 (only for odd fine corners)
-        w = np.ones(active.size)
+    n = active.size
+    cols = np.empty((n, 8), dtype=np.int64)  # (fine row, s): s_i = 0 the coarse corner lo_i, 1 lo_i + 1
+    vals = np.empty((n, 8))
+    for j, s in enumerate(np.ndindex(2, 2, 2)):  # ascending coarse index per row: CSR rows come out sorted
+        w = np.ones(n)
         for ax in range(3):
             w *= np.where(odd[ax], 0.5, 1.0 - s[ax])
-        keep = w > 0
-        c = np.ravel_multi_index(tuple(lo[ax][keep] + s[ax] for ax in range(3)), coarse_shape)
-        rows.append(r[keep])
-        cols.append(c)
-        vals.append(w[keep])
-    coarse, cidx = np.unique(np.concatenate(cols), return_inverse=True)
-    P = sp.csr_matrix((np.concatenate(vals), (np.concatenate(rows), cidx)), shape=(active.size, coarse.size))
+        vals[:, j] = w
+        cols[:, j] = np.ravel_multi_index(
+            tuple(np.minimum(lo[ax] + s[ax], coarse_shape[ax] - 1) for ax in range(3)), coarse_shape
+        )  # clipped only where the weight is zero (an even fine corner on the last coarse corner)
+    keep = vals > 0
+    used = np.zeros(int(np.prod(coarse_shape)), dtype=bool)
+    used[cols[keep]] = True
+    coarse = np.flatnonzero(used)
+    renumber = np.full(used.size, -1, dtype=np.int64)
+    renumber[coarse] = np.arange(coarse.size)
+    indptr = np.zeros(n + 1, dtype=np.int64)
+    np.cumsum(keep.sum(axis=1), out=indptr[1:])
+    P = sp.csr_matrix((vals[keep], renumber[cols[keep]], indptr), shape=(n, coarse.size))
     return P, coarse, coarse_shape  # type: ignore[return-value]
 
 
