@@ -86,16 +86,17 @@ def stencil_to_csr(stencil: np.ndarray, active: np.ndarray) -> tuple[sp.csr_matr
     renumber[nodes] = np.arange(n, dtype=index_dtype)
     lin = OFFSETS @ np.array([shape[1] * shape[2], shape[2], 1])
     flat = stencil.reshape(stencil.shape[0], -1)
-    data = np.empty((n, 27))  # rows in node order, columns in offset order
-    cols = np.empty((n, 27), dtype=index_dtype)
+    data = np.empty((27, n))  # offset-major while gathering (contiguous writes), node-major for CSR below
+    cols = np.empty((27, n), dtype=index_dtype)
     for k in range(27):
         neighbour = nodes + lin[k]
-        cols[:, k] = np.take(renumber, neighbour, mode="clip")  # clipped only where the entry is zero
+        np.take(renumber, neighbour, mode="clip", out=cols[k])  # clipped only where the entry is zero
         if k >= CENTRE:
-            data[:, k] = np.take(flat[k - CENTRE], nodes)
+            np.take(flat[k - CENTRE], nodes, out=data[k])
         else:  # S[-o] at n + o; a neighbour past either end of the flat grid has no coupling
-            data[:, k] = np.take(flat[26 - k - CENTRE], neighbour, mode="clip")
-            data[(neighbour < 0) | (neighbour >= active.size), k] = 0.0
+            np.take(flat[26 - k - CENTRE], neighbour, mode="clip", out=data[k])
+            data[k, (neighbour < 0) | (neighbour >= active.size)] = 0.0
+    data, cols = data.T.copy(), cols.T.copy()  # (27, n) -> (n, 27): rows in node order, columns in offset order
     # drop round-off: entries that vanish analytically (e.g. face neighbours of an isotropic cube) come out as
     # +-1e-18 of the diagonal or as exact zeros depending on the order of the sums
     keep = np.abs(data) > ZERO_TOL * float(np.max(np.abs(flat[0])))
