@@ -201,12 +201,12 @@ def inr_section(m: Path) -> str | None:
         fmt(r.get("field_name")),
         fmt(r.get("inr_type")),
         fmt(r.get("n_frames")),
-        fmt(r.get("final_r2")),
+        fmt(r.get("final_r2"), ".5g"),
         fmt(r.get("slope"), ".4f"),
         fmt(r.get("final_mse")),
         fmt(r.get("total_params"), ",d") if isinstance(r.get("total_params"), int) else fmt(r.get("total_params")),
         fmt(r.get("compression_ratio"), ".3g"),
-        fmt(r.get("training_time"), ".0f"),
+        fmt(r.get("training_time"), ".3g"),
     ]
     return "**INR fit** (`metrics/inr.json`)\n\n" + table(header, [row])
 
