@@ -19,7 +19,7 @@ from fieldlab.potential.physics.solver import assemble, corners_to_centres, solv
 
 PHYSICS = PhysicsConfig(phantom=PhantomConfig(subsamples=2))
 GRID = (48, 24, 24)  # 4 mm voxels: the default limb at half the base resolution
-#: Effectivity band (estimate / truth) asserted for every perturbation. Two V-cycles leave ``rho^2 ~ 0.13`` of the
+#: Effectivity band (estimate / truth) asserted for every perturbation. Two V-cycles leave ``rho^2 ~ 0.1`` of the
 #: corner error in the energy norm (module notes of fieldlab.potential.estimate); the L2 norm over the mask weighs
 #: modes differently, so the band is wider than 1 +- 0.13 but well inside the [0.5, 2] asked of the estimator.
 BAND = (0.8, 1.25)

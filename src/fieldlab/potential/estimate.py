@@ -1,4 +1,4 @@
-"""A posteriori error estimate of a predicted potential from its finite-element residual and two AMG V-cycles.
+"""A posteriori error estimate of a predicted potential from its finite-element residual and two multigrid V-cycles.
 
 Derivation
 ----------
@@ -12,15 +12,17 @@ voxel corners, ``b`` the load of its source), ``C`` the corner-to-centre map (me
 
 with ``c`` a constant. ``d`` (the part of ``u_pred`` the corner field does not reproduce) is computed exactly; the
 constant is fixed by the corpus gauge, ``mean_T(u_pred - u) = mean_T(u_pred)`` since ``mean_T(u) = 0``; only ``e``
-needs the inverse of the singular Neumann matrix. It is replaced by ``k`` V-cycles ``B_k`` of an AMG hierarchy of
-``A`` (corner 0 pinned, as in the solver), started from zero: ``e_hat = -B_k r`` and
+needs the inverse of the singular Neumann matrix. It is replaced by ``k`` V-cycles ``B_k`` of the solver's
+multigrid hierarchy of ``A`` (corner 0 pinned, as in the solver), started from zero: ``e_hat = -B_k r`` and
 
     e - e_hat = E^k e,      E = I - B A (the V-cycle's error propagator),      ||e - e_hat||_A <= rho^k ||e||_A,
 
 so in the energy norm the estimated corner error is within a factor ``1 +- rho^k`` of the true one. The V-cycles
-use smoothed aggregation with energy-minimising prolongation, whose measured convergence factor (residual reduction
-per cycle) on limbs of the default corpus (96x48x48, 1e5 unknowns) is ``rho ~ 0.36`` (pyamg's jacobi-smoothed
-default: ``rho ~ 0.59``, and a setup five times dearer); with ``k = 2`` the energy-norm band is about ``1 +- 0.13``.
+are those of the geometric hierarchy (:mod:`~fieldlab.potential.physics.multigrid`: trilinear prolongation,
+Galerkin coarse operators, symmetric Gauss-Seidel), whose measured residual reduction per cycle on a limb of the
+default corpus (96x48x48, 1e5 unknowns) is 0.10-0.13 over the first three cycles and ``rho ~ 0.30`` asymptotically
+(smoothed aggregation with energy-minimising prolongation, used here before: 0.20-0.28, then 0.41, at about twice
+the cost of assembly, setup and cycles); with ``k = 2`` the energy-norm band is about ``1 +- 0.1``.
 
 Norm
 ----
@@ -31,13 +33,14 @@ ratio moves by ``1/h`` between smooth and rough errors: no single constant serve
 divides by ``||u_pred - e_hat_u||_mask``, the corrected prediction standing in for the unknown ``||u||_mask``.
 The L2 band inherits the energy bound only loosely (``C`` and the mask weigh the modes differently), so it was
 measured: on smooth (box-scale modes) and rough (white noise) perturbations of FEM solutions at 1-30 % and on a
-coarse FEM solution interpolated to the grid, the effectivity (estimate / truth) was 0.92-1.00 at 96x48x48 (two
-test limbs) and 0.94-1.00 at 48x24x24 (the test's band is [0.8, 1.25]); smooth errors are underestimated by
-5-8 % (the slowest modes of the V-cycle), rough ones are caught almost entirely by the exact defect ``d``. The
-exact FEM solution scores below 1e-3.
+coarse FEM solution interpolated to the grid, the effectivity (estimate / truth) with the geometric V-cycles was
+0.998-1.000 at 96x48x48 and 48x24x24 on the test's limb (smoothed aggregation: 0.93-0.998; the test's band is
+[0.8, 1.25]); smooth errors, the slowest modes of a V-cycle, are the ones underestimated, rough ones are caught
+almost entirely by the exact defect ``d``. The exact FEM solution scores below 1e-3.
 
-Cost: one assembly, one hierarchy setup and ``k`` V-cycles, about a fifth of the CPU time of a full solve at
-96x48x48 (whose jacobi hierarchy and 20 CG iterations dominate); :attr:`ErrorEstimate.seconds` returns it.
+Cost: one assembly, one hierarchy setup and ``k`` V-cycles (0.36 s at 96x48x48: assembly 0.10 s, setup 0.05 s,
+two cycles 0.16 s, on 2 shared cores), about the cost of a full solve with the same core;
+:attr:`ErrorEstimate.seconds` returns it.
 """
 
 from __future__ import annotations
@@ -51,7 +54,7 @@ from fieldlab.errors import InputError
 from fieldlab.potential.physics.multisource import LimbSystem
 from fieldlab.potential.physics.solver import CORNERS, check_inputs, corners_to_centres, load_vector
 
-#: V-cycles of the estimate (see the module notes: ``rho^2 ~ 0.13``).
+#: V-cycles of the estimate (see the module notes: ``rho^2 ~ 0.1``).
 CYCLES = 2
 #: Correction sweeps of the centre-to-corner transfer.
 SWEEPS = 2
@@ -188,7 +191,7 @@ def estimate_error(
         raise InputError(f"cycles = {cycles}; expected at least one V-cycle")
     if not np.all(np.isfinite(u_pred[tissue])):
         raise InputError("u_pred holds non-finite values in tissue")
-    system = LimbSystem(sigma, spacing, method="sa", prolongation="energy")  # the V-cycles the notes measure
+    system = LimbSystem(sigma, spacing, method="gmg")  # the geometric V-cycles the notes measure
     nodes = system.nodes
     b = load_vector(np.asarray(source), tissue, nodes, system.spacing)  # type: ignore[arg-type]
     b -= b.sum() / b.size  # the consistent right-hand side, as the solver makes it
