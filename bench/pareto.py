@@ -41,6 +41,7 @@ STYLE = {
     "twogrid": ("D", "tab:blue"),
     "model": ("o", "tab:red"),
     "hybrid": ("*", "tab:green"),
+    "cg": ("^", "tab:purple"),
 }
 
 
@@ -96,9 +97,10 @@ def evaluation_points(label: str, ev: dict) -> dict[str, list[dict]]:
         if tag in ev:
             out[key].append(point(f"{label} +{sweeps} SGS{suffix}", "hybrid", ev[tag]))
     for name, twin in ev.get("baselines", {}).items():
+        kind = "cg" if name.startswith("cg_") else "twogrid"  # the solver stopped early, or coarse solve + sweeps
         for key in KEYS:
             if key in twin:
-                out[key].append(point(name, "twogrid", twin[key]))
+                out[key].append(point(name, kind, twin[key]))
     return out
 
 
@@ -157,8 +159,9 @@ def draw(result: dict, path: Path) -> None:
         ax.xaxis.set_minor_formatter(ticks.NullFormatter())  # labelled ticks only: no overlapping labels
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(
-        "squares: FEM on coarser grids; diamonds: two-grid (coarse FEM + k SGS sweeps); circles: operators;"
-        " stars: hybrid (operator + SGS sweeps)\noutlined: Pareto front; (r): 2x through the training grid;"
+        "squares: FEM on coarser grids; diamonds: two-grid (coarse FEM + k SGS sweeps); triangles: multigrid-CG"
+        " stopped after k iterations; circles: operators; stars: hybrid (operator + SGS sweeps)\noutlined: Pareto"
+        " front; (r): 2x through the training grid;"
         " cf: coarse_fem prior, fs: free_space prior",
         fontsize=9,
     )

@@ -125,6 +125,6 @@ def tiny_config(root: Path, tmp: Path, **train):
             "train": t,
             "loss": {"singularity_radius": 1.0},
             "log": {"root": str(tmp / "experiments"), "norms_every": 1, "vis_every": 1, "progress": False},
-            "eval": {"figures": 1},
+            "eval": {"figures": 1, "rival_repeats": 1},
         }
     )

@@ -39,8 +39,9 @@ def test_front_by_hand(bench):
 
 
 def test_evaluation_points_of_one_checkpoint(bench):
-    """An eval_sr result with the hybrid and a two-grid twin: the operator (2x natively and restricted), the hybrid
-    at both grids and the twin at both, each with the seconds of its own summary."""
+    """An eval_sr result with the hybrid, a two-grid twin at base and a multigrid-CG rival at 2x: the operator (2x
+    natively and restricted), the hybrid at both grids, each baseline where it was scored and of its own kind, each
+    with the seconds of its own summary."""
     summary = {"rel_l2": 0.02, "rel_l2_max": 0.03, "seconds_per_sample": 0.4}
     ev = {
         "refine_sweeps": 32,
@@ -49,7 +50,10 @@ def test_evaluation_points_of_one_checkpoint(bench):
         "x2_restricted": {**summary, "rel_l2": 0.031, "seconds_per_sample": 0.9},
         "base_refined": {**summary, "rel_l2": 0.006, "seconds_per_sample": 0.8},
         "x2_restricted_refined": {**summary, "rel_l2": 0.013, "seconds_per_sample": 1.5},
-        "baselines": {"twogrid_4mm_sgs32": {"base": {"rel_l2": 0.011, "seconds": 0.5}}},
+        "baselines": {
+            "twogrid_4mm_sgs32": {"base": {"rel_l2": 0.011, "seconds": 0.5}},
+            "cg_gmg_k3": {"x2": {"rel_l2": 0.009, "seconds": 2.1}},
+        },
     }
     out = bench.evaluation_points("FNO", ev)
     base = {p["name"]: (p["kind"], p["rel_l2"], p["seconds"]) for p in out["base"]}
@@ -63,4 +67,5 @@ def test_evaluation_points_of_one_checkpoint(bench):
         "FNO": ("model", 0.03, 3.0),
         "FNO (restricted)": ("model", 0.031, 0.9),
         "FNO +32 SGS (restricted)": ("hybrid", 0.013, 1.5),
+        "cg_gmg_k3": ("cg", 0.009, 2.1),
     }

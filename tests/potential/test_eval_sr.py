@@ -82,9 +82,13 @@ def test_zero_model_has_relative_error_one_at_both_resolutions(root, tmp_path):
     prior = free_space_prior(ds.sample(1), core_m=2e-3) / scaler.u_scale  # the baseline, computed independently
     expected = np.linalg.norm((prior - phi)[mask]) / np.linalg.norm(phi[mask])
     assert x2["prior_rel_l2"] == pytest.approx(expected, rel=1e-4)
-    # the tiny corpus has no continuous limbs: no classical front, only the two-grid twin (the prior + sweeps)
-    assert sorted(out["baselines"]) == ["free_space_sgs128", "free_space_sgs32", "free_space_sgs64"]
+    # the tiny corpus has no continuous limbs: no classical front, only the two-grid twin (the prior + sweeps) and the
+    # solver stopped early (each preconditioner, cold and warm from the prior, each iteration count)
+    twins = ["free_space_sgs128", "free_space_sgs32", "free_space_sgs64"]
+    rivals = [f"cg_{m}{w}_k{k}" for m in ("gmg", "sa_energy") for w in ("", "_warm") for k in (1, 2, 3, 4, 5, 6, 8)]
+    assert sorted(out["baselines"]) == sorted(twins + rivals)
     assert set(out["baselines"]["free_space_sgs32"]) == {"base", "x2"}
+    assert set(out["baselines"]["cg_gmg_warm_k2"]) == {"base", "x2"}
     for key in ("base_refined", "x2_restricted_refined"):
         assert set(out["samples"][key]) == {"0000", "0001"}
     # the default predictor is the hybrid, named, at both resolutions
@@ -174,7 +178,9 @@ def test_error_estimate_and_classical_front_on_a_solved_corpus(tmp_path):
         data=data,
         physics=physics,
         loss=LossConfig(singularity_radius=1.0),
-        eval=EvalConfig(figures=0, baseline_spacings_m=(0.016, 0.008), refine_sweeps=3000, twogrid_sweeps=(3000,)),
+        eval=EvalConfig(
+            figures=0, baseline_spacings_m=(0.016, 0.008), refine_sweeps=3000, twogrid_sweeps=(3000,), rival_repeats=1
+        ),
     )
     ckpt = {
         "model": ZeroOperator().state_dict(),
@@ -196,6 +202,9 @@ def test_error_estimate_and_classical_front_on_a_solved_corpus(tmp_path):
     assert sorted(out["ood"]["shifts"]) == ["close_bipole", "elliptic", "large_bone", "thick_fat"]
     for key in ("base", "ood"):  # the corpus's own grid and solver
         assert out["baselines"]["fem_8mm"][key]["rel_l2"] < 1e-5
+    for key in ("base", "x2"):  # the solver stopped early: its own system, so 8 multigrid-CG iterations are the label
+        rival = out["baselines"]
+        assert rival["cg_gmg_k8"][key]["rel_l2_max"] < 1e-4 < rival["cg_gmg_k1"][key]["rel_l2"]
     assert out["baselines"]["fem_16mm"]["x2"]["rel_l2"] > out["baselines"]["fem_8mm"]["x2"]["rel_l2"] > 0
     # the hybrid's sweeps from a zero prediction are Gauss-Seidel on each sample's own system: they reach the corpus
     for key in ("base_refined", "ood_refined"):

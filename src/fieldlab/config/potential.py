@@ -277,6 +277,12 @@ class EvalConfig:
     twogrid_sweeps: tuple[int, ...] = spec(
         (32, 64, 128), ge=1, doc="sweeps of the classical two-grid baseline: the coarse_fem prior, then these sweeps"
     )
+    rival_iterations: tuple[int, ...] = spec(
+        (1, 2, 3, 4, 5, 6, 8), ge=1, doc="multigrid-CG on the sample's system stopped after these iterations ([]: none)"
+    )
+    # preconditioners of that rival (potential/rivals.py): geometric MG, pyamg SA with Jacobi / energy prolongation
+    rival_methods: tuple[Literal["gmg", "sa_jacobi", "sa_energy"], ...] = ("gmg", "sa_energy")
+    rival_repeats: int = spec(3, ge=1, doc="timed runs of each rival per sample, interleaved; the median is reported")
 
 
 # ---- checks across sections ----------------------------------------------------------------------------------------

@@ -21,7 +21,11 @@ sweeps of the sample's own FEM system (:mod:`~fieldlab.potential.refine`), score
 ``ood_refined`` and, at 2x, ``x2_restricted_refined`` (the operator on the training grid, swept on the sample
 restricted to it, prolonged as a Q1 field); its seconds include the assembly and the sweeps. Its classical
 twin, the coarse_fem prior followed by ``k`` sweeps for each ``k`` of ``eval.twogrid_sweeps`` (a two-grid method:
-coarse solve, fine smoothing), joins the front as ``baselines.twogrid_<N>mm_sgs<k>``.
+coarse solve, fine smoothing), joins the front as ``baselines.twogrid_<N>mm_sgs<k>``. The strongest classical rival,
+the sample's own system solved by multigrid-CG and stopped after ``k`` iterations (``eval.rival_iterations``, each
+preconditioner of ``eval.rival_methods``, cold and warm-started from the model's prior), joins it as
+``baselines.cg_<method>[_warm]_k<k>`` (:mod:`~fieldlab.potential.rivals`), at base on the base system and at 2x on
+the 2x sample's own system.
 
 ``metrics/eval_sr.json`` holds the headline numbers (``dvc metrics show``); every per-sample value (all measures,
 forward and prior seconds) goes to ``per_sample.json`` beside the figures.
@@ -54,6 +58,7 @@ from fieldlab.potential.estimate import estimate_error
 from fieldlab.potential.models.wrapper import BACKBONES
 from fieldlab.potential.predictor import predict_default, predictor_name
 from fieldlab.potential.refine import Refiner, refine_prior, timed
+from fieldlab.potential.rivals import rival_front
 
 MEASURES = ("rel_l2", "rel_l2_tissue", "mse", "r2", "max_error")
 
@@ -414,6 +419,8 @@ def evaluate_sr(
         if with_front:
             for name, point in split_front(cfg, ds, key).items():
                 front.setdefault(name, {})[key] = point
+        for name, point in split_rivals(cfg, ds, cost).items():  # the solver used well, model-independent
+            twogrid_front.setdefault(name, {})[key] = point
     if cfg.data.n_ood > 0:  # the out-of-distribution split, at the base grid
         ds = PotentialDataset(split_files(cfg.data.root, "ood"), **kw)
         cost = prior_cost(ds)
@@ -491,6 +498,23 @@ def twogrid_prefix(prior: Any) -> str:
     if prior.kind == "coarse_fem":
         return f"twogrid_{prior.coarse_spacing_m * 1e3:g}mm_sgs"
     return f"{prior.kind}_sgs"
+
+
+def split_rivals(cfg: Config, ds: PotentialDataset, prior_cost: Callable[[int], float]) -> dict[str, dict[str, float]]:
+    """The strongest classical rival on the files of ``ds`` (:func:`~fieldlab.potential.rivals.rival_front`):
+    multigrid-CG on each sample's own system stopped after ``eval.rival_iterations``, cold and, for a model with a
+    prior, warm-started from that prior (paying its seconds), scored on the loss masks; empty without iterations."""
+    e = cfg.eval
+    if not e.rival_iterations or not e.rival_methods:
+        return {}
+    samples = [ds.sample(i) for i in range(len(ds))]
+    items = [ds[i] for i in range(len(ds))]
+    masks = [item["mask"][0].numpy().astype(bool) for item in items]
+    priors = None
+    if all("prior" in item for item in items):
+        priors = [ds.scaler.unscale_potential(item["prior"][0]).numpy().astype(np.float64) for item in items]
+    seconds = [prior_cost(i) for i in range(len(ds))] if priors is not None else None
+    return rival_front(samples, masks, e.rival_iterations, e.rival_methods, e.rival_repeats, priors, seconds)
 
 
 def split_front(cfg: Config, ds: PotentialDataset, key: str) -> dict[str, dict[str, float]]:
