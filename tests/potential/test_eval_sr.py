@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from support_slow import slowed
 from support_train import tiny_config, tiny_factory, write_corpus
 from torch import nn
 
@@ -273,15 +274,8 @@ def test_every_part_of_a_prediction_shows_in_its_seconds(root, tmp_path, monkeyp
     the prior is timed in this run (not read from a file written by another process)."""
     from fieldlab.potential import baselines, refine
 
-    def slow(fn):
-        def wrapped(*args, **kw):
-            time.sleep(DELAY)
-            return fn(*args, **kw)
-
-        return wrapped
-
-    monkeypatch.setattr(baselines, "compute_prior", slow(baselines.compute_prior))
-    monkeypatch.setattr(refine, "assemble", slow(refine.assemble))
+    monkeypatch.setattr(baselines, "compute_prior", slowed(baselines.compute_prior, DELAY))
+    monkeypatch.setattr(refine, "assemble", slowed(refine.assemble, DELAY))
     cfg = tiny_config(root, tmp_path)
     path = zero_checkpoint(tmp_path / "best.pt", FieldScaler(f_scale=1.0, u_scale=1e-3), [0.01, 0.01, 0.01])
     out = evaluate.evaluate_sr(cfg, path, None, model_factory=lambda c, b: SlowZero(), with_front=False)

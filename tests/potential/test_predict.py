@@ -8,6 +8,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from support_slow import slowed
 from torch import nn
 
 from fieldlab.cli import main
@@ -156,15 +157,8 @@ def test_seconds_include_the_prior_the_forward_pass_and_the_assembly(trained, tm
     params, ckpt = runs["coarse_fem"]
     delay = 0.15
 
-    def slow(fn):
-        def wrapped(*args, **kw):
-            time.sleep(delay)
-            return fn(*args, **kw)
-
-        return wrapped
-
-    monkeypatch.setattr(predict_module, "compute_prior", slow(predict_module.compute_prior))
-    monkeypatch.setattr(refine, "assemble", slow(refine.assemble))
+    monkeypatch.setattr(predict_module, "compute_prior", slowed(predict_module.compute_prior, delay))
+    monkeypatch.setattr(refine, "assemble", slowed(refine.assemble, delay))
     files = [root / "test" / "0000.npz", root / "test_2x" / "0000.npz"]
     out = {}
     for f in files:  # one file per call: both are named 0000

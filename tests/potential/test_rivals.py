@@ -4,10 +4,10 @@ is already there, and every point pays for the assembly, the set-up and the prio
 from __future__ import annotations
 
 import itertools
-import time
 
 import numpy as np
 import pytest
+from support_slow import slowed
 from test_refine import SPACING, layered_limb, rel
 
 from fieldlab.errors import InputError
@@ -55,15 +55,8 @@ def test_every_point_pays_for_assembly_setup_and_prior(monkeypatch):
     the prior's seconds it is given, a cold one does not."""
     delay = 0.1
 
-    def slow(fn):
-        def wrapped(*args, **kw):
-            time.sleep(delay)
-            return fn(*args, **kw)
-
-        return wrapped
-
-    monkeypatch.setattr(multisource, "assemble", slow(multisource.assemble))
-    monkeypatch.setattr(multisource, "build_hierarchy", slow(multisource.build_hierarchy))
+    monkeypatch.setattr(multisource, "assemble", slowed(multisource.assemble, delay))
+    monkeypatch.setattr(multisource, "build_hierarchy", slowed(multisource.build_hierarchy, delay))
     sigma, f, u = layered_limb()
     sample = as_sample(sigma, f, u)
     curve = rivals.cg_curve(sample, (1, 3))
