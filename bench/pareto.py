@@ -5,9 +5,12 @@ On the test limbs of ``data.root`` (one run, same masks): the FEM on coarser gri
 with ``--checkpoint LABEL=PATH`` (its seconds include its prior; at 2x also through its training grid,
 ``predict_restricted``). With ``eval.refine_sweeps > 0`` each checkpoint also gives its hybrid point (the operator,
 then that many symmetric Gauss-Seidel sweeps of the sample's own FEM system; at 2x through the training grid) and
-the classical two-grid twin of its prior (``baselines.twogrid_*``: the coarse solve, then sweeps). A point is on the
-Pareto front when no other point is at least as accurate and at least as fast (and better in one). Prints JSON and
-draws the scatter with the front::
+the classical twin of its prior (``baselines.coarse_<N>mm_sgs<k>``: the coarse solve, then sweeps), beside the
+rivals of the solver used well (``baselines.cg_*``: multigrid-CG stopped early; ``baselines.twogrid_<N>mm[_warm]_v<c>``:
+a true two-grid cycle). A point is on the Pareto front (``on_front``) when no other point is at least as accurate and
+at least as fast (and better in one); it is a clear member (``front_member``,
+:func:`fieldlab.potential.rivals.front_members`) when no other point is at least as good on both axes once the
+measured run-to-run spread of the seconds is allowed for. Prints JSON and draws the scatter with the front::
 
     python bench/pareto.py --checkpoint fno/coarse_fem=experiments/fno/checkpoints/best.pt \\
         --checkpoint unet/coarse_fem=experiments/unet/checkpoints/best.pt --figure docs/figures/pareto.png
@@ -32,22 +35,30 @@ from fieldlab.config import PriorConfig, load_config
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
 from fieldlab.potential.data.transforms import FieldScaler
 from fieldlab.potential.evaluate import evaluate_sr, split_front
+from fieldlab.potential.rivals import front_members
 
 KEYS = ("base", "x2")
-#: marker and colour of each kind of point: the FEM run coarser, the two-grid twin (a coarse solve + fine sweeps),
-#: the operator alone and the hybrid (operator + the same sweeps)
+#: marker and colour of each kind of point: the FEM run coarser, a coarse solve (the prior's twin: + fine sweeps; the
+#: sub-grid corrector's start), the operator alone, the hybrid (operator + the same sweeps), multigrid-CG stopped
+#: early, the two-grid cycle and the learned sub-grid corrector
 STYLE = {
     "fem": ("s", "tab:gray"),
-    "twogrid": ("D", "tab:blue"),
+    "coarse": ("D", "tab:blue"),
+    "cycle": ("P", "tab:cyan"),
     "model": ("o", "tab:red"),
     "hybrid": ("*", "tab:green"),
     "cg": ("^", "tab:purple"),
+    "subgrid": ("X", "tab:orange"),
 }
 
 
 def pareto(points: list[dict]) -> list[dict]:
-    """Mark ``on_front`` on each point: no other point is <= in both error and time and < in one."""
-    for p in points:
+    """Mark ``on_front`` on each point (no other point is <= in both error and time and < in one) and
+    ``front_member`` (:func:`~fieldlab.potential.rivals.front_members`: no other point as good on both axes within
+    the larger ``seconds_spread`` of the two; a point without one has none)."""
+    members = set(front_members({str(i): p for i, p in enumerate(points)}))
+    for i, p in enumerate(points):
+        p["front_member"] = str(i) in members
         p["on_front"] = not any(
             q is not p
             and q["rel_l2"] <= p["rel_l2"]
@@ -69,10 +80,7 @@ def front_points(cfg, checkpoint: Path) -> dict[str, list[dict]]:
     out: dict[str, list[dict]] = {}
     for key, split in zip(KEYS, cfg.eval.splits, strict=True):
         ds = PotentialDataset(split_files(cfg.data.root, split), **kw)
-        front = split_front(cfg, ds, key)
-        out[key] = [
-            {"name": n, "kind": "fem", "rel_l2": v["rel_l2"], "seconds": v["seconds"]} for n, v in front.items()
-        ]
+        out[key] = [point(n, "fem", v) for n, v in split_front(cfg, ds, key).items()]
     return out
 
 
@@ -82,9 +90,13 @@ def near(p: dict, q: dict) -> bool:
 
 
 def point(name: str, kind: str, summary: dict) -> dict:
-    """A point of the chart from an ``eval_sr`` summary (``seconds_per_sample``) or baseline (``seconds``)."""
+    """A point of the chart from an ``eval_sr`` summary (``seconds_per_sample``) or baseline (``seconds``), with its
+    ``seconds_spread`` where it was measured."""
     seconds = summary["seconds_per_sample"] if "seconds_per_sample" in summary else summary["seconds"]
-    return {"name": name, "kind": kind, "rel_l2": summary["rel_l2"], "seconds": seconds}
+    out = {"name": name, "kind": kind, "rel_l2": summary["rel_l2"], "seconds": seconds}
+    if "seconds_spread" in summary:
+        out["seconds_spread"] = summary["seconds_spread"]
+    return out
 
 
 def evaluation_points(label: str, ev: dict) -> dict[str, list[dict]]:
@@ -96,12 +108,28 @@ def evaluation_points(label: str, ev: dict) -> dict[str, list[dict]]:
     for key, tag, suffix in (("base", "base_refined", ""), ("x2", "x2_restricted_refined", " (restricted)")):
         if tag in ev:
             out[key].append(point(f"{label} +{sweeps} SGS{suffix}", "hybrid", ev[tag]))
+    if "x2_subgrid" in ev:
+        out["x2"].append(point("subgrid corrector", "subgrid", ev["x2_subgrid"]))
     for name, twin in ev.get("baselines", {}).items():
-        kind = "cg" if name.startswith("cg_") else "twogrid"  # the solver stopped early, or coarse solve + sweeps
+        kind = point_kind(name)
         for key in KEYS:
             if key in twin:
                 out[key].append(point(name, kind, twin[key]))
     return out
+
+
+def point_kind(name: str) -> str:
+    """The kind of a baseline by its name: multigrid-CG stopped early, the two-grid cycle, or a coarse solve (the
+    prior's twin with its sweeps, the sub-grid corrector's start).
+
+    Examples
+    --------
+    >>> point_kind("cg_gmg_r2mm_k3"), point_kind("twogrid_4mm_warm_v2"), point_kind("coarse_4mm_sgs32")
+    ('cg', 'cycle', 'coarse')
+    """
+    if name.startswith("cg_"):
+        return "cg"
+    return "cycle" if re.fullmatch(r"twogrid_.+_v\d+", name) else "coarse"
 
 
 def short_label(name: str) -> str:
@@ -109,11 +137,15 @@ def short_label(name: str) -> str:
 
     Examples
     --------
-    >>> short_label("FNO coarse_fem +32 SGS (restricted)"), short_label("twogrid_4mm_sgs64")
-    ('FNO cf+SGS (r)', '2grid 4mm+64')
+    >>> short_label("FNO coarse_fem +32 SGS (restricted)"), short_label("coarse_4mm_sgs64")
+    ('FNO cf+SGS (r)', 'coarse 4mm+64')
+    >>> short_label("twogrid_4mm_warm_v2"), short_label("twogrid_4mm_v8"), short_label("coarse_4mm_sgs32")
+    ('TG 4mm w2', 'TG 4mm 8', 'coarse 4mm+32')
     """
     name = re.sub(r" \+\d+ SGS", "+SGS", name.replace(" (restricted)", " (r)"))
     name = re.sub(r"^twogrid_(.+)_sgs(\d+)$", r"2grid \1+\2", name)
+    name = re.sub(r"^coarse_(.+)_sgs(\d+)$", r"coarse \1+\2", name)
+    name = re.sub(r"^twogrid_(.+?)(_warm)?_v(\d+)$", lambda m: f"TG {m[1]} {'w' if m[2] else ''}{m[3]}", name)
     name = re.sub(r"^free_space_sgs(\d+)$", r"fs+\1", name)
     return name.replace("coarse_fem", "cf").replace("free_space", "fs")
 
@@ -141,7 +173,7 @@ def draw(result: dict, path: Path) -> None:
                 s=36,
                 zorder=2,
                 color=color,
-                edgecolor="k" if p["on_front"] else "none",
+                edgecolor="k" if p.get("front_member", p["on_front"]) else "0.6" if p["on_front"] else "none",
             )
             offset = (4, -9) if id(p) in below else (4, 3)
             label = short_label(p["name"])
@@ -159,9 +191,10 @@ def draw(result: dict, path: Path) -> None:
         ax.xaxis.set_minor_formatter(ticks.NullFormatter())  # labelled ticks only: no overlapping labels
         ax.grid(True, which="both", alpha=0.3)
     fig.suptitle(
-        "squares: FEM on coarser grids; diamonds: two-grid (coarse FEM + k SGS sweeps); triangles: multigrid-CG"
-        " stopped after k iterations; circles: operators; stars: hybrid (operator + SGS sweeps)\noutlined: Pareto"
-        " front; (r): 2x through the training grid;"
+        "squares: FEM on coarser grids; diamonds: coarse FEM + k SGS sweeps; plus: two-grid cycles (TG, w: warm);"
+        " triangles: multigrid-CG stopped after k iterations; circles: operators; stars: hybrid (operator + SGS"
+        " sweeps)\noutlined black: clear Pareto front (beyond the timing spread), grey: on the front within the"
+        " spread of another point; (r): 2x through the training grid;"
         " cf: coarse_fem prior, fs: free_space prior",
         fontsize=9,
     )

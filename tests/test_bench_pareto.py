@@ -51,7 +51,7 @@ def test_evaluation_points_of_one_checkpoint(bench):
         "base_refined": {**summary, "rel_l2": 0.006, "seconds_per_sample": 0.8},
         "x2_restricted_refined": {**summary, "rel_l2": 0.013, "seconds_per_sample": 1.5},
         "baselines": {
-            "twogrid_4mm_sgs32": {"base": {"rel_l2": 0.011, "seconds": 0.5}},
+            "coarse_4mm_sgs32": {"base": {"rel_l2": 0.011, "seconds": 0.5}},
             "cg_gmg_k3": {"x2": {"rel_l2": 0.009, "seconds": 2.1}},
         },
     }
@@ -60,7 +60,7 @@ def test_evaluation_points_of_one_checkpoint(bench):
     assert base == {
         "FNO": ("model", 0.02, 0.4),
         "FNO +32 SGS": ("hybrid", 0.006, 0.8),
-        "twogrid_4mm_sgs32": ("twogrid", 0.011, 0.5),
+        "coarse_4mm_sgs32": ("coarse", 0.011, 0.5),
     }
     x2 = {p["name"]: (p["kind"], p["rel_l2"], p["seconds"]) for p in out["x2"]}
     assert x2 == {

@@ -79,3 +79,121 @@ def test_bad_input_is_one_error():
         rivals.rival_front([sample], [tissue], (1,), ("amg",), 1)
     with pytest.raises(InputError, match="start has shape"):
         rivals.cg_curve(sample, (1,), start=u[:-1])
+
+
+def test_the_restricted_rival_reaches_the_coarse_solve():
+    """Multigrid-CG on the sample restricted to cells of 4 mm, run to convergence and prolonged back, is the
+    coarse_fem prior at 4 mm solved tightly: the same restriction, the same Q1 system, the same prolongation (a path
+    through solve_corners instead of the rival's own CG). 32x16x16 voxels: the 4 mm system is too large for one
+    V-cycle's direct coarsest solve, so one iteration is not yet the solve."""
+    from fieldlab.potential.physics.coarse import coarse_fem_prior
+
+    sigma, f, u = layered_limb((32, 16, 16))
+    tissue = np.any(sigma != 0, axis=-1)
+    sample = as_sample(sigma, f, u)
+    curve = rivals.restricted_cg_curve(sample, 4e-3, (1, 30))
+    prior, _ = coarse_fem_prior(sample, 4e-3, tol=1e-12)
+    assert rel(curve.fields[1], prior, tissue) < 1e-8
+    assert rel(curve.fields[0], prior, tissue) > 1e-3  # one iteration is not the solve
+    assert rel(curve.fields[1], u, tissue) > 1e-3  # and the coarse solve is not the fine one
+
+
+def test_the_restricted_rival_pays_for_the_restriction(monkeypatch):
+    delay = 0.1
+    monkeypatch.setattr(rivals, "restrict", slowed(rivals.restrict, delay))
+    sigma, f, u = layered_limb((16, 8, 8))
+    curve = rivals.restricted_cg_curve(as_sample(sigma, f, u), 4e-3, (1, 2))
+    assert min(curve.seconds) >= delay
+
+
+def test_the_front_of_every_rival_with_its_spread():
+    """On a 2x sample (16x8x8 over the training grid 8x4x4) the front holds multigrid-CG cold and warm, the two-grid
+    cycle cold and warm and the restricted CG (cold only); on a sample of the training grid no restricted point.
+    Every point has a seconds spread (>= 0, 0 for one run) and an error spread of 0."""
+    sigma, f, u = layered_limb((16, 8, 8))
+    tissue = np.any(sigma != 0, axis=-1)
+    sample = as_sample(sigma, f, u)
+    spec = rivals.TwoGridSpec((1, 3), 1, 4e-3)
+    front = rivals.rival_front(
+        [sample], [tissue], (1, 2), ("gmg",), 2, [0.5 * u], [7.0], twogrid=spec, training_grid=(8, 4, 4)
+    )
+    assert sorted(front) == sorted(
+        [f"cg_gmg{w}_k{k}" for w in ("", "_warm") for k in (1, 2)]
+        + [f"twogrid_4mm{w}_v{c}" for w in ("", "_warm") for c in (1, 3)]
+        + ["cg_gmg_r4mm_k1", "cg_gmg_r4mm_k2"]
+    )
+    assert all(p["seconds_spread"] >= 0 and p["rel_l2_spread"] == 0 for p in front.values())
+    assert front["twogrid_4mm_warm_v1"]["seconds"] >= 7.0 > front["twogrid_4mm_v1"]["seconds"]
+    assert front["twogrid_4mm_v3"]["rel_l2"] < front["twogrid_4mm_v1"]["rel_l2"]
+    same = rivals.rival_front([sample], [tissue], (1,), ("gmg",), 1, twogrid=spec, training_grid=(16, 8, 8))
+    assert sorted(same) == ["cg_gmg_k1", "twogrid_4mm_v1", "twogrid_4mm_v3"]
+    assert all(p["seconds_spread"] == 0 for p in same.values())
+
+
+class Clocked:
+    """A fake curve run: one point whose seconds come from ``times`` in turn and whose field is ``field``."""
+
+    def __init__(self, times, field):
+        self.times, self.field = iter(times), field
+
+    def __call__(self):
+        return rivals.CGCurve((1,), (next(self.times),), (self.field,))
+
+
+def test_median_and_spread_of_hand_timed_runs():
+    """Three rounds of 1.0, 1.5 and 0.5 s on one sample and 2, 2, 2 s on another, plus a prior of 1 s: the seconds
+    are the mean of the medians (2 and 3), the spread the median over samples of (max - min) / median (0.5 and 0)."""
+    sigma, f, u = layered_limb()
+    tissue = np.any(sigma != 0, axis=-1)
+    s = as_sample(sigma, f, u)
+    runs = [
+        [rivals.Variant(("p",), Clocked([1.0, 1.5, 0.5], u), 1.0)],
+        [rivals.Variant(("p",), Clocked([2.0, 2.0, 2.0], 0.5 * u), 1.0)],
+    ]
+    front = rivals.curve_front([s, s], [tissue, tissue], runs, 3)
+    assert front["p"]["seconds"] == pytest.approx(2.5)
+    assert front["p"]["seconds_spread"] == pytest.approx(0.25)  # median of 1.0 / 2.0 and 0
+    assert front["p"]["rel_l2"] == pytest.approx(0.25) and front["p"]["rel_l2_max"] == pytest.approx(0.5)
+
+
+def pts(**kw):
+    """``name=(rel_l2, seconds[, seconds_spread])`` -> points."""
+    return {n: {"rel_l2": v[0], "seconds": v[1], "seconds_spread": v[2] if len(v) > 2 else 0.0} for n, v in kw.items()}
+
+
+def test_front_members_without_spread_is_the_pareto_front_less_exact_ties():
+    """From a sketch: a (fast, coarse), d (between) and c (slow, fine) are on the front; b is beaten by d on both
+    axes; e ties a in time and is worse. Two identical points match each other: neither is a clear member."""
+    points = pts(a=(0.20, 0.1), b=(0.05, 0.6), c=(0.001, 2.0), d=(0.01, 0.5), e=(0.3, 0.1))
+    assert rivals.front_members(points) == ["a", "d", "c"]
+    assert rivals.front_members(pts(x=(0.1, 1.0), y=(0.1, 1.0))) == []
+    assert rivals.front_members(pts(x=(0.1, 1.0), y=(0.1, 1.0), z=(0.01, 3.0))) == ["z"]
+
+
+def test_front_members_allow_for_the_larger_spread():
+    """m is 5 % faster than n and less accurate: without spread both are members; with a 10 % spread on either one n
+    is within m's reach in time and at least as accurate, so m is a tie, not a clear member, and n stays (m is not
+    as accurate as n). A spread on the error axis works the same way."""
+    assert rivals.front_members(pts(m=(0.02, 1.0), n=(0.01, 1.05))) == ["m", "n"]
+    assert rivals.front_members(pts(m=(0.02, 1.0, 0.1), n=(0.01, 1.05))) == ["n"]
+    assert rivals.front_members(pts(m=(0.02, 1.0), n=(0.01, 1.05, 0.1))) == ["n"]
+    assert rivals.front_members(pts(m=(0.02, 1.0, 0.01), n=(0.01, 1.05, 0.01))) == ["m", "n"]
+    close = {"m": {"rel_l2": 0.0100, "seconds": 1.0}, "n": {"rel_l2": 0.0104, "seconds": 0.5, "rel_l2_spread": 0.05}}
+    assert rivals.front_members(close) == ["n"]
+
+
+def test_every_member_is_on_the_plain_front():
+    rng = np.random.default_rng(0)
+    for _ in range(50):
+        raw = rng.uniform(0.01, 1.0, size=(12, 3))
+        points = {str(i): {"rel_l2": e, "seconds": t, "seconds_spread": 0.2 * s} for i, (e, t, s) in enumerate(raw)}
+        plain = {
+            n
+            for n, p in points.items()
+            if not any(
+                q["rel_l2"] <= p["rel_l2"] and q["seconds"] <= p["seconds"] and q != p for m, q in points.items()
+            )
+        }
+        members = rivals.front_members(points)
+        assert set(members) <= plain
+        assert [points[n]["seconds"] for n in members] == sorted(points[n]["seconds"] for n in members)

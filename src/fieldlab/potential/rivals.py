@@ -11,20 +11,36 @@ One CG run gives every point of the curve: the iterate after ``k`` iterations is
 returns, and its time is the run's clock at that iteration, less what recording the iterates cost (a copy each).
 The map to voxel centres is applied to every recorded iterate after the run; its cost, timed once, is added to
 every point.
+
+Two more rivals share the timing and the scoring (:func:`rival_front`):
+
+- the two-grid cycle (:mod:`~fieldlab.potential.twogrid`): symmetric Gauss-Seidel sweeps and an exact Galerkin
+  coarse-grid correction on a coarse grid of fixed spacing, ``twogrid_<N>mm[_warm]_v<c>`` after ``c`` cycles;
+- at a grid finer than the training grid (2x), multigrid-CG on the sample restricted to the training grid
+  (:func:`restricted_cg_curve`: :func:`~.physics.coarse.restrict`, the solve, :func:`~.physics.coarse.prolong` back,
+  as the coarse_fem prior moves between grids), ``cg_<method>_r<N>mm_k<k>``, timed from the fine arrays.
+
+Every point carries the run-to-run spread of its seconds (``seconds_spread``, :func:`spread`) and of its error
+(``rel_l2_spread``: 0, the solvers are deterministic), which :func:`front_members` allows for when it decides which
+points are clearly on the Pareto front.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
 from fieldlab.errors import InputError
 from fieldlab.potential.estimate import centres_to_corners
+from fieldlab.potential.physics.coarse import prolong, restrict
 from fieldlab.potential.physics.multisource import LimbSystem
 from fieldlab.potential.physics.solver import check_inputs, corners_to_centres, load_vector
 from fieldlab.potential.schema import PotentialSample
+from fieldlab.potential.twogrid import twogrid_curve, twogrid_factor, twogrid_name
 
 
 @dataclass(frozen=True)
@@ -89,9 +105,7 @@ def cg_curve(
     >>> [bool(np.linalg.norm(v - u) < 1e-3 * np.linalg.norm(u)) for v in c.fields]  # 1 iteration is not enough
     [False, True]
     """
-    counts = tuple(int(k) for k in iterations)
-    if not counts or min(counts) < 1:
-        raise InputError(f"rival iterations = {list(counts)}; expected CG iteration counts >= 1")
+    counts = _counts(iterations)
     t0 = time.perf_counter()
     sigma = np.asarray(sample.sigma, dtype=np.float64)
     source = np.asarray(sample.source, dtype=np.float64)
@@ -108,21 +122,7 @@ def cg_curve(
             raise InputError(f"start has shape {start.shape}: expected finite values on the sample's grid {mask.shape}")
         corners = centres_to_corners(start, system.nodes, mask)
         x0 = corners[1:] - corners[0]  # corner 0 is pinned at zero; a constant is no error (gauge)
-    clock: list[float] = []
-    iterates: list[np.ndarray] = []
-    spent = 0.0  # recording the iterates is no part of the rival
-
-    def record(xk: np.ndarray) -> None:
-        nonlocal spent
-        t = time.perf_counter()
-        clock.append(t - spent)
-        iterates.append(np.array(xk, copy=True))
-        spent += time.perf_counter() - t
-
-    ml.solve(b[1:], x0=x0, tol=1e-300, maxiter=max(counts), accel="cg", callback=record)
-    if len(iterates) < max(counts):  # CG stopped early (an exact solve): later counts return the last iterate
-        clock += [clock[-1]] * (max(counts) - len(iterates))
-        iterates += [iterates[-1]] * (max(counts) - len(iterates))
+    clock, iterates = _cg_iterates(ml, b[1:], x0, max(counts))
     fields, mapping = [], 0.0
     for k in counts:
         t = time.perf_counter()
@@ -134,8 +134,226 @@ def cg_curve(
     return CGCurve(counts, seconds, tuple(fields))
 
 
+def _counts(iterations: Sequence[int]) -> tuple[int, ...]:
+    counts = tuple(int(k) for k in iterations)
+    if not counts or min(counts) < 1:
+        raise InputError(f"rival iterations = {list(counts)}; expected CG iteration counts >= 1")
+    return counts
+
+
+def _cg_iterates(ml, b: np.ndarray, x0: np.ndarray, n: int) -> tuple[list[float], list[np.ndarray]]:
+    """Preconditioned CG on the pinned system for ``n`` iterations: the clock at each iteration (less what recording
+    the iterates cost) and each iterate; a run that stops early (an exact solve) repeats its last one."""
+    clock: list[float] = []
+    iterates: list[np.ndarray] = []
+    spent = 0.0  # recording the iterates is no part of the rival
+
+    def record(xk: np.ndarray) -> None:
+        nonlocal spent
+        t = time.perf_counter()
+        clock.append(t - spent)
+        iterates.append(np.array(xk, copy=True))
+        spent += time.perf_counter() - t
+
+    ml.solve(b, x0=x0, tol=1e-300, maxiter=n, accel="cg", callback=record)
+    if not iterates:  # nothing to do: the start solves the system
+        clock, iterates = [time.perf_counter() - spent], [np.array(x0, copy=True)]
+    if len(iterates) < n:  # CG stopped early (an exact solve): later counts return the last iterate
+        clock += [clock[-1]] * (n - len(iterates))
+        iterates += [iterates[-1]] * (n - len(iterates))
+    return clock, iterates
+
+
+def training_spacing(sample: PotentialSample, grid: tuple[int, int, int]) -> float | None:
+    """The cell (m, along D) of the training ``grid`` over ``sample``'s box when ``sample`` is a whole, isotropic
+    refinement of it by a factor above 1 (2x), else ``None`` (the sample is on the training grid, or no refinement).
+
+    Examples
+    --------
+    >>> z = np.zeros((8, 4, 4))
+    >>> s = PotentialSample(np.zeros((8, 4, 4, 6)), z, z == 0, z.astype(np.uint8), z, (1e-3, 1e-3, 1e-3),
+    ...                     np.zeros((2, 3)), np.zeros((2, 3), dtype=np.int64))
+    >>> training_spacing(s, (4, 2, 2)), training_spacing(s, (8, 4, 4)), training_spacing(s, (3, 2, 2))
+    (0.002, None, None)
+    """
+    shape = tuple(int(n) for n in sample.shape)
+    factors = {s / g for s, g in zip(shape, grid, strict=True)}
+    if len(factors) != 1 or any(s % g for s, g in zip(shape, grid, strict=True)) or factors == {1.0}:
+        return None
+    return float(sample.spacing[2]) * shape[0] / int(grid[0])
+
+
+def restricted_name(method: str, h: float, k: int) -> str:
+    """``cg_<method>_r<N>mm_k<k>``: multigrid-CG on the sample restricted to cells of ``N`` mm, ``k`` iterations.
+
+    Examples
+    --------
+    >>> restricted_name("gmg", 0.002, 3)
+    'cg_gmg_r2mm_k3'
+    """
+    return f"cg_{method}_r{h * 1e3:g}mm_k{k}"
+
+
+def restricted_cg_curve(
+    sample: PotentialSample,
+    h: float,
+    iterations: tuple[int, ...],
+    method: str = "gmg",
+    prolongation: str = "jacobi",
+) -> CGCurve:
+    """Multigrid-CG on ``sample`` restricted to cells of ``h`` metres (the training grid at 2x), stopped after each
+    count of ``iterations``, its Q1 field evaluated at ``sample``'s voxel centres.
+
+    The restriction is :func:`~.physics.coarse.restrict` (air-aware tensor mean, current summed cell by cell, as the
+    hybrid restricts a 2x sample) and the way back :func:`~.physics.coarse.prolong` (exact trilinear evaluation of
+    the coarse corners at the fine centres, corpus gauge, as the coarse_fem prior). Seconds count from the fine
+    arrays: restriction, checks, assembly, multigrid set-up, load vector, ``k`` iterations and one prolongation.
+
+    Raises
+    ------
+    InputError
+        An iteration count below 1, or a restricted sample that fails the solver's checks.
+    ConfigError
+        ``h`` does not tile ``sample``'s grid with whole blocks of voxels.
+
+    Examples
+    --------
+    >>> sigma = np.zeros((16, 16, 16, 6)); sigma[..., :3] = 1.0
+    >>> f = np.zeros((16, 16, 16)); f[4, 4, 4], f[11, 11, 11] = 1.0, -1.0
+    >>> z = np.zeros((16, 16, 16))
+    >>> s = PotentialSample(sigma, f, z == 0, z.astype(np.uint8), z, (1.0, 1.0, 1.0), np.zeros((2, 3)),
+    ...                     np.zeros((2, 3), dtype=np.int64))
+    >>> c = restricted_cg_curve(s, 2.0, (1, 20))
+    >>> [v.shape for v in c.fields], c.iterations
+    ([(16, 16, 16), (16, 16, 16)], (1, 20))
+    """
+    counts = _counts(iterations)
+    t0 = time.perf_counter()
+    spacing = tuple(float(v) for v in sample.spacing)
+    fine_mask = np.asarray(sample.mask, dtype=bool)
+    problem = restrict(sample.sigma, sample.source, fine_mask, spacing, h)  # type: ignore[arg-type]
+    mask = check_inputs(problem.sigma, problem.source, problem.grid.spacing)
+    system = LimbSystem(problem.sigma, problem.grid.spacing, method=method, prolongation=prolongation)
+    ml = system.hierarchy()
+    b = load_vector(problem.source, mask, system.nodes, system.spacing)  # type: ignore[arg-type]
+    b -= b.sum() / b.size
+    clock, iterates = _cg_iterates(ml, b[1:], np.zeros(b.size - 1), max(counts))
+    shape = tuple(n + 1 for n in mask.shape)
+    active = np.zeros(int(np.prod(shape)), dtype=bool)
+    active[system.nodes] = True
+    fields, mapping = [], 0.0
+    for k in counts:
+        t = time.perf_counter()
+        corners = np.zeros(active.size)
+        corners[system.nodes] = np.concatenate([[0.0], iterates[k - 1]])
+        u = prolong(corners.reshape(shape), active.reshape(shape), problem.grid.factor, fine_mask)
+        mapping = time.perf_counter() - t
+        fields.append(u)
+    seconds = tuple(clock[k - 1] - t0 + mapping for k in counts)
+    return CGCurve(counts, seconds, tuple(fields))
+
+
 #: ``eval.rival_methods`` -> (multigrid method, SA prolongation smoother) of :func:`cg_curve`.
 RIVAL_METHODS = {"gmg": ("gmg", "jacobi"), "sa_jacobi": ("sa", "jacobi"), "sa_energy": ("sa", "energy")}
+
+
+class Curve(Protocol):
+    """What every rival run returns: one field and its seconds per point."""
+
+    seconds: tuple[float, ...]
+    fields: tuple[np.ndarray, ...]
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One rival run on one sample: ``run()`` gives a curve whose point ``j`` is ``names[j]``; ``extra`` seconds
+    (a warm start's prior) are added to every point."""
+
+    names: tuple[str, ...]
+    run: Callable[[], Curve]
+    extra: float = 0.0
+
+
+@dataclass(frozen=True)
+class TwoGridSpec:
+    """The two-grid rival's settings: ``cycles`` (points), ``smoothing`` (sweeps before and after each coarse
+    correction) and the coarse cell ``coarse_spacing_m`` (``eval.twogrid_*``)."""
+
+    cycles: tuple[int, ...]
+    smoothing: int
+    coarse_spacing_m: float
+
+
+def spread(seconds: Sequence[float]) -> float:
+    """Run-to-run spread of one point's timed repeats on one sample: ``(max - min) / median`` (0 for one run).
+
+    The full range over the median, not a quantile range: with the few repeats a benchmark affords (3) an
+    interquartile range is the range anyway, and the range is the honest width of what was seen.
+
+    Examples
+    --------
+    >>> spread([1.0, 1.5, 0.5]), spread([2.0])
+    (1.0, 0.0)
+    """
+    s = np.asarray(seconds, dtype=np.float64)
+    med = float(np.median(s))
+    return float((s.max() - s.min()) / med) if med > 0 else 0.0
+
+
+def curve_front(
+    samples: list[PotentialSample],
+    masks: list[np.ndarray],
+    variants: list[list[Variant]],
+    repeats: int,
+) -> dict[str, dict[str, float]]:
+    """Every point of every rival run ``variants[i]`` on sample ``i``, scored on ``masks[i]`` against its ``u``.
+
+    Each variant of a sample runs once per round, ``repeats`` rounds (interleaved, so a slow spell of the machine
+    hits every variant alike). A point's ``seconds`` is its median over the rounds plus the variant's ``extra``,
+    then the mean over samples; ``seconds_spread`` the median over samples of :func:`spread` of its rounds (extra
+    included); ``rel_l2`` and ``rel_l2_max`` the mean and worst relative L2 over samples (from the first round: the
+    solvers are deterministic, so ``rel_l2_spread`` is 0). Returns ``{name: {rel_l2, rel_l2_max, rel_l2_spread,
+    seconds, seconds_spread}}``.
+
+    Raises
+    ------
+    InputError
+        ``repeats < 1``, or a sample whose ``u`` is zero over its mask.
+    """
+    if repeats < 1:
+        raise InputError(f"eval.rival_repeats = {repeats}: expected at least 1 timed run")
+    errors: dict[str, list[float]] = {}
+    seconds: dict[str, list[float]] = {}
+    spreads: dict[str, list[float]] = {}
+    for i, (sample, mask, runs_i) in enumerate(zip(samples, masks, variants, strict=True)):
+        truth = np.asarray(sample.u, dtype=np.float64)
+        norm = float(np.linalg.norm(truth[mask]))
+        if norm == 0:
+            raise InputError(f"sample {i}: its potential u is zero over the mask; the rivals have nothing to score")
+        first: dict[int, Curve] = {}
+        times: dict[int, list[tuple[float, ...]]] = {}
+        for _ in range(repeats):
+            for v, variant in enumerate(runs_i):
+                curve = variant.run()
+                first.setdefault(v, curve)  # the fields of one round are kept: the others would be the same
+                times.setdefault(v, []).append(tuple(curve.seconds))
+        for v, variant in enumerate(runs_i):
+            total = np.asarray(times[v], dtype=np.float64) + variant.extra  # (rounds, points)
+            for j, name in enumerate(variant.names):
+                err = float(np.linalg.norm((first[v].fields[j] - truth)[mask])) / norm
+                errors.setdefault(name, []).append(err)
+                seconds.setdefault(name, []).append(float(np.median(total[:, j])))
+                spreads.setdefault(name, []).append(spread(total[:, j]))
+    return {
+        name: {
+            "rel_l2": float(np.mean(errors[name])),
+            "rel_l2_max": float(np.max(errors[name])),
+            "rel_l2_spread": 0.0,
+            "seconds": float(np.mean(seconds[name])),
+            "seconds_spread": float(np.median(spreads[name])),
+        }
+        for name in errors
+    }
 
 
 def rival_front(
@@ -146,49 +364,97 @@ def rival_front(
     repeats: int,
     priors: list[np.ndarray | None] | None = None,
     prior_seconds: list[float] | None = None,
+    *,
+    twogrid: TwoGridSpec | None = None,
+    training_grid: tuple[int, int, int] | None = None,
+    restricted_methods: tuple[str, ...] = ("gmg",),
 ) -> dict[str, dict[str, float]]:
-    """Every rival's point on ``samples``: ``{rival_name: {rel_l2, rel_l2_max, seconds}}``, rel L2 over each sample's
-    ``masks[i]`` against its ``u``, seconds the median over ``repeats`` runs per sample (every variant of a sample
-    run once per round, rounds interleaved), mean over samples. With ``priors`` each method also runs warm, started
-    from the sample's prior, whose ``prior_seconds`` it pays.
+    """Every rival's point on ``samples`` (:func:`curve_front`: ``{name: {rel_l2, rel_l2_max, rel_l2_spread, seconds,
+    seconds_spread}}``), rel L2 over each sample's ``masks[i]`` against its ``u``, seconds the median over
+    ``repeats`` interleaved runs per sample, mean over samples.
+
+    - multigrid-CG with each preconditioner of ``methods`` stopped after each of ``iterations``
+      (:func:`rival_name`);
+    - with ``twogrid``, the two-grid cycle after each of ``twogrid.cycles`` (:func:`~.twogrid.twogrid_name`) on
+      the samples whose grid the coarse spacing tiles with cells of more than one voxel (others get no such point);
+    - with ``training_grid``, on a sample that is a whole refinement of it (2x), multigrid-CG with each of
+      ``restricted_methods`` on the sample restricted to that grid (:func:`restricted_cg_curve`,
+      :func:`restricted_name`).
+
+    With ``priors`` the CG and two-grid rivals also run warm, started from the sample's prior, whose
+    ``prior_seconds`` they pay.
 
     Raises
     ------
     InputError
         An unknown method, ``repeats < 1`` or no samples.
     """
-    unknown = [m for m in methods if m not in RIVAL_METHODS]
+    unknown = [m for m in (*methods, *restricted_methods) if m not in RIVAL_METHODS]
     if unknown or repeats < 1 or not samples:
         raise InputError(
             f"eval.rival_methods = {list(methods)}, repeats {repeats}, {len(samples)} sample(s): expected methods of "
             f"{', '.join(RIVAL_METHODS)}, repeats >= 1 and at least one sample"
         )
-    errors: dict[str, list[float]] = {}
-    seconds: dict[str, list[float]] = {}
-    for i, (sample, mask) in enumerate(zip(samples, masks, strict=True)):
+    counts = _counts(iterations) if iterations else ()  # no iterations: no CG points, cold or restricted
+    variants: list[list[Variant]] = []
+    for i, sample in enumerate(samples):
         prior = None if priors is None else priors[i]
-        variants = [(m, None) for m in methods] + ([(m, prior) for m in methods] if prior is not None else [])
-        runs: dict[int, list[CGCurve]] = {}
-        for _ in range(repeats):
-            for v, (m, start) in enumerate(variants):
-                runs.setdefault(v, []).append(cg_curve(sample, iterations, *RIVAL_METHODS[m], start=start))
-        truth = np.asarray(sample.u, dtype=np.float64)
-        norm = float(np.linalg.norm(truth[mask]))
-        if norm == 0:
-            raise InputError(f"sample {i}: its potential u is zero over the mask; the rivals have nothing to score")
-        for v, (m, start) in enumerate(variants):
-            extra = 0.0 if start is None else float(prior_seconds[i]) if prior_seconds is not None else 0.0
-            median = np.median([c.seconds for c in runs[v]], axis=0)
-            for j, k in enumerate(runs[v][0].iterations):
-                name = rival_name(m, start is not None, k)
-                err = float(np.linalg.norm((runs[v][0].fields[j] - truth)[mask])) / norm
-                errors.setdefault(name, []).append(err)
-                seconds.setdefault(name, []).append(float(median[j]) + extra)
-    return {
-        name: {
-            "rel_l2": float(np.mean(errors[name])),
-            "rel_l2_max": float(np.max(errors[name])),
-            "seconds": float(np.mean(seconds[name])),
-        }
-        for name in errors
-    }
+        extra = float(prior_seconds[i]) if prior is not None and prior_seconds is not None else 0.0
+        starts = [(None, 0.0)] + ([(prior, extra)] if prior is not None else [])
+        runs: list[Variant] = []
+        for start, cost in starts:
+            warm = start is not None
+            for m in methods if counts else ():
+                names = tuple(rival_name(m, warm, k) for k in counts)
+                run = _bind(cg_curve, sample, counts, *RIVAL_METHODS[m], start=start)
+                runs.append(Variant(names, run, cost))
+            factor = None if twogrid is None else twogrid_factor(sample, twogrid.coarse_spacing_m)
+            if twogrid is not None and factor is not None:
+                cycles = tuple(int(c) for c in twogrid.cycles)
+                names = tuple(twogrid_name(twogrid.coarse_spacing_m, warm, c) for c in cycles)
+                run = _bind(twogrid_curve, sample, cycles, factor, twogrid.smoothing, start=start)
+                runs.append(Variant(names, run, cost))
+        h = None if training_grid is None or not counts else training_spacing(sample, training_grid)
+        for m in restricted_methods if h is not None else ():
+            names = tuple(restricted_name(m, h, k) for k in counts)  # type: ignore[arg-type]
+            runs.append(Variant(names, _bind(restricted_cg_curve, sample, h, counts, *RIVAL_METHODS[m])))
+        variants.append(runs)
+    return curve_front(samples, masks, variants, repeats)
+
+
+def _bind(fn: Callable[..., Curve], *args, **kw) -> Callable[[], Curve]:
+    return lambda: fn(*args, **kw)
+
+
+def front_members(points: Mapping[str, Mapping[str, float]]) -> list[str]:
+    """The names of the points clearly on the Pareto front of error against time, the measured spread allowed for.
+
+    ``points`` maps a name to ``rel_l2``, ``seconds`` and, optionally, ``seconds_spread`` and ``rel_l2_spread``
+    (relative run-to-run spreads, :func:`spread`; missing means 0). Point ``q`` *matches* point ``p`` when it is at
+    least as good on both axes once the larger spread of the two is allowed:
+
+        t_q <= t_p (1 + max(s_p, s_q))   and   e_q <= e_p (1 + max(r_p, r_q))
+
+    (``t`` seconds, ``e`` rel L2, ``s`` and ``r`` their spreads). ``p`` is a member when no other point matches it.
+    With no spread this is "no other point is at least as good on both axes", so two identical points are both left
+    out; with spread, a point within the spread of one that is as good or better on the other axis is a tie, not a
+    clear member. Every member is on the plain Pareto front (strict dominance is a match), but not every point of
+    the plain front is a member. Returned in order of increasing seconds.
+
+    Examples
+    --------
+    >>> pts = {"fast": {"rel_l2": 0.2, "seconds": 0.1}, "slow": {"rel_l2": 0.001, "seconds": 2.0},
+    ...        "mid": {"rel_l2": 0.01, "seconds": 0.5, "seconds_spread": 0.1},
+    ...        "near_mid": {"rel_l2": 0.009, "seconds": 0.54, "seconds_spread": 0.1},
+    ...        "beaten": {"rel_l2": 0.05, "seconds": 0.6}}
+    >>> front_members(pts)  # mid is within 10 % of near_mid's time and less accurate: a tie, not a clear member
+    ['fast', 'near_mid', 'slow']
+    """
+
+    def matches(q: Mapping[str, float], p: Mapping[str, float]) -> bool:
+        s = max(float(p.get("seconds_spread", 0.0)), float(q.get("seconds_spread", 0.0)))
+        r = max(float(p.get("rel_l2_spread", 0.0)), float(q.get("rel_l2_spread", 0.0)))
+        return q["seconds"] <= p["seconds"] * (1 + s) and q["rel_l2"] <= p["rel_l2"] * (1 + r)
+
+    members = [n for n, p in points.items() if not any(m != n and matches(q, p) for m, q in points.items())]
+    return sorted(members, key=lambda n: (points[n]["seconds"], n))

@@ -62,7 +62,7 @@ def corpus_limb(record: dict, seed: int, physics: PhysicsConfig) -> tuple[LimbPa
             current=raw["current"],
             width=raw["width"],
         )
-        split = "test" if record["split"] == "test_2x" else record["split"]
+        split = record["split"].removesuffix("_2x")  # a limb at 2x is the same limb
         index = int(record.get("limb_index", record["index"]))
     except (KeyError, TypeError, ValueError):
         raise InputError(
