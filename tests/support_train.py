@@ -126,5 +126,6 @@ def tiny_config(root: Path, tmp: Path, **train):
             "loss": {"singularity_radius": 1.0},
             "log": {"root": str(tmp / "experiments"), "norms_every": 1, "vis_every": 1, "progress": False},
             "eval": {"figures": 1, "rival_repeats": 1},
+            "subgrid": {"enabled": False, "root": str(tmp / "experiments" / "subgrid")},
         }
     )

@@ -139,7 +139,7 @@ def test_trained_checkpoint_round_trip_and_stage_error(root, tmp_path):
     best = load_checkpoint(out_dir / "checkpoints" / "best.pt")
     assert res["checkpoint_epoch"] == best["epoch"]
     json.dumps(res)  # plain JSON
-    headline = {"rel_l2", "rel_l2_max", "r2", "prior_rel_l2", "seconds_per_sample", "estimate"}
+    headline = {"rel_l2", "rel_l2_max", "r2", "prior_rel_l2", "seconds_per_sample", "seconds_spread", "estimate"}
     assert set(res["base"]) == headline  # headline only; per-sample values are in res["samples"]
     assert set(res["base"]["estimate"]) == {"spearman", "effectivity_median", "effectivity_in_band", "seconds"}
 

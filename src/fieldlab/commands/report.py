@@ -138,6 +138,30 @@ def operator_section(m: Path) -> str | None:
             "",
             table(["predictor", "base rel L2", "base s", "2x rel L2", "2x s", "ood rel L2"], [hrow]),
         ]
+    if _get(ev, "x2_subgrid") is not None:
+        sub = _read(m / "train_subgrid.json")
+        srow = [
+            "subgrid_unet",
+            fmt(_get(sub, "train_samples"), "d") if isinstance(_get(sub, "train_samples"), int) else "–",
+            fmt(_get(sub, "best_val_rel_l2")),
+            fmt(_get(ev, "x2_subgrid.start_rel_l2")),
+            fmt(_get(ev, "x2_subgrid.rel_l2")),
+            fmt(_get(ev, "x2_subgrid.rel_l2_max")),
+            fmt(_get(ev, "x2_subgrid.seconds_per_sample"), ".3f"),
+            fmt(_get(ev, "ood_x2_subgrid.rel_l2")),
+            fmt(_get(ev, "ratio_ood_x2_subgrid"), ".2f"),
+        ]
+        out += [
+            "",
+            "**Sub-grid corrector at 2x** (the sample restricted to the training grid and solved, plus a UNet over the "
+            "1 mm arrays folded into channels; `metrics/train_subgrid.json`, `metrics/eval_sr.json: x2_subgrid`)",
+            "",
+            table(
+                ["predictor", "fine train limbs", "best val", "its start", "2x rel L2", "max", "s / sample",
+                 "ood 2x rel L2", "ood / test"],
+                [srow],
+            ),
+        ]  # fmt: skip
     baselines = _get(ev, "baselines")
     if isinstance(baselines, dict) and baselines:
         with_ood = any(_get(b, "ood") is not None for b in baselines.values())
@@ -155,6 +179,17 @@ def operator_section(m: Path) -> str | None:
         out += ["", "**Classical baselines** (same test limbs and mask, `metrics/eval_sr.json: baselines`)", ""]
         header = ["predictor", "base rel L2", "base s", "2x rel L2", "2x s"] + (["ood rel L2"] if with_ood else [])
         out.append(table(header, brows))
+    front = _get(ev, "front")
+    if isinstance(front, dict) and front:
+        grids = {"base": "base", "x2": "2x"}
+        lines = [f"- {grids.get(k, k)}: " + ", ".join(f"`{n}`" for n in names) for k, names in front.items()]
+        out += [
+            "",
+            "**On the front** (`metrics/eval_sr.json: front`: the points no other point matches in error and seconds "
+            "once the measured run-to-run spread of the seconds is allowed for; fastest first)",
+            "",
+            *lines,
+        ]
     ood = _get(ev, "ood")
     if isinstance(ood, dict):
         groups = {"all": ood, **(ood["shifts"] if isinstance(ood.get("shifts"), dict) else {})}

@@ -40,6 +40,7 @@ from fieldlab.config.potential import (
     PriorConfig,
     SolverConfig,
     SourceConfig,
+    SubgridConfig,
     TrainConfig,
     UNetConfig,
     check_loss_muscle,
@@ -72,6 +73,7 @@ __all__ = [
     "PriorConfig",
     "SolverConfig",
     "SourceConfig",
+    "SubgridConfig",
     "TrainConfig",
     "UNetConfig",
     "apply_overrides",
@@ -100,6 +102,7 @@ class Config:
     loss: LossConfig = field(default_factory=LossConfig)
     log: LogConfig = field(default_factory=LogConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
+    subgrid: SubgridConfig = field(default_factory=SubgridConfig)
     mpm: MPMConfig = field(default_factory=MPMConfig)
     inr: INRConfig = field(default_factory=INRConfig)
     explore: ExploreConfig = field(default_factory=ExploreConfig)

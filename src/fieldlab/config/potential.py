@@ -34,6 +34,10 @@ class DataConfig:
     test_2x: bool = True
     # Limbs of the out-of-distribution test split ood/ (one source each, base grid; shifts in physics.ood).
     n_ood: int = spec(0, ge=0, doc="out-of-distribution test limbs; 0 = no ood split")
+    # The fine labels of the sub-grid model: the first limbs of train / val also solved at 2x (train_2x/, val_2x/).
+    n_train_2x: int = spec(0, ge=0, doc="training limbs also solved at 2x (train_2x/); 0 = none")
+    n_val_2x: int = spec(0, ge=0, doc="validation limbs also solved at 2x (val_2x/); 0 = none")
+    ood_2x: bool = False
     workers: int = spec(0, ge=0, doc="parallel processes for generation; 0 = all cores")
 
 
@@ -283,6 +287,31 @@ class EvalConfig:
     # preconditioners of that rival (potential/rivals.py): geometric MG, pyamg SA with Jacobi / energy prolongation
     rival_methods: tuple[Literal["gmg", "sa_jacobi", "sa_energy"], ...] = ("gmg", "sa_energy")
     rival_repeats: int = spec(3, ge=1, doc="timed runs of each rival per sample, interleaved; the median is reported")
+    # the preconditioners of that rival at 2x (SA's set-up on the 1 mm system costs ~4x gmg's and is dominated)
+    rival_methods_x2: tuple[Literal["gmg", "sa_jacobi", "sa_energy"], ...] = ("gmg",)
+    twogrid_cycles: tuple[int, ...] = spec(
+        (1, 2, 4, 8), ge=1, doc="two-grid cycles (smoothing + exact coarse correction) of that rival ([]: none)"
+    )
+    twogrid_smoothing: int = spec(1, ge=0, doc="symmetric Gauss-Seidel sweeps before and after each coarse correction")
+    twogrid_coarse_m: float = spec(4e-3, gt=0, doc="m; coarse cell of the two-grid cycle, a whole number of voxels")
+
+
+@dataclass(frozen=True)
+class SubgridConfig:
+    """The learned sub-grid correction (potential/subgrid/): fine accuracy from a coarse solve and the fine arrays."""
+
+    enabled: bool = False  # train it (train_subgrid), score it in eval_sr at 2x (x2_subgrid) and make it the 2x default
+    root: str = "experiments/subgrid"
+    start_tol: float = spec(1e-4, gt=0, lt=1, doc="relative residual of the coarse start's multigrid-CG solve")
+    sigma_ref: float = spec(0.1, gt=0, doc="S/m; inputs use log(sigma / sigma_ref)")
+    base: int = spec(16, ge=1, doc="UNet channels at the first level")
+    depth: int = spec(3, ge=1, le=6)
+    groups: int = spec(4, ge=1)
+    epochs: int = spec(20, ge=1)
+    lr: float = spec(2e-3, gt=0)
+    weight_decay: float = spec(0.0, ge=0)
+    grad_clip: float = spec(1.0, ge=0, doc="max global gradient norm; 0 = off")
+    augment: bool = True  # each item under a random exact symmetry of the box (data/symmetry.py)
 
 
 # ---- checks across sections ----------------------------------------------------------------------------------------

@@ -20,12 +20,21 @@ The hybrid (``eval.refine_sweeps > 0``): the operator's prediction followed by t
 sweeps of the sample's own FEM system (:mod:`~fieldlab.potential.refine`), scored as ``base_refined``,
 ``ood_refined`` and, at 2x, ``x2_restricted_refined`` (the operator on the training grid, swept on the sample
 restricted to it, prolonged as a Q1 field); its seconds include the assembly and the sweeps. Its classical
-twin, the coarse_fem prior followed by ``k`` sweeps for each ``k`` of ``eval.twogrid_sweeps`` (a two-grid method:
-coarse solve, fine smoothing), joins the front as ``baselines.twogrid_<N>mm_sgs<k>``. The strongest classical rival,
-the sample's own system solved by multigrid-CG and stopped after ``k`` iterations (``eval.rival_iterations``, each
-preconditioner of ``eval.rival_methods``, cold and warm-started from the model's prior), joins it as
-``baselines.cg_<method>[_warm]_k<k>`` (:mod:`~fieldlab.potential.rivals`), at base on the base system and at 2x on
-the 2x sample's own system.
+twin, the coarse_fem prior followed by ``k`` sweeps for each ``k`` of ``eval.twogrid_sweeps`` (coarse solve, fine
+smoothing, no coarse-grid correction), joins the front as ``baselines.coarse_<N>mm_sgs<k>``. The strongest
+classical rival, the sample's own system solved by multigrid-CG and stopped after ``k`` iterations
+(``eval.rival_iterations``, each preconditioner of ``eval.rival_methods``, at 2x of ``eval.rival_methods_x2``, cold
+and warm-started from the model's prior), joins it as ``baselines.cg_<method>[_warm]_k<k>``
+(:mod:`~fieldlab.potential.rivals`), at base on the base system and at 2x on the 2x sample's own system; beside it
+the true two-grid cycle (smoothing, Galerkin coarse-grid correction on ``eval.twogrid_coarse_m``, smoothing;
+``baselines.twogrid_<N>mm[_warm]_v<c>``, :mod:`~fieldlab.potential.twogrid`) and, at 2x, multigrid-CG on the sample
+restricted to the training grid and prolonged (``baselines.cg_gmg_r<N>mm_k<k>``). Every point carries the measured
+run-to-run spread of its seconds (``seconds_spread``); ``front`` lists, per split, the points no other point matches
+within that spread (:func:`~fieldlab.potential.rivals.front_members`).
+
+With ``subgrid.enabled`` the sub-grid corrector (:mod:`fieldlab.potential.subgrid`) is scored at 2x
+(``x2_subgrid``; on the ood limbs at 2x, ``ood_x2_subgrid``), its coarse start alone joins the baselines
+(``restricted_pv_<N>mm``), and it is the default predictor at 2x.
 
 ``metrics/eval_sr.json`` holds the headline numbers (``dvc metrics show``); every per-sample value (all measures,
 forward and prior seconds) goes to ``per_sample.json`` beside the figures.
@@ -58,7 +67,10 @@ from fieldlab.potential.estimate import estimate_error
 from fieldlab.potential.models.wrapper import BACKBONES
 from fieldlab.potential.predictor import predict_default, predictor_name
 from fieldlab.potential.refine import Refiner, refine_prior, timed
-from fieldlab.potential.rivals import rival_front
+from fieldlab.potential.rivals import front_members, rival_front, spread
+from fieldlab.potential.subgrid.predict import load_subgrid
+from fieldlab.potential.subgrid.score import NAME as SUBGRID_NAME
+from fieldlab.potential.subgrid.score import subgrid_split
 
 MEASURES = ("rel_l2", "rel_l2_tissue", "mse", "r2", "max_error")
 
@@ -163,6 +175,8 @@ def _summary(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> di
     out: dict[str, Any] = {m: float(np.mean([r[m] for r in rows.values()])) for m in HEADLINE if _everywhere(rows, m)}
     out["rel_l2_max"] = float(np.max([r["rel_l2"] for r in rows.values()]))
     out["seconds_per_sample"] = float(np.mean(list(seconds.values())))
+    if _everywhere(rows, "seconds_spread"):  # median over samples of each sample's (max - min) / median
+        out["seconds_spread"] = float(np.median([r["seconds_spread"] for r in rows.values()]))
     if _everywhere(rows, "estimate_rel_l2"):
         out["estimate"] = estimate_quality(rows.values())
     return out
@@ -171,11 +185,14 @@ def _summary(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> di
 def _point(rows: dict[str, dict[str, float]], seconds: dict[str, float]) -> dict[str, float]:
     """A baseline's point, as :func:`~.baselines.classical_front` writes one: mean and worst rel L2, mean seconds."""
     errors = [r["rel_l2"] for r in rows.values()]
-    return {
+    out = {
         "rel_l2": float(np.mean(errors)),
         "rel_l2_max": float(np.max(errors)),
         "seconds": float(np.mean(list(seconds.values()))),
     }
+    if _everywhere(rows, "seconds_spread"):
+        out["seconds_spread"] = float(np.median([r["seconds_spread"] for r in rows.values()]))
+    return out
 
 
 def ood_summary(rows: dict[str, dict[str, float]], seconds: dict[str, float], shifts: dict[str, str]) -> dict[str, Any]:
@@ -264,6 +281,7 @@ def evaluate_split(
             times.append(time.perf_counter() - t0)
         forward_s = float(np.median(times))
         prior_s = prior_cost(i) if prior_cost is not None else 0.0
+        forward_spread = spread([t + prior_s for t in times])
         seconds[name] = forward_s + prior_s
         pred = pred.float()
         phi, mask, tissue = item["phi"], item["mask"], item["tissue"]
@@ -275,6 +293,7 @@ def evaluate_split(
             "max_error": float(metrics.max_error(pred, phi, mask)[0]),
             "forward_seconds": forward_s,
             "prior_seconds": prior_s,
+            "seconds_spread": forward_spread,
         }
         if estimate:  # the a-posteriori estimate of the prediction's error, from the sample's own FEM system
             s = dataset.sample(i)
@@ -306,6 +325,7 @@ def refined_split(
     twogrid: tuple[int, ...] = (),
     restricted_grid: tuple[int, int, int] | None = None,
     prior_cost: Callable[[int], float] | None = None,
+    repeats: int = 1,
 ) -> dict[str, tuple[dict[str, dict[str, float]], dict[str, float]]]:
     """The hybrid: the operator followed by ``sweeps`` sweeps of each sample's own FEM system
     (:mod:`fieldlab.potential.refine`), and, for a model with a prior, the classical two-grid baseline: the prior
@@ -331,15 +351,22 @@ def refined_split(
             return predict_default(model, item, sample, scaler, sweeps, restricted_grid)
 
         runs: list[tuple[str, Callable[[], torch.Tensor]]] = [("refined", hybrid)]
+        preds: dict[str, torch.Tensor] = {}
         if prior is not None:
             g = restricted_grid
             runs += [(f"twogrid_{k}", lambda k=k, p=prior, g=g: refine_prior(p, refiner(k), g)) for k in twogrid]
         if i == 0:
             hybrid()  # untimed warm-up, as evaluate_split
-        for key, run in runs:
-            pred, spent = timed(run)
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
+        times: dict[str, list[float]] = {key: [] for key, _ in runs}
+        for _ in range(max(1, repeats)):  # every variant once per round, rounds interleaved
+            for key, run in runs:
+                pred_k, spent = timed(run)
+                if device.type == "cuda":
+                    torch.cuda.synchronize(device)
+                times[key].append(spent)
+                preds[key] = pred_k
+        for key, _ in runs:
+            pred, spent = preds[key], float(np.median(times[key]))
             rows, seconds = out.setdefault(key, ({}, {}))
             pred = pred.float()
             phi, mask = item["phi"], item["mask"]
@@ -348,6 +375,7 @@ def refined_split(
                 "r2": float(metrics.r2_score(pred, phi, mask)[0]),
                 "max_error": float(metrics.max_error(pred, phi, mask)[0]),
                 "seconds": spent + prior_s,
+                "seconds_spread": spread([t + prior_s for t in times[key]]),
             }
             seconds[name] = spent + prior_s
     return out
@@ -383,6 +411,22 @@ def evaluate_sr(
     sweeps, twogrid = cfg.eval.refine_sweeps, cfg.eval.twogrid_sweeps
     twogrid_name = twogrid_prefix(prior)
     twogrid_front: dict[str, dict[str, Any]] = {}
+    subgrid = load_subgrid(subgrid_checkpoint(cfg), device) if cfg.subgrid.enabled else None
+    plain = {**kw, "prior_cache": None, "prior_core_m": None}  # the corrector takes no prior: masks only
+
+    def corrected(files: list[Path], tag: str) -> None:
+        """``<tag>_subgrid``: the sub-grid corrector on the fine ``files`` (median of ``eval.rival_repeats``)."""
+        fine = PotentialDataset(files, **plain)
+        rows_s, seconds_s = subgrid_split(subgrid, fine, cfg.eval.rival_repeats, est, device)  # type: ignore[arg-type]
+        summary = _summary(rows_s, seconds_s)
+        summary["start_rel_l2"] = float(np.mean([r["start_rel_l2"] for r in rows_s.values()]))
+        out[f"{tag}_subgrid"], samples[f"{tag}_subgrid"] = summary, rows_s
+        if tag == "x2":  # its start alone is a classical point: the restricted system with partial-volume cells
+            start_rows = {
+                n: {"rel_l2": r["start_rel_l2"], "seconds_spread": r["start_spread"]} for n, r in rows_s.items()
+            }
+            point = _point(start_rows, {n: r["start_seconds"] for n, r in rows_s.items()})
+            twogrid_front.setdefault(f"restricted_pv_{base_spacing(cfg) * 1e3:g}mm", {})["x2"] = point
 
     def prior_cost(ds: PotentialDataset) -> Callable[[int], float]:
         """Seconds of sample ``i``'s prior, timed once in this run and charged to every predictor that uses it."""
@@ -392,7 +436,7 @@ def evaluate_sr(
         ds: PotentialDataset, key: str, cost: Callable[[int], float], grid: tuple[int, int, int] | None
     ) -> None:
         """``<key>_refined`` (x2: ``x2_restricted_refined``) and the two-grid twins' points of split ``key``."""
-        runs = refined_split(model, ds, device, sweeps, twogrid, grid, cost)
+        runs = refined_split(model, ds, device, sweeps, twogrid, grid, cost, reps)
         rows, seconds = runs.pop("refined")
         tag = "x2_restricted" if key == "x2" else key
         out[f"{tag}_refined"], samples[f"{tag}_refined"] = _summary(rows, seconds), rows
@@ -416,6 +460,8 @@ def evaluate_sr(
             out["x2_restricted"], samples["x2_restricted"] = _summary(rows_r, seconds_r), rows_r
         if sweeps:  # the hybrid with the solver's sweeps (at 2x through the training grid) and its classical twin
             refined(ds, key, cost, train_grid if key == "x2" else None)
+        if key == "x2" and subgrid is not None:  # fine accuracy from the coarse solve and the fine arrays
+            corrected(ds.files, "x2")
         if with_front:
             for name, point in split_front(cfg, ds, key).items():
                 front.setdefault(name, {})[key] = point
@@ -432,6 +478,10 @@ def evaluate_sr(
             for name, point in split_front(cfg, ds, "ood").items():
                 front.setdefault(name, {})["ood"] = point
         out["ratio_ood_base"] = out["ood"]["rel_l2"] / out["base"]["rel_l2"]
+        fine_ood = sorted((Path(cfg.data.root) / "ood_2x").glob("*.npz"))  # data.ood_2x (optional)
+        if subgrid is not None and fine_ood and "x2_subgrid" in out:  # the ood limbs at 2x
+            corrected(fine_ood, "ood_x2")
+            out["ratio_ood_x2_subgrid"] = out["ood_x2_subgrid"]["rel_l2"] / out["x2_subgrid"]["rel_l2"]
         if _everywhere(rows, "estimate_rel_l2") and _everywhere(samples["base"], "estimate_rel_l2"):
             out["estimate_base_ood"] = estimate_quality([*samples["base"].values(), *rows.values()])
     out["ratio_x2_base"] = out["x2"]["rel_l2"] / out["base"]["rel_l2"]
@@ -444,9 +494,49 @@ def evaluate_sr(
     front.update(twogrid_front)  # model-independent given the prior: kept even without the front
     if front:
         out["baselines"] = front
+    out["front"] = split_fronts(out)
     out["default"] = default_points(out, backbone, prior.kind, sweeps)
+    if "x2_subgrid" in out:  # subgrid.enabled: the corrector is the default predictor at 2x
+        s = out["x2_subgrid"]
+        keys = ("rel_l2", "rel_l2_max", "seconds_per_sample")
+        out["default"]["x2"] = {"name": SUBGRID_NAME, **{k: s[k] for k in keys}, "from": "x2_subgrid"}
     out["samples"] = samples
     return out
+
+
+#: The learned predictors on each split's chart (summary keys of eval_sr.json).
+LEARNED = {"base": ("base", "base_refined"), "x2": ("x2", "x2_restricted", "x2_restricted_refined", "x2_subgrid")}
+
+
+def split_fronts(out: dict[str, Any]) -> dict[str, list[str]]:
+    """``eval_sr.json: front``: per split, the names (summary keys and ``baselines`` keys) of the points that no
+    other point matches within the measured spread of its seconds (:func:`~fieldlab.potential.rivals.front_members`).
+
+    Examples
+    --------
+    >>> out = {"base": {"rel_l2": 0.02, "seconds_per_sample": 0.4},
+    ...        "baselines": {"cg_gmg_k2": {"base": {"rel_l2": 0.003, "seconds": 0.3, "seconds_spread": 0.1}}}}
+    >>> split_fronts(out)
+    {'base': ['cg_gmg_k2']}
+    """
+    fronts: dict[str, list[str]] = {}
+    for split, learned in LEARNED.items():
+        points = {
+            k: {"rel_l2": out[k]["rel_l2"], "seconds": out[k]["seconds_per_sample"],
+                "seconds_spread": out[k].get("seconds_spread", 0.0)}
+            for k in learned if k in out
+        }  # fmt: skip
+        for name, b in out.get("baselines", {}).items():
+            if split in b:
+                points[name] = b[split]
+        if points:
+            fronts[split] = front_members(points)
+    return fronts
+
+
+def subgrid_checkpoint(cfg: Config) -> Path:
+    """Where this run keeps the sub-grid corrector (``<subgrid.root>/checkpoints/best.pt``)."""
+    return Path(cfg.subgrid.root) / "checkpoints" / "best.pt"
 
 
 def run_prior(trained: Any, cfg: Config) -> Any:
@@ -486,43 +576,73 @@ def default_points(out: dict[str, Any], backbone: str, prior_kind: str, sweeps: 
 
 
 def twogrid_prefix(prior: Any) -> str:
-    """``twogrid_<N>mm_sgs`` for a coarse_fem prior of ``N`` mm, else ``<kind>_sgs``: the classical two-grid's name
-    (a key of ``baselines`` once followed by its number of sweeps).
+    """``coarse_<N>mm_sgs`` for a coarse_fem prior of ``N`` mm, else ``<kind>_sgs``: the name of the prior followed by
+    sweeps (a key of ``baselines`` once followed by its number of sweeps). It is a coarse solve and fine smoothing,
+    with no coarse-grid correction of the residual: the true two-grid cycle is ``twogrid_<N>mm_v<c>``
+    (:mod:`~fieldlab.potential.twogrid`).
 
     Examples
     --------
     >>> from fieldlab.config import PriorConfig
     >>> twogrid_prefix(PriorConfig(kind="coarse_fem", coarse_spacing_m=0.004))
-    'twogrid_4mm_sgs'
+    'coarse_4mm_sgs'
     """
     if prior.kind == "coarse_fem":
-        return f"twogrid_{prior.coarse_spacing_m * 1e3:g}mm_sgs"
+        return f"coarse_{prior.coarse_spacing_m * 1e3:g}mm_sgs"
     return f"{prior.kind}_sgs"
 
 
 def split_rivals(cfg: Config, ds: PotentialDataset, prior_cost: Callable[[int], float]) -> dict[str, dict[str, float]]:
-    """The strongest classical rival on the files of ``ds`` (:func:`~fieldlab.potential.rivals.rival_front`):
-    multigrid-CG on each sample's own system stopped after ``eval.rival_iterations``, cold and, for a model with a
-    prior, warm-started from that prior (paying its seconds), scored on the loss masks; empty without iterations."""
+    """The strongest classical rivals on the files of ``ds`` (:func:`~fieldlab.potential.rivals.rival_front`), scored
+    on the loss masks, each point with the run-to-run spread of its seconds (``seconds_spread``):
+
+    - multigrid-CG on each sample's own system stopped after ``eval.rival_iterations``, with the preconditioners of
+      ``eval.rival_methods`` (``eval.rival_methods_x2`` on a split that refines ``data.grid`` by a whole factor, 2x);
+    - the two-grid cycle after ``eval.twogrid_cycles`` (``eval.twogrid_smoothing`` sweeps, the exact correction on
+      the ``eval.twogrid_coarse_m`` grid; :mod:`~fieldlab.potential.twogrid`);
+    - on the 2x split, multigrid-CG (``eval.rival_methods_x2``) on the sample restricted to ``data.grid`` and
+      prolonged back (``cg_<method>_r<N>mm_k<k>``).
+
+    The CG and two-grid rivals run cold and, for a model with a prior, warm-started from that prior (paying its
+    seconds). Empty without iterations and cycles."""
+    from fieldlab.potential.rivals import TwoGridSpec, training_spacing
+
     e = cfg.eval
-    if not e.rival_iterations or not e.rival_methods:
+    if not (e.rival_iterations and (e.rival_methods or e.rival_methods_x2)) and not e.twogrid_cycles:
         return {}
     samples = [ds.sample(i) for i in range(len(ds))]
+    grid = tuple(int(n) for n in cfg.data.grid)
+    fine = any(training_spacing(s, grid) is not None for s in samples)  # the 2x split: a whole refinement of data.grid
     items = [ds[i] for i in range(len(ds))]
     masks = [item["mask"][0].numpy().astype(bool) for item in items]
     priors = None
     if all("prior" in item for item in items):
         priors = [ds.scaler.unscale_potential(item["prior"][0]).numpy().astype(np.float64) for item in items]
     seconds = [prior_cost(i) for i in range(len(ds))] if priors is not None else None
-    return rival_front(samples, masks, e.rival_iterations, e.rival_methods, e.rival_repeats, priors, seconds)
+    methods = e.rival_methods_x2 if fine else e.rival_methods
+    twogrid = TwoGridSpec(e.twogrid_cycles, e.twogrid_smoothing, e.twogrid_coarse_m) if e.twogrid_cycles else None
+    return rival_front(
+        samples,
+        masks,
+        e.rival_iterations,
+        methods,
+        e.rival_repeats,
+        priors,
+        seconds,
+        twogrid=twogrid,
+        training_grid=grid if fine else None,  # type: ignore[arg-type]
+        restricted_methods=e.rival_methods_x2,
+    )
 
 
 def split_front(cfg: Config, ds: PotentialDataset, key: str) -> dict[str, dict[str, float]]:
-    """The classical front on the files of ``ds``, scored on its loss masks; at 2x the base grid is one more point."""
+    """The classical front on the files of ``ds``, scored on its loss masks; at 2x the base grid is one more point.
+    Each solve is timed ``eval.rival_repeats`` times from the rasterised arrays (rasterisation apart, as
+    ``rasterise_seconds``; :func:`~fieldlab.potential.baselines.classical_front`), with its ``seconds_spread``."""
     extra = (base_spacing(cfg),) if key == "x2" and base_spacing(cfg) not in cfg.eval.baseline_spacings_m else ()
     spacings = cfg.eval.baseline_spacings_m + extra
     masks = [ds[i]["mask"][0].numpy().astype(bool) for i in range(len(ds))]
-    return classical_front(cfg, ds.files, masks, spacings)
+    return classical_front(cfg, ds.files, masks, spacings, repeats=cfg.eval.rival_repeats)
 
 
 def run_eval(

@@ -7,7 +7,9 @@ every prediction and estimate is computed before the first file is written, so a
 folder as it was. The prediction is the evaluation's default predictor (:mod:`fieldlab.potential.predictor`: at
 the training grid the operator and ``eval.refine_sweeps`` sweeps of the sample's own FEM system; on a finer grid
 the operator on the training grid, swept on the sample restricted to it, prolonged), with the checkpoint's prior
-computed for the user's file here (never read from a cache of another corpus). Each output ``<out>/<name>.npz``
+computed for the user's file here (never read from a cache of another corpus). With ``subgrid.enabled`` a finer
+sample goes to the run's sub-grid corrector instead (``<subgrid.root>/checkpoints/best.pt``,
+:mod:`fieldlab.potential.subgrid`), the 2x default of eval_sr. Each output ``<out>/<name>.npz``
 (written atomically) holds:
 
 ================== =========== ===========================================================================
@@ -49,10 +51,13 @@ from fieldlab.potential import metrics
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options
 from fieldlab.potential.data.priors import compute_prior
 from fieldlab.potential.estimate import estimate_error
-from fieldlab.potential.evaluate import checkpoint_model_config, evaluation_inputs, load_trained
+from fieldlab.potential.evaluate import checkpoint_model_config, evaluation_inputs, load_trained, subgrid_checkpoint
 from fieldlab.potential.physics.corpus import validate_raw_file
 from fieldlab.potential.predictor import is_finer, predict_default, predictor_name
 from fieldlab.potential.schema import PotentialSample
+from fieldlab.potential.subgrid.predict import load_subgrid, predict_subgrid
+from fieldlab.potential.subgrid.score import NAME as SUBGRID_NAME
+from fieldlab.potential.subgrid.score import relative_l2 as subgrid_relative_l2
 
 
 @dataclass(frozen=True)
@@ -117,16 +122,60 @@ def predict_files(
         for s, p, (value, _) in zip(samples, paths, priors, strict=True)
     ]
     name = ckpt["backbone"]
+    corrector = _subgrid_for(cfg, samples, grid, dev)
     results = []
     for p, item, sample, (_, prior_s) in zip(paths, items, samples, priors, strict=True):
-        arrays = _predict_one(model, item, sample, scaler, dev, cfg.eval.refine_sweeps, grid)
-        arrays["predictor"] = np.str_(predictor_name(name, prior.kind, cfg.eval.refine_sweeps, is_finer(sample, grid)))
+        if corrector is not None and is_finer(sample, grid):  # the 2x default: the sub-grid corrector
+            arrays = _predict_subgrid_one(corrector, item, sample, dev)
+            arrays["predictor"] = np.str_(SUBGRID_NAME)
+            prior_s = 0.0  # it takes no prior of the operator's; its coarse start is in predict_seconds
+        else:
+            arrays = _predict_one(model, item, sample, scaler, dev, cfg.eval.refine_sweeps, grid)
+            finer = is_finer(sample, grid)
+            arrays["predictor"] = np.str_(predictor_name(name, prior.kind, cfg.eval.refine_sweeps, finer))
         arrays["prior_seconds"] = np.float64(prior_s)
         arrays["seconds"] = np.float64(prior_s + float(arrays["predict_seconds"]))
         results.append(Prediction(p, out / f"{p.stem}.npz", arrays))
     for r in results:
         save_npz(r.out, **r.arrays)
     return results
+
+
+def _subgrid_for(cfg: Config, samples: list[PotentialSample], grid: tuple[int, int, int], device) -> Any:
+    """The run's sub-grid corrector (``subgrid.enabled``, ``<subgrid.root>/checkpoints/best.pt``) when some sample is
+    finer than the training grid, else ``None``; one trained on another grid than the operator is an error."""
+    if not cfg.subgrid.enabled or not any(is_finer(s, grid) for s in samples):
+        return None
+    path = subgrid_checkpoint(cfg)
+    corrector = load_subgrid(path, device)
+    if tuple(corrector.grid) != tuple(grid):
+        raise InputError(
+            f"{path}: the sub-grid corrector folds onto {corrector.grid}, the operator was trained on {tuple(grid)}; "
+            "expected the same training grid (retrain one of them, or set subgrid.enabled=false)"
+        )
+    return corrector
+
+
+def _predict_subgrid_one(corrector: Any, item: dict[str, torch.Tensor], sample: PotentialSample, device) -> dict:
+    """The sub-grid corrector's prediction of a fine sample (timed as eval_sr times it) and its error estimate."""
+    t0 = time.perf_counter()
+    u = predict_subgrid(corrector, sample, device)
+    predict_s = time.perf_counter() - t0
+    mask = item["mask"][0].numpy().astype(bool)
+    spacing = tuple(float(v) for v in sample.spacing)
+    est = estimate_error(u, sample.sigma.astype(np.float64), sample.source.astype(np.float64), spacing, mask)  # type: ignore[arg-type]
+    out = {
+        "phi": u.astype(np.float32),
+        "rel_l2_estimate": np.float64(est.rel_l2),
+        "error_estimate": est.error.astype(np.float32),
+        "loss_mask": mask,
+        "predict_seconds": np.float64(predict_s),
+        "estimate_seconds": np.float64(est.seconds),
+    }
+    truth = np.asarray(sample.u, dtype=np.float64)
+    if np.any(truth[mask] != 0):  # the file carries a potential: score against it, as eval_sr does
+        out["rel_l2"] = np.float64(subgrid_relative_l2(u, truth, mask))
+    return out
 
 
 def _timed_prior(sample: PotentialSample, path: Path, prior: Any, cfg: Config) -> tuple[np.ndarray | None, float]:

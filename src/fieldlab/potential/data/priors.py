@@ -50,7 +50,7 @@ from fieldlab.potential.schema import PotentialSample, load_sample
 PRIOR_KINDS = ("none", "free_space", "coarse_fem")
 #: Corpus splits the cache covers (those of :mod:`fieldlab.potential.physics.corpus`; test_2x and ood when present). Not
 #: imported from there: the corpus module pulls in torch (seeding), which the stage does not need.
-CACHE_SPLITS = ("train", "val", "test", "test_2x", "ood")
+CACHE_SPLITS = ("train", "val", "test", "test_2x", "ood", "ood_2x")
 #: Arrays of one cache file.
 CACHE_KEYS = ("prior", "seconds", "coarse_spacing_m", "sample_hash")
 
@@ -219,8 +219,8 @@ def remove_stale_staging(root: Path) -> list[Path]:
 
 
 def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    base = [r["seconds"] for r in records if not r["file"].startswith("test_2x/")]
-    fine = [r["seconds"] for r in records if r["file"].startswith("test_2x/")]
+    base = [r["seconds"] for r in records if "_2x/" not in r["file"]]
+    fine = [r["seconds"] for r in records if "_2x/" in r["file"]]
     return {
         "samples": len(records),
         "seconds_mean": float(np.mean(base)) if base else None,

@@ -141,9 +141,16 @@ def restrict(
     mask: np.ndarray,
     spacing: tuple[float, float, float],
     coarse_spacing_m: float,
+    partial_volume: bool = False,
 ) -> CoarseProblem:
     """Restrict ``sigma`` (D, H, W, 6) S/m, ``source`` (D, H, W) A/m^3 and the tissue ``mask`` to the coarse grid
     of ``coarse_spacing_m`` (see the module notes: air-aware tensor mean, current summed cell by cell).
+
+    ``partial_volume``: every coarse cell holding some tissue is tissue, with the tensor mean times its tissue
+    fraction (the conductance of a half-filled cell is half its tissue's), instead of the ``t_C >= 1/2`` rule. The
+    rule's ties (half the fine voxels of a boundary cell are tissue, common on a 2x grid) all count as full tissue,
+    which grows the limb's conducting shell and lowers the potential everywhere (about 1 % at 2 mm from 1 mm); the
+    partial-volume cell keeps the boundary's conductance.
 
     Raises
     ------
@@ -156,13 +163,15 @@ def restrict(
     m = np.asarray(mask, dtype=bool)
     count = block_sum(m.astype(np.float64), grid.factor)
     fraction = count / float(np.prod(grid.factor))
-    tissue = fraction >= 0.5
+    tissue = fraction > 0 if partial_volume else fraction >= 0.5
     labels, n_parts = ndimage.label(tissue, structure=np.ones((3, 3, 3), dtype=bool))
     if n_parts > 1:  # keep the largest 26-connected component
         sizes = np.bincount(labels.ravel())[1:]
         tissue = labels == 1 + int(np.argmax(sizes))
     sums = block_sum(np.where(m[..., None], np.asarray(sigma, dtype=np.float64), 0.0), grid.factor)
     coarse_sigma = np.where(tissue[..., None], sums / np.maximum(count, 1.0)[..., None], 0.0)
+    if partial_volume:
+        coarse_sigma *= fraction[..., None]
     dV = float(np.prod(np.asarray(spacing, dtype=np.float64)))
     current = block_sum(np.asarray(source, dtype=np.float64), grid.factor) * dV  # I_C in A
     moved = _move_air_current(current, tissue, coarse_spacing_m)
@@ -259,6 +268,7 @@ def coarse_fem_prior(
     maxiter: int = 300,
     method: str = "gmg",
     max_attempts: int = 3,
+    partial_volume: bool = False,
 ) -> tuple[np.ndarray, SolveInfo]:
     """The coarse-FEM prior of ``sample``: restrict, solve, prolong, gauge (see the module notes).
 
@@ -270,6 +280,8 @@ def coarse_fem_prior(
         Coarse cell size in metres (``model.prior.coarse_spacing_m``).
     tol, maxiter, method, max_attempts
         Solver settings, as :func:`~fieldlab.potential.physics.solver.solve_potential` (``physics.solver``).
+    partial_volume
+        Restrict with partial-volume boundary cells (:func:`restrict`).
 
     Returns
     -------
@@ -277,7 +289,7 @@ def coarse_fem_prior(
     info : the coarse solve's :class:`SolveInfo`.
     """
     spacing = tuple(float(s) for s in sample.spacing)
-    problem = restrict(sample.sigma, sample.source, sample.mask, spacing, coarse_spacing_m)  # type: ignore[arg-type]
+    problem = restrict(sample.sigma, sample.source, sample.mask, spacing, coarse_spacing_m, partial_volume)  # type: ignore[arg-type]
     phi, active, info = solve_corners(
         problem.sigma,
         problem.source,

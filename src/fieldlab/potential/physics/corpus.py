@@ -5,6 +5,9 @@ Layout under ``root`` (default ``data/potential``)::
     train/NNNN.npz  val/NNNN.npz  test/NNNN.npz     base grid ``data.grid``
     test_2x/NNNN.npz                                 the test limbs rasterised and solved afresh at 2x
     ood/NNNN.npz                                     out-of-distribution test limbs (``data.n_ood``), base grid
+    train_2x/ val_2x/ ood_2x/                        the first ``data.n_train_2x`` / ``n_val_2x`` training and
+                                                     validation limbs and (``data.ood_2x``) the ood limbs at 2x:
+                                                     the fine labels of the sub-grid model (same limbs, same names)
     manifest.json                                    params, seed, per-sample residual, time, checksum, geometry
 
 Sample ``i`` of split ``s`` draws its limb from ``numpy_rng(seed, SPLIT_STREAM[s], i)``: the corpus is deterministic
@@ -48,7 +51,7 @@ SPLITS = ("train", "val", "test")
 #: Generator stream of each split (the out-of-distribution split ``ood`` included).
 SPLIT_STREAM = {"train": 0, "val": 1, "test": 2, "ood": 3}
 #: Every folder the corpus writes.
-FOLDERS = (*SPLITS, "test_2x", "ood")
+FOLDERS = (*SPLITS, "test_2x", "ood", "train_2x", "val_2x", "ood_2x")
 #: Refinement factor of the zero-shot evaluation grid.
 FACTOR_2X = 2
 #: Voxels (at base resolution) around each pole left out of the 1x-vs-2x agreement.
@@ -133,7 +136,7 @@ def _run_job(args: tuple[Job, int, tuple[int, int, int], PhysicsConfig, str, int
         solved = [solve_sample(seed, job.split, job.index, grid, job.factor, physics)]
     else:
         solved = solve_limb(seed, job.split, job.index, grid, job.factor, physics, n_sources)
-    name = "test_2x" if job.factor == FACTOR_2X else job.split
+    name = f"{job.split}_2x" if job.factor == FACTOR_2X else job.split
     records = []
     for k, (sample, info, limb) in enumerate(solved):
         path = Path(root) / name / sample_name(job.index, k, n_sources)
@@ -204,6 +207,9 @@ def generate_corpus(
     _fresh_layout(root)
     counts = {"train": data.n_train, "val": data.n_val, "test": data.n_test}
     jobs = [Job("test", i, FACTOR_2X) for i in range(data.n_test)] if data.test_2x else []  # longest first
+    jobs += [Job("train", i, FACTOR_2X) for i in range(min(data.n_train_2x, data.n_train))]
+    jobs += [Job("val", i, FACTOR_2X) for i in range(min(data.n_val_2x, data.n_val))]
+    jobs += [Job("ood", i, FACTOR_2X) for i in range(data.n_ood)] if data.ood_2x else []
     jobs += [Job(s, i, 1) for s in SPLITS for i in range(counts[s])]
     jobs += [Job("ood", i, 1) for i in range(data.n_ood)]
     workers = data.workers or os.cpu_count() or 1
@@ -220,6 +226,7 @@ def generate_corpus(
         "samples": len(base),
         "samples_2x": len(fine),
         "samples_ood": sum(r["split"] == "ood" for r in records),
+        "samples_fine": {n: sum(r["split"] == n for r in records) for n in ("train_2x", "val_2x", "ood_2x")},
         "limbs": len({(r["split"], r["limb_index"]) for r in base}),
         "sources_per_limb": k,
         "seconds_total": time.perf_counter() - t0,

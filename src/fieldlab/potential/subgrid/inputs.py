@@ -1,0 +1,99 @@
+"""Inputs of the sub-grid corrector for one fine sample (a grid ``r`` times the training grid along each axis).
+
+Start
+-----
+The sample's own arrays restricted to the training grid (:func:`~fieldlab.potential.physics.coarse.restrict` with
+partial-volume boundary cells: tensor mean times tissue fraction; current summed cell by cell), solved by
+multigrid-CG to the relative residual ``subgrid.start_tol`` and prolonged back as the Q1 field (``coarse_fem_prior``
+at the training spacing); the corrector adds what that grid cannot resolve. The partial-volume cells keep the
+boundary's conductance: with the ``t >= 1/2`` rule of the coarse_fem prior the restricted limb grows by its tied
+boundary cells and the start is ~1 % too low everywhere (val_2x: 0.010-0.013 rel L2 against 1 mm; partial volume:
+0.008-0.011).
+
+Channels (fine grid, before folding)
+------------------------------------
+========= =========================================================================================
+0-2       ``log(sigma_ii / sigma_ref)`` in tissue, 0 in air
+3-5       ``sigma_ij / sqrt(sigma_ii sigma_jj)`` (xy, xz, yz) in tissue, 0 in air
+6         air indicator
+7         the source as the share of the injected current per voxel: ``f dV / sum_{f > 0} f dV``
+8         the start over its scale ``s`` (its RMS over tissue)
+========= =========================================================================================
+
+Everything is relative (log conductivity, current share, the start over its own RMS), so the inputs do not depend
+on the source's amplitude and the corrector's output, times ``s``, is in volts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from fieldlab.errors import InputError
+from fieldlab.potential.physics.coarse import coarse_fem_prior
+from fieldlab.potential.schema import PotentialSample
+
+#: Fine channels per voxel (module table).
+FINE_CHANNELS = 9
+#: Off-diagonal channels (xy, xz, yz) and the diagonal pair each is normalised by.
+OFF_DIAGONAL = ((3, 0, 1), (4, 0, 2), (5, 1, 2))
+
+
+def fold_factor(shape: tuple[int, ...], grid: tuple[int, int, int]) -> int:
+    """The whole refinement ``r`` of ``shape`` over the training ``grid`` (the same along every axis).
+
+    Raises
+    ------
+    InputError
+        ``shape`` is not ``r * grid`` with one integer ``r >= 2``.
+
+    Examples
+    --------
+    >>> fold_factor((192, 96, 96), (96, 48, 48))
+    2
+    """
+    ratios = {n / g for n, g in zip(shape, grid, strict=True)}
+    r = next(iter(ratios))
+    if len(ratios) != 1 or r != int(r) or r < 2:
+        raise InputError(
+            f"sample grid {tuple(shape)}: the sub-grid corrector expects a whole multiple r >= 2 of the training "
+            f"grid {tuple(grid)} along every axis"
+        )
+    return int(r)
+
+
+def coarse_start(sample: PotentialSample, factor: int, tol: float, method: str = "gmg") -> np.ndarray:
+    """The start (module notes): ``(D, H, W)`` volts on the sample's grid, corpus gauge (zero mean over tissue)."""
+    spacing = float(np.max(np.asarray(sample.spacing, dtype=np.float64))) * factor
+    start, _ = coarse_fem_prior(sample, spacing, tol=tol, method=method, partial_volume=True)
+    return start
+
+
+def start_scale(start: np.ndarray, tissue: np.ndarray) -> float:
+    """RMS of the start over tissue: the unit of the corrector's input and output."""
+    values = np.asarray(start, dtype=np.float64)[np.asarray(tissue, dtype=bool)]
+    scale = float(np.sqrt(np.mean(values * values))) if values.size else 0.0
+    if not np.isfinite(scale) or scale <= 0:
+        raise InputError("the coarse start is zero or not finite over tissue: the sample carries no source current")
+    return scale
+
+
+def current_share(source: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
+    """``f dV / sum_{f > 0} f dV``: each voxel's share of the injected current (dimensionless)."""
+    charge = np.asarray(source, dtype=np.float64) * float(np.prod(spacing))
+    injected = float(charge[charge > 0].sum())
+    if injected <= 0:
+        raise InputError("source: no positive current injected; expected a bipole")
+    return charge / injected
+
+
+def fine_channels(
+    sigma: torch.Tensor, tissue: torch.Tensor, share: torch.Tensor, start: torch.Tensor, sigma_ref: float
+) -> torch.Tensor:
+    """The fine channels (module table) ``(N, 9, D, H, W)`` from ``sigma`` ``(N, 6, D, H, W)``, ``tissue``,
+    ``share`` and ``start`` (already over its scale) ``(N, 1, D, H, W)``."""
+    t = tissue.to(sigma.dtype)
+    diag = sigma[:, :3].clamp_min(1e-12)
+    logs = torch.log(diag / sigma_ref) * t
+    off = torch.stack([sigma[:, k] / torch.sqrt(diag[:, i] * diag[:, j]) for k, i, j in OFF_DIAGONAL], dim=1) * t
+    return torch.cat([logs, off, 1.0 - t, share.to(sigma.dtype), start.to(sigma.dtype)], dim=1)

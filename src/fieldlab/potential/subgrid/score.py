@@ -1,0 +1,79 @@
+"""The sub-grid corrector scored on a fine split, timed as every predictor of eval_sr is timed.
+
+Each sample's seconds are the median of ``repeats`` calls of :func:`~.predict.predict_subgrid` (everything from
+the sample's arrays on: restriction, the coarse solve, prolongation, channels, forward pass), after one untimed
+warm-up call on the first sample; errors are measured on the evaluation's loss masks, in volts.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import numpy as np
+import torch
+
+from fieldlab.errors import InputError
+from fieldlab.potential.data.loader import PotentialDataset
+from fieldlab.potential.estimate import estimate_error
+from fieldlab.potential.rivals import spread
+from fieldlab.potential.subgrid.inputs import coarse_start
+from fieldlab.potential.subgrid.predict import TrainedSubgrid, predict_subgrid
+
+#: Name of the predictor in eval_sr.json (``default.x2.name``) and in ``fieldlab predict``'s output.
+NAME = "subgrid_unet"
+
+
+def relative_l2(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """``||pred - truth||_mask / ||truth||_mask``; an empty mask or a zero truth there is an :class:`InputError`."""
+    t = truth[mask].astype(np.float64)
+    norm = float(np.linalg.norm(t))
+    if not mask.any() or norm == 0:
+        raise InputError("rel L2 over an empty mask or a zero potential: nothing to score")
+    return float(np.linalg.norm(pred[mask] - t)) / norm
+
+
+def subgrid_split(
+    trained: TrainedSubgrid,
+    dataset: PotentialDataset,
+    repeats: int,
+    estimate: bool = False,
+    device: torch.device | str = "cpu",
+) -> tuple[dict[str, dict[str, Any]], dict[str, float]]:
+    """Per-sample rows (``rel_l2``, ``rel_l2_tissue``, ``r2``, ``seconds``; ``start_rel_l2``, ``start_seconds``: the
+    coarse start alone, timed interleaved with the corrector; with ``estimate`` the error estimate and its seconds)
+    and seconds of the corrector on the fine files of ``dataset``."""
+    rows: dict[str, dict[str, Any]] = {}
+    seconds: dict[str, float] = {}
+    for i in range(len(dataset)):
+        sample, name = dataset.sample(i), dataset.files[i].stem
+        mask = dataset[i]["mask"][0].numpy().astype(bool)
+        if i == 0:
+            predict_subgrid(trained, sample, device)  # untimed warm-up
+        times, start_times = [], []
+        for _ in range(max(1, repeats)):  # the start alone (a classical point) and the corrector, interleaved
+            t0 = time.perf_counter()
+            start = coarse_start(sample, trained.model.factor, trained.start_tol)
+            start_times.append(time.perf_counter() - t0)
+            t0 = time.perf_counter()
+            u = predict_subgrid(trained, sample, device)
+            times.append(time.perf_counter() - t0)
+        truth = np.asarray(sample.u, dtype=np.float64)
+        tissue = np.asarray(sample.mask, dtype=bool)
+        resid = (u - truth)[mask]
+        dev = truth[mask] - truth[mask].mean()
+        rows[name] = {
+            "rel_l2": relative_l2(u, truth, mask),
+            "rel_l2_tissue": relative_l2(u, truth, tissue),
+            "r2": float(1.0 - np.sum(resid**2) / np.sum(dev**2)),
+            "start_rel_l2": relative_l2(start, truth, mask),
+            "start_seconds": float(np.median(start_times)),
+            "start_spread": spread(start_times),
+            "seconds": float(np.median(times)),
+            "seconds_spread": spread(times),
+        }
+        if estimate:
+            est = estimate_error(u, sample.sigma, sample.source, tuple(sample.spacing), mask)
+            rows[name].update(estimate_rel_l2=est.rel_l2, estimate_seconds=est.seconds)
+        seconds[name] = rows[name]["seconds"]
+    return rows, seconds

@@ -1,0 +1,171 @@
+"""Training of the sub-grid corrector on the fine labels (``train_2x/``, epoch chosen on ``val_2x/``).
+
+Each fine training sample gives its coarse start (computed once, the same path as prediction), the fine channels,
+the loss mask of the evaluation (:class:`~fieldlab.potential.data.loader.PotentialDataset`'s, with the training
+grid's singularity radius) and the target ``(u - start) / s``. The loss is the squared relative L2 over the mask,
+after the corpus gauge:
+
+    L = sum_m (c - <c>_tissue - t)^2 / sum_m (u / s)^2
+
+so it is the metric eval_sr reports, squared. Items go through a random exact symmetry of the box each step
+(:mod:`fieldlab.potential.data.symmetry`: reflections, x <-> y, sign). AdamW, cosine learning rate to 1 %, gradient
+clipping; the checkpoint kept is the epoch with the lowest validation error.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from fieldlab.config import Config
+from fieldlab.errors import InputError
+from fieldlab.potential.data.loader import PotentialDataset, split_files
+from fieldlab.potential.data.symmetry import Symmetry, apply_symmetry, can_swap_xy
+from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.schema import load_sample
+from fieldlab.potential.subgrid.inputs import coarse_start, fold_factor, start_scale
+from fieldlab.potential.subgrid.model import SubgridCorrector
+from fieldlab.potential.subgrid.predict import TrainedSubgrid, channels_of, sample_tensors
+
+#: Folders of the fine labels under ``data.root``.
+TRAIN_SPLIT, VAL_SPLIT = "train_2x", "val_2x"
+
+
+@dataclass
+class FineItem:
+    """One fine sample, ready to train on: its tensors (symmetry layout), loss mask and target."""
+
+    name: str
+    tensors: dict[str, torch.Tensor]  # sigma, tissue, f (current share), prior (start / s), phi (target), mask
+    start_error: float  # rel L2 of the start over the mask: the coarse grid's own floor
+
+
+def loss_mask_of(cfg: Config, sample: Any, reference_spacing: list[float], where: str) -> torch.Tensor:
+    """The evaluation's loss mask ``(1, D, H, W)`` of a fine sample (muscle minus the poles' balls)."""
+    ds = PotentialDataset(
+        [],
+        FieldScaler(1.0, 1.0),
+        cfg.data.coord_range,
+        cfg.loss.singularity_radius,
+        cfg.loss.region,
+        cfg.loss.muscle_sigma,
+        cfg.loss.muscle_rtol,
+        reference_spacing,
+        cache=False,
+    )
+    return ds.build_item(sample, where=where)["mask"]
+
+
+def fine_items(cfg: Config, split: str) -> list[FineItem]:
+    """Every sample of ``data.root/<split>`` as a :class:`FineItem`; an empty or missing split is an error."""
+    files = split_files(cfg.data.root, split)
+    if not files:
+        raise InputError(
+            f"{Path(cfg.data.root) / split}: no fine samples; expected data.n_train_2x and data.n_val_2x >= 1 "
+            "(prepare writes them)"
+        )
+    items = []
+    for f in files:
+        s = load_sample(f)
+        r = fold_factor(s.shape, cfg.data.grid)
+        start = coarse_start(s, r, cfg.subgrid.start_tol, cfg.physics.solver.method)
+        tissue = np.asarray(s.mask, dtype=bool)
+        scale = start_scale(start, tissue)
+        t = sample_tensors(s, start, scale)
+        ref = [float(v) * r for v in s.spacing]
+        t["mask"] = loss_mask_of(cfg, s, ref, str(f))
+        t["phi"] = torch.from_numpy(((s.u - start) / scale).astype(np.float32))[None]  # the target correction
+        m = t["mask"][0].numpy()
+        err = float(np.linalg.norm((start - s.u)[m]) / np.linalg.norm(s.u[m]))
+        items.append(FineItem(f"{split}/{f.name}", t, err))
+    return items
+
+
+def item_loss(model: SubgridCorrector, t: dict[str, torch.Tensor], sigma_ref: float) -> torch.Tensor:
+    """Squared relative L2 of the corrected field over the item's mask (module notes)."""
+    c = model(channels_of(t, sigma_ref))[0]
+    tissue = t["tissue"].to(c.dtype)
+    c = c - (c * tissue).sum() / tissue.sum()  # the corpus gauge of start + s c (the start is gauged already)
+    m = t["mask"].to(c.dtype)
+    u = t["prior"] + t["phi"]  # u / s
+    return ((c - t["phi"]) ** 2 * m).sum() / ((u**2) * m).sum()
+
+
+def run_subgrid_training(
+    cfg: Config, out_dir: str | Path, metrics_json: str | Path, history_csv: str | Path
+) -> dict[str, Any]:
+    """Train the corrector (module notes); write ``<out_dir>/checkpoints/best.pt``, ``metrics_json`` and
+    ``history_csv``; return the summary."""
+    from fieldlab.core.checkpoint import save_checkpoint
+    from fieldlab.core.io import atomic_open, write_json
+    from fieldlab.core.seeding import seed_everything
+
+    sc = cfg.subgrid
+    generator = seed_everything(cfg.seed)
+    t0 = time.perf_counter()
+    train, val = fine_items(cfg, TRAIN_SPLIT), fine_items(cfg, VAL_SPLIT)
+    prepare_s = time.perf_counter() - t0
+    factor = fold_factor(tuple(train[0].tensors["tissue"].shape[1:]), cfg.data.grid)
+    model = SubgridCorrector(factor, sc.base, sc.depth, sc.groups)
+    opt = torch.optim.AdamW(model.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
+    steps = sc.epochs * len(train)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * k / steps)))
+
+    def validate() -> float:
+        model.eval()
+        with torch.no_grad():
+            err = float(np.mean([math.sqrt(float(item_loss(model, v.tensors, sc.sigma_ref))) for v in val]))
+        model.train()
+        return err
+
+    best, best_state, best_epoch, history = math.inf, None, 0, []
+    for epoch in range(1, sc.epochs + 1):
+        e0, losses = time.perf_counter(), []
+        for i in torch.randperm(len(train), generator=generator).tolist():
+            t = train[i].tensors
+            if sc.augment:
+                t = apply_symmetry(t, Symmetry.random(allow_swap=can_swap_xy(t), generator=generator))
+            loss = item_loss(model, t, sc.sigma_ref)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if sc.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), sc.grad_clip)
+            opt.step()
+            sched.step()
+            losses.append(math.sqrt(float(loss.detach())))
+        val_err = validate()
+        history.append(
+            {"epoch": epoch, "train_rel_l2": float(np.mean(losses)), "val_rel_l2": val_err,
+             "seconds": time.perf_counter() - e0}
+        )  # fmt: skip
+        print(f"subgrid epoch {epoch}/{sc.epochs}: train {history[-1]['train_rel_l2']:.5f} val {val_err:.5f}")
+        if val_err < best:
+            best, best_epoch = val_err, epoch
+            best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+    model.load_state_dict(best_state)  # type: ignore[arg-type]
+    trained = TrainedSubgrid(model, cfg.data.grid, sc.start_tol, sc.sigma_ref, best_epoch)
+    save_checkpoint(Path(out_dir) / "checkpoints" / "best.pt", trained.checkpoint())
+    summary = {
+        "best_val_rel_l2": best,
+        "best_epoch": best_epoch,
+        "val_start_rel_l2": float(np.mean([v.start_error for v in val])),
+        "train_samples": len(train),
+        "val_samples": len(val),
+        "factor": factor,
+        "parameters": sum(p.numel() for p in model.parameters()),
+        "prepare_s": prepare_s,
+        "train_time_s": float(sum(h["seconds"] for h in history)),
+    }
+    write_json(metrics_json, summary)
+    with atomic_open(history_csv, "w") as fh:
+        w = csv.DictWriter(fh, fieldnames=list(history[0]))
+        w.writeheader()
+        w.writerows(history)
+    return summary

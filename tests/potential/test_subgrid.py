@@ -1,0 +1,225 @@
+"""The learned sub-grid correction: folding, its coarse start, checkpoints, training and its place in eval_sr."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from fieldlab.cli import main
+from fieldlab.config import DataConfig, PhantomConfig, PhysicsConfig, SourceConfig, load_config
+from fieldlab.core.checkpoint import save_checkpoint
+from fieldlab.errors import InputError
+from fieldlab.potential import evaluate
+from fieldlab.potential.data.loader import PotentialDataset, split_files
+from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.physics.corpus import generate_corpus
+from fieldlab.potential.physics.resolution import block_mean
+from fieldlab.potential.physics.solver import solve_potential
+from fieldlab.potential.schema import PotentialSample, load_sample
+from fieldlab.potential.subgrid.fold import depth_to_space, space_to_depth
+from fieldlab.potential.subgrid.inputs import coarse_start, fold_factor
+from fieldlab.potential.subgrid.model import SubgridCorrector
+from fieldlab.potential.subgrid.predict import TrainedSubgrid, load_subgrid, predict_subgrid
+from fieldlab.potential.subgrid.train import run_subgrid_training
+from fieldlab.potential.train import train_operator
+
+
+@pytest.mark.parametrize("r", [1, 2, 3])
+def test_space_to_depth_round_trip_is_exact(r):
+    x = torch.randn(2, 3, 4 * r, 3 * r, 2 * r, dtype=torch.float64)
+    y = space_to_depth(x, r)
+    assert y.shape == (2, 3 * r**3, 4, 3, 2)
+    assert torch.equal(depth_to_space(y, r), x)
+    assert torch.equal(space_to_depth(depth_to_space(y, r), r), y)
+
+
+def test_space_to_depth_puts_each_fine_voxel_in_its_coarse_voxel():
+    """Channel ``c r^3 + (a r + b) r + e`` of coarse voxel (i, j, k) is fine voxel (i r + a, j r + b, k r + e)."""
+    r = 2
+    x = torch.randn(1, 2, 6, 4, 8)
+    y = space_to_depth(x, r)
+    for c, a, b, e, i, j, k in [(0, 0, 0, 0, 0, 0, 0), (1, 1, 0, 1, 2, 1, 3), (0, 1, 1, 0, 1, 0, 2)]:
+        assert y[0, c * r**3 + (a * r + b) * r + e, i, j, k] == x[0, c, i * r + a, j * r + b, k * r + e]
+
+
+def box_sample(n: int, length: float = 0.04) -> PotentialSample:
+    """A homogeneous anisotropic box of ``n x n/2 x n/2`` voxels with a smooth zero-mean bipole source."""
+    shape = (n, n // 2, n // 2)
+    h = length / n
+    sigma = np.zeros((*shape, 6))
+    sigma[..., :3] = (0.2455, 0.2455, 1.2275)
+    z, y, x = (((np.arange(m) + 0.5) * h - m * h / 2) for m in shape)
+    zz, yy, xx = np.meshgrid(z, y, x, indexing="ij")
+    w = 0.004
+    f = np.exp(-((zz - 0.008) ** 2 + yy**2 + xx**2) / w**2) - np.exp(-((zz + 0.008) ** 2 + yy**2 + xx**2) / w**2)
+    f = 1e4 * (f - f.mean())
+    mask = np.ones(shape, dtype=bool)
+    u, _ = solve_potential(sigma, f, (h, h, h), 1e-10)
+    idx = np.array([np.unravel_index(np.argmax(f), shape), np.unravel_index(np.argmin(f), shape)])
+    return PotentialSample(sigma, f, mask, np.full(shape, 3, np.uint8), u, np.array([h] * 3), np.zeros((2, 3)), idx)
+
+
+def rel(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.linalg.norm(a - b) / np.linalg.norm(b))
+
+
+def test_on_a_smooth_problem_the_output_is_the_coarse_solve_to_interpolation_error():
+    """Where the 1x and 2x solutions coincide (a homogeneous box, a smooth source) the corrector's output is the
+    coarse start, and that start is the fine solution to the Q1 discretisation error: it falls ~4x (O(h^2)) when
+    both grids are refined 2x. An untrained corrector (head at zero) returns the start exactly."""
+    errors = []
+    for n in (16, 32):
+        fine = box_sample(2 * n)
+        trained = TrainedSubgrid(SubgridCorrector(2, 4, 2, 2), (n, n // 2, n // 2), 1e-10, 0.1, 0)
+        u = predict_subgrid(trained, fine)
+        start = coarse_start(fine, 2, 1e-10)
+        np.testing.assert_allclose(u, start, rtol=0, atol=1e-12 * np.abs(start).max())
+        errors.append(rel(u, fine.u))
+    assert errors[1] < errors[0] / 3  # second order: the interpolation and discretisation error, nothing else
+    assert errors[1] < 0.02
+
+
+def test_fold_factor_and_a_grid_of_another_factor_are_refused():
+    assert fold_factor((192, 96, 96), (96, 48, 48)) == 2
+    with pytest.raises(InputError, match="whole multiple"):
+        fold_factor((96, 48, 48), (96, 48, 48))
+    with pytest.raises(InputError, match="whole multiple"):
+        fold_factor((192, 96, 48), (96, 48, 48))
+    trained = TrainedSubgrid(SubgridCorrector(2, 4, 2, 2), (4, 2, 2), 1e-8, 0.1, 0)
+    with pytest.raises(InputError, match="trained for 2x"):
+        predict_subgrid(trained, box_sample(12))  # 12x6x6 is 3x the training grid
+
+
+def test_checkpoint_round_trip_and_foreign_checkpoint(tmp_path):
+    torch.manual_seed(0)
+    model = SubgridCorrector(2, 4, 2, 2)
+    torch.nn.init.normal_(model.net.head.weight, std=0.1)  # a non-trivial corrector
+    trained = TrainedSubgrid(model, (8, 4, 4), 1e-6, 0.1, 3)
+    save_checkpoint(tmp_path / "best.pt", trained.checkpoint())
+    back = load_subgrid(tmp_path / "best.pt")
+    assert (back.grid, back.start_tol, back.sigma_ref, back.epoch) == ((8, 4, 4), 1e-6, 0.1, 3)
+    sample = box_sample(16)
+    a, b = (
+        predict_subgrid(trained.__class__(model.eval(), (8, 4, 4), 1e-6, 0.1, 3), sample),
+        predict_subgrid(back, sample),
+    )
+    np.testing.assert_array_equal(a, b)
+    assert rel(a, coarse_start(sample, 2, 1e-6)) > 1e-3  # the head's weights are used
+    other = {**trained.checkpoint(), "backbone": "fno"}
+    save_checkpoint(tmp_path / "fno.pt", other)
+    with pytest.raises(InputError, match="expected a sub-grid corrector"):
+        load_subgrid(tmp_path / "fno.pt")
+    with pytest.raises(InputError, match="checkpoint not found"):
+        load_subgrid(tmp_path / "missing.pt")
+
+
+# ---- on a small FEM corpus with fine labels ------------------------------------------------------------------------
+PHYSICS = PhysicsConfig(
+    phantom=PhantomConfig(radius_m=(0.04, 0.042), subsamples=2),
+    source=SourceConfig(width_m=0.005, separation_m=(0.03, 0.04), margin_m=0.011),
+)
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory):
+    """A FEM corpus at 24x12x12 (8 mm) with two training limbs and one validation and one test limb also at 2x, a
+    trained corrector and a one-epoch operator (prior none), and their params file."""
+    tmp = tmp_path_factory.mktemp("subgrid")
+    root = tmp / "potential"
+    data = DataConfig(grid=(24, 12, 12), n_train=2, n_val=1, n_test=1, n_train_2x=2, n_val_2x=1, workers=1)
+    generate_corpus(data, PHYSICS, seed=5, root=root, progress=False)
+    params = tmp / "params.yaml"
+    params.write_text(
+        f"""
+device: cpu
+data: {{root: {root}, grid: [24, 12, 12]}}
+model:
+  prior: {{kind: none}}
+  encoder: {{channels: 4, hidden: 8}}
+  conditioning: {{hidden: 8, reference_spacing: [0.008, 0.008, 0.008]}}
+  fno: {{width: 4, modes: [2, 2, 2], layers: 1}}
+train: {{epochs: 1, amp: false, lr: 1.0e-2, augment: false}}
+loss: {{singularity_radius: 1}}
+log: {{root: {tmp / "experiments"}, progress: false}}
+eval: {{figures: 0, error_estimate: false, rival_iterations: [], refine_sweeps: 4, rival_repeats: 1}}
+subgrid: {{enabled: true, root: {tmp / "subgrid"}, base: 4, depth: 2, groups: 2, epochs: 30, lr: 3.0e-3,
+           augment: false, start_tol: 1.0e-8, grad_clip: 0.0}}
+"""
+    )
+    cfg = load_config(params)
+    summary = run_subgrid_training(cfg, cfg.subgrid.root, tmp / "train_subgrid.json", tmp / "train_subgrid.csv")
+    train_operator(cfg, "fno", tmp / "experiments" / "fno")
+    return tmp, root, params, summary
+
+
+def base_spacing(root: Path) -> list[float]:
+    """The training grid's voxel (as eval_sr takes it from the corpus: float32 values)."""
+    return [float(v) for v in load_sample(root / "train" / "0000.npz").spacing]
+
+
+def test_prepare_writes_the_same_limbs_at_2x(run):
+    """train_2x/NNNN is limb NNNN of train solved at 2x: the manifest's limb is the same, and the 2x potential
+    averaged over each 2x2x2 block agrees with the base one to the 8 mm grid's discretisation error."""
+    _, root, _, _ = run
+    records = {r["file"]: r for r in json.loads((root / "manifest.json").read_text())["samples"]}
+    for split, n in (("train", 2), ("val", 1)):
+        for i in range(n):
+            base, fine = records[f"{split}/{i:04d}.npz"], records[f"{split}_2x/{i:04d}.npz"]
+            assert base["limb"] == fine["limb"] and fine["grid"] == [48, 24, 24]
+            a, b = load_sample(root / base["file"]), load_sample(root / fine["file"])
+            both = a.mask & (block_mean(b.mask.astype(float), 2) == 1)
+            assert rel(block_mean(b.u, 2)[both], a.u[both]) < 0.2
+
+
+def test_training_learns_the_fine_correction(run):
+    """On two fine limbs the training error of the corrected field falls well below the first epoch's (which starts
+    from the coarse start: the head is zero), and the checkpoint kept is the epoch with the lowest validation error,
+    as written in the summary and the history."""
+    tmp, root, params, summary = run
+    cfg = load_config(params)
+    trained = load_subgrid(Path(cfg.subgrid.root) / "checkpoints" / "best.pt")
+    history = list(csv.DictReader((tmp / "train_subgrid.csv").open()))
+    assert len(history) == cfg.subgrid.epochs
+    train = [float(h["train_rel_l2"]) for h in history]
+    assert train[-1] < 0.8 * train[0]
+    best = min(history, key=lambda h: float(h["val_rel_l2"]))
+    assert trained.epoch == summary["best_epoch"] == int(best["epoch"])
+    assert summary["best_val_rel_l2"] == pytest.approx(float(best["val_rel_l2"]), rel=1e-6)
+    ds = PotentialDataset(split_files(root, "val_2x"), FieldScaler(1.0, 1.0), singularity_radius=1.0,
+                          reference_spacing=base_spacing(root))  # fmt: skip
+    s, mask = ds.sample(0), ds[0]["mask"][0].numpy().astype(bool)
+    got = rel(predict_subgrid(trained, s)[mask], s.u[mask].astype(np.float64))
+    assert got == pytest.approx(summary["best_val_rel_l2"], rel=1e-4)  # the checkpoint is the model validated
+    start = coarse_start(s, 2, cfg.subgrid.start_tol)
+    assert summary["val_start_rel_l2"] == pytest.approx(rel(start[mask], s.u[mask].astype(np.float64)), rel=1e-4)
+
+
+def test_eval_sr_scores_the_corrector_and_predict_runs_it(run, capsys):
+    """eval_sr's x2_subgrid rows are the corrector's errors, recomputed here from its checkpoint; it is the 2x
+    default predictor; ``fieldlab predict`` on the 2x test file writes that predictor with the same error."""
+    tmp, root, params, _ = run
+    cfg = load_config(params)
+    ckpt = tmp / "experiments" / "fno" / "checkpoints" / "best.pt"
+    out = evaluate.evaluate_sr(cfg, ckpt, None, with_front=False)
+    assert out["default"]["x2"]["name"] == "subgrid_unet" and out["default"]["x2"]["from"] == "x2_subgrid"
+    assert out["default"]["x2"]["rel_l2"] == out["x2_subgrid"]["rel_l2"]
+    trained = load_subgrid(Path(cfg.subgrid.root) / "checkpoints" / "best.pt")
+    ds = PotentialDataset(split_files(root, "test_2x"), FieldScaler(1.0, 1.0), singularity_radius=1.0,
+                          reference_spacing=base_spacing(root))  # fmt: skip
+    s, mask = ds.sample(0), ds[0]["mask"][0].numpy().astype(bool)
+    want = rel(predict_subgrid(trained, s)[mask], s.u[mask].astype(np.float64))
+    assert out["samples"]["x2_subgrid"]["0000"]["rel_l2"] == pytest.approx(want, rel=1e-9)
+    fine = tmp / "fine.npz"
+    fine.write_bytes((root / "test_2x" / "0000.npz").read_bytes())
+    argv = ["predict", "--params", str(params), "--checkpoint", str(ckpt), str(fine), "--out", str(tmp / "out")]
+    assert main(argv) == 0
+    assert capsys.readouterr().out.startswith(f"{fine}: subgrid_unet ")
+    with np.load(tmp / "out" / "fine.npz") as npz:
+        assert str(npz["predictor"]) == "subgrid_unet"
+        assert float(npz["rel_l2"]) == pytest.approx(want, rel=1e-6)
+        assert float(npz["prior_seconds"]) == 0.0 and float(npz["seconds"]) == float(npz["predict_seconds"]) > 0
