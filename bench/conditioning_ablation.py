@@ -20,7 +20,7 @@ import json
 import torch
 
 from fieldlab.config import load_config
-from fieldlab.potential.evaluate import evaluate_sr
+from fieldlab.potential.evaluation.zero_shot import evaluate_sr
 
 
 class Neutralised(torch.nn.Module):
@@ -43,7 +43,7 @@ def main() -> None:
     args = parser.parse_args()
     cfg = load_config(args.params, args.overrides)
     ckpt = torch.load(args.checkpoint, map_location="cpu", weights_only=False)
-    from fieldlab.potential.train import default_model_factory
+    from fieldlab.potential.training.operator import default_model_factory
 
     def neutralised(model_cfg, backbone):
         return Neutralised(default_model_factory(model_cfg, backbone), ckpt["reference_spacing"])

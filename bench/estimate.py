@@ -47,12 +47,12 @@ from scipy import ndimage
 from scipy.stats import spearmanr
 
 from fieldlab.config import load_config
-from fieldlab.potential import masking
-from fieldlab.potential.estimate import estimate_error
-from fieldlab.potential.physics.coarse import coarse_fem_prior
+from fieldlab.potential.data import masking
+from fieldlab.potential.evaluation.classical.cg import cg_curve
 from fieldlab.potential.physics.corpus import solve_sample
-from fieldlab.potential.refine import smooth_potential
-from fieldlab.potential.rivals import cg_curve
+from fieldlab.potential.physics.fem.coarse import coarse_fem_prior
+from fieldlab.potential.physics.fem.estimate import estimate_error
+from fieldlab.potential.prediction.sweeps import smooth_potential
 from fieldlab.potential.schema import PotentialSample
 
 FAMILIES = ("prior", "sweeps", "cg", "smooth", "learned")

@@ -4,7 +4,7 @@ core with K sources per limb.
 A label is one written sample file: draw the limb (and its K bipoles), rasterise, assemble, build the hierarchy,
 solve, write the ``.npz``. The baseline (``earlier_k1``) is the corpus's path as it was: one source per limb
 (:func:`fieldlab.potential.physics.corpus.solve_sample`), the pairwise assembly
-(:func:`~fieldlab.potential.physics.assembly.assemble_pairwise`) with scipy's ``A[1:, 1:]``, pyamg smoothed
+(:func:`~fieldlab.potential.physics.fem.assembly.assemble_pairwise`) with scipy's ``A[1:, 1:]``, pyamg smoothed
 aggregation, tolerance 1e-8. The fast cases run the solver of ``params.yaml`` (stencil assembly, geometric multigrid,
 the label tolerance ``physics.solver.tol``) with ``K`` sources per limb sharing the rasterisation, the assembly and
 the hierarchy (:func:`~fieldlab.potential.physics.corpus.solve_limb`; K = 1 is the single-source path).
@@ -31,9 +31,9 @@ from pathlib import Path
 
 from fieldlab.config import PhysicsConfig, load_config
 from fieldlab.core.io import save_npz
-from fieldlab.potential.physics import solver
-from fieldlab.potential.physics.assembly import assemble_pairwise
 from fieldlab.potential.physics.corpus import sample_name, solve_limb, solve_sample
+from fieldlab.potential.physics.fem import solver
+from fieldlab.potential.physics.fem.assembly import assemble_pairwise
 
 
 @contextlib.contextmanager

@@ -54,7 +54,8 @@ def test_error(cfg: Config, checkpoint: Path) -> dict[str, float]:
     """Mean and max rel L2 of ``checkpoint`` on the test split at the base grid."""
     from fieldlab.core.device import select_device
     from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
-    from fieldlab.potential.evaluate import checkpoint_model_config, evaluate_split, evaluation_inputs, load_trained
+    from fieldlab.potential.evaluation.zero_shot import evaluate_split
+    from fieldlab.potential.models.trained import checkpoint_model_config, evaluation_inputs, load_trained
 
     device = select_device(cfg.device)
     model, ckpt = load_trained(checkpoint, device)
@@ -118,7 +119,7 @@ def main() -> None:
     k = base.data.sources_per_limb
     out: dict[str, Any] = {"backbone": base.model.backbone, "steps": args.steps, "sources_per_limb": k}
     out |= {"corpus": corpus(base), "curves": {}}
-    from fieldlab.potential.train import train_operator
+    from fieldlab.potential.training.operator import train_operator
 
     rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     earlier: dict[str, Any] = {}  # points of an earlier run, reused when its steps and corpus match

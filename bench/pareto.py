@@ -9,7 +9,7 @@ the classical twin of its prior (``baselines.coarse_<N>mm_sgs<k>``: the coarse s
 rivals of the solver used well (``baselines.cg_*``: multigrid-CG stopped early; ``baselines.twogrid_<N>mm[_warm]_v<c>``:
 a true two-grid cycle). A point is on the Pareto front (``on_front``) when no other point is at least as accurate and
 at least as fast (and better in one); it is a clear member (``front_member``,
-:func:`fieldlab.potential.rivals.front_members`) when no other point is at least as good on both axes once the
+:func:`fieldlab.potential.evaluation.front.front_members`) when no other point is at least as good on both axes once the
 measured run-to-run spread of the seconds is allowed for. Prints JSON and draws the scatter with the front::
 
     python bench/pareto.py --checkpoint fno/coarse_fem=experiments/fno/checkpoints/best.pt \\
@@ -33,9 +33,10 @@ from pathlib import Path
 
 from fieldlab.config import PriorConfig, load_config
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
-from fieldlab.potential.data.transforms import FieldScaler
-from fieldlab.potential.evaluate import evaluate_sr, split_front
-from fieldlab.potential.rivals import front_members
+from fieldlab.potential.evaluation.front import front_members
+from fieldlab.potential.evaluation.rivals import split_front
+from fieldlab.potential.evaluation.zero_shot import evaluate_sr
+from fieldlab.potential.models.scaling import FieldScaler
 
 KEYS = ("base", "x2")
 #: marker and colour of each kind of point: the FEM run coarser, a coarse solve (the prior's twin: + fine sweeps; the
@@ -54,8 +55,8 @@ STYLE = {
 
 def pareto(points: list[dict]) -> list[dict]:
     """Mark ``on_front`` on each point (no other point is <= in both error and time and < in one) and
-    ``front_member`` (:func:`~fieldlab.potential.rivals.front_members`: no other point as good on both axes within
-    the larger ``seconds_spread`` of the two; a point without one has none)."""
+    ``front_member`` (:func:`~fieldlab.potential.evaluation.front.front_members`: no other point as good on both axes
+    within the larger ``seconds_spread`` of the two; a point without one has none)."""
     members = set(front_members({str(i): p for i, p in enumerate(points)}))
     for i, p in enumerate(points):
         p["front_member"] = str(i) in members

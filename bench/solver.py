@@ -7,7 +7,7 @@ rasterised as the corpus does) and each path, interleaved, median of
 
 - ``assembly_s``: the Q1 matrix and its pinned submatrix ``A[1:, 1:]``;
 - ``setup_s``: the multigrid hierarchy (earlier: ``pyamg.smoothed_aggregation_solver``, Jacobi prolongator,
-  seed 0; fast: :func:`~fieldlab.potential.physics.multigrid.geometric_hierarchy`);
+  seed 0; fast: :func:`~fieldlab.potential.physics.fem.multigrid.geometric_hierarchy`);
 - ``iteration_s``: one preconditioned CG iteration (median over the first ``--iterations``);
 - ``to_target``: CG iterations and seconds (assembly + setup + CG) until the potential at the voxel centres, in the
   corpus gauge, is within ``--target`` relative L2 of the converged one over the evaluation's loss mask (muscle
@@ -37,22 +37,22 @@ import torch
 
 from fieldlab.config import load_config
 from fieldlab.core.seeding import numpy_rng
-from fieldlab.potential import masking
-from fieldlab.potential.physics.assembly import assemble_pairwise, assemble_stencil, pin_first
+from fieldlab.potential.data import masking
+from fieldlab.potential.evaluation.classical.coarser import solve_at_spacing
 from fieldlab.potential.physics.corpus import SPLIT_STREAM
-from fieldlab.potential.physics.front import solve_at_spacing
-from fieldlab.potential.physics.multigrid import geometric_hierarchy
-from fieldlab.potential.physics.phantom import rasterise
-from fieldlab.potential.physics.sampling import sample_limb
-from fieldlab.potential.physics.solver import (
+from fieldlab.potential.physics.fem.assembly import assemble_pairwise, assemble_stencil, pin_first
+from fieldlab.potential.physics.fem.multigrid import geometric_hierarchy
+from fieldlab.potential.physics.fem.solver import (
     build_hierarchy,
     check_inputs,
-    corners_to_centres,
     element_matrices,
     load_vector,
     pinned_cg,
     solve_potential,
 )
+from fieldlab.potential.physics.fem.transfer import corners_to_centres
+from fieldlab.potential.physics.phantom import rasterise
+from fieldlab.potential.physics.sampling import sample_limb
 
 TOLERANCES = (1e-4, 1e-5, 1e-6, 1e-7, 1e-8)
 #: The converged reference: 1e-12 is below what the true residual reaches at 2x in double precision (~8e-12).

@@ -22,7 +22,7 @@ def main() -> int:
     args = stage_parser(__doc__.splitlines()[0]).parse_args()
 
     def run() -> int:
-        from fieldlab.potential.evaluate import run_eval
+        from fieldlab.potential.evaluation.zero_shot import run_eval
 
         cfg = load_config(args.params, args.overrides)
         ckpt = Path(cfg.log.root) / cfg.model.backbone / "checkpoints" / "best.pt"

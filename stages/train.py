@@ -23,7 +23,7 @@ def main() -> int:
 
     def run() -> int:
         from fieldlab.core.checkpoint import check_resume, resume_checkpoint
-        from fieldlab.potential.train import run_training
+        from fieldlab.potential.training.operator import run_training
 
         cfg = load_config(args.params, args.overrides)
         b = args.backbone

@@ -28,7 +28,7 @@ def main() -> int:
         Path("plots/train_subgrid.csv").write_text("epoch,train_rel_l2,val_rel_l2,seconds\n")
         print("train_subgrid: subgrid.enabled = false; nothing trained")
         return 0
-    from fieldlab.potential.subgrid.train import run_subgrid_training
+    from fieldlab.potential.training.subgrid import run_subgrid_training
 
     s = run_subgrid_training(cfg, root, "metrics/train_subgrid.json", "plots/train_subgrid.csv")
     print(

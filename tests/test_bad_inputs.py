@@ -529,7 +529,7 @@ def test_the_valid_inputs_are_accepted(tmp_path: Path) -> None:
     from fieldlab.core.checkpoint import check_resume
     from fieldlab.explore.journal import Journal
     from fieldlab.inr.data import load_field_window
-    from fieldlab.potential.evaluate import evaluation_inputs, load_trained
+    from fieldlab.potential.models.trained import evaluation_inputs, load_trained
     from fieldlab.potential.physics.corpus import validate_raw_file
 
     files = raw_workspace(tmp_path / "raw")

@@ -10,7 +10,7 @@ import torch
 import torch.multiprocessing as mp
 from support_train import tiny_config, tiny_factory, write_corpus
 
-from fieldlab.potential.train import train_operator
+from fieldlab.potential.training.operator import train_operator
 
 
 def free_port() -> int:

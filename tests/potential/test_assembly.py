@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from fieldlab.potential.physics.assembly import CORNERS, assemble_pairwise, assemble_stencil, pin_first
-from fieldlab.potential.physics.solver import assemble, element_matrices
+from fieldlab.potential.physics.fem.assembly import CORNERS, assemble_pairwise, assemble_stencil, pin_first
+from fieldlab.potential.physics.fem.solver import assemble, element_matrices
 
 SPACINGS = {"cube": (1e-3, 1e-3, 1e-3), "box": (0.7e-3, 1.3e-3, 2.1e-3)}
 

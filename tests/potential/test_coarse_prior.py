@@ -22,9 +22,9 @@ from fieldlab.errors import ConfigError, InputError
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
 from fieldlab.potential.data.prior import free_space_prior
 from fieldlab.potential.data.priors import PriorCache, compute_prior
-from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.models.scaling import FieldScaler
 from fieldlab.potential.physics.analytic import manufactured_cosine
-from fieldlab.potential.physics.coarse import coarse_fem_prior, coarse_grid, restrict
+from fieldlab.potential.physics.fem.coarse import coarse_fem_prior, coarse_grid, restrict
 from fieldlab.potential.physics.phantom import rasterise
 from fieldlab.potential.physics.resolution import block_mean, relative_l2_agreement
 from fieldlab.potential.physics.sampling import sample_limb
@@ -423,8 +423,8 @@ def test_evaluating_a_second_corpus_uses_its_own_priors(staged, tmp_path):
     from test_eval_sr import ZeroOperator
 
     from fieldlab.core.checkpoint import save_checkpoint
-    from fieldlab.potential import evaluate
     from fieldlab.potential.data.priors import build_cache
+    from fieldlab.potential.evaluation import zero_shot as evaluate
 
     other = balanced_corpus(tmp_path / "other", seed=1)
     prior_b = PriorConfig(kind="coarse_fem", coarse_spacing_m=TINY_SPACING, root=str(tmp_path / "other_priors"))

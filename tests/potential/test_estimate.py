@@ -15,18 +15,21 @@ from scipy.stats import spearmanr
 from fieldlab.config import PhantomConfig, PhysicsConfig
 from fieldlab.core.seeding import numpy_rng
 from fieldlab.errors import InputError
-from fieldlab.potential import estimate as est_mod
-from fieldlab.potential import masking, metrics
-from fieldlab.potential.estimate import centres_to_corners, estimate_error
+from fieldlab.potential import metrics
+from fieldlab.potential.data import masking
+from fieldlab.potential.physics.fem import estimate as est_mod
+from fieldlab.potential.physics.fem.estimate import estimate_error
+from fieldlab.potential.physics.fem.solver import assemble, solve_potential
+from fieldlab.potential.physics.fem.transfer import centres_to_corners, corners_to_centres
 from fieldlab.potential.physics.phantom import rasterise
 from fieldlab.potential.physics.sampling import sample_limb
-from fieldlab.potential.physics.solver import assemble, corners_to_centres, solve_potential
 
 PHYSICS = PhysicsConfig(phantom=PhantomConfig(subsamples=2))
 GRID = (48, 24, 24)  # 4 mm voxels: the default limb at half the base resolution
 #: Effectivity band (estimate / truth) of the "vcycle" estimate for every perturbation. Two V-cycles leave
-#: ``rho^2 ~ 0.1`` of the corner error in the energy norm (module notes of fieldlab.potential.estimate); the L2 norm
-#: over the mask weighs modes differently, so the band is wider than 1 +- 0.13 but well inside the [0.5, 2] asked of
+#: ``rho^2 ~ 0.1`` of the corner error in the energy norm (module notes of fieldlab.potential.physics.fem.estimate); the
+#: L2 norm over the mask weighs modes differently, so the band is wider than 1 +- 0.13 but well inside the [0.5, 2]
+#: asked of
 #: the estimator.
 BAND = (0.8, 1.25)
 AMPLITUDES = (0.01, 0.03, 0.1, 0.3)

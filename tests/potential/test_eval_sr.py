@@ -19,11 +19,11 @@ from torch import nn
 
 from fieldlab.core.checkpoint import load_checkpoint, save_checkpoint
 from fieldlab.errors import InputError
-from fieldlab.potential import evaluate
 from fieldlab.potential.data.loader import PotentialDataset, split_files
 from fieldlab.potential.data.prior import free_space_prior
-from fieldlab.potential.data.transforms import FieldScaler
-from fieldlab.potential.train import train_operator
+from fieldlab.potential.evaluation import zero_shot as evaluate
+from fieldlab.potential.models.scaling import FieldScaler
+from fieldlab.potential.training.operator import train_operator
 
 
 class ZeroOperator(nn.Module):
@@ -272,7 +272,8 @@ def test_every_part_of_a_prediction_shows_in_its_seconds(root, tmp_path, monkeyp
     """A slow stub in the prior, the operator and the sweeps' assembly: each shows up in the seconds the evaluation
     reports per sample, for the operator alone (prior + forward) and the hybrid (prior + forward + assembly), and
     the prior is timed in this run (not read from a file written by another process)."""
-    from fieldlab.potential import baselines, refine
+    from fieldlab.potential.evaluation.classical import baselines
+    from fieldlab.potential.prediction import sweeps as refine
 
     monkeypatch.setattr(baselines, "compute_prior", slowed(baselines.compute_prior, DELAY))
     monkeypatch.setattr(refine, "assemble", slowed(refine.assemble, DELAY))

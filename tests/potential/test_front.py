@@ -14,10 +14,12 @@ import numpy as np
 import pytest
 
 from fieldlab.config import Config, DataConfig, PhantomConfig, PhysicsConfig, SourceConfig
-from fieldlab.potential.baselines import baseline_name, classical_front, relative_l2
+from fieldlab.errors import InputError
 from fieldlab.potential.data.loader import split_files
+from fieldlab.potential.evaluation.classical.baselines import baseline_name, classical_front
+from fieldlab.potential.metrics import field_relative_l2 as relative_l2
 from fieldlab.potential.physics.corpus import generate_corpus
-from fieldlab.potential.physics.front import corner_weights, interpolate_corners
+from fieldlab.potential.physics.fem.transfer import corner_weights, interpolate_corners
 
 # 24x12x12 voxels of 8 mm on the default 96 x 96 x 192 mm box
 DATA = DataConfig(grid=(24, 12, 12), n_train=1, n_val=1, n_test=2, workers=1)
@@ -79,5 +81,9 @@ def test_trilinear_interpolation_is_exact_for_trilinear_fields():
     np.testing.assert_allclose(interpolate_corners(corners, shape), f(*np.meshgrid(fz, fy, fx, indexing="ij")))
 
 
-def test_relative_l2_over_an_empty_mask_is_nan():
-    assert np.isnan(relative_l2(np.ones(4), np.ones(4), np.zeros(4, dtype=bool)))
+def test_relative_l2_over_an_empty_mask_or_a_zero_field_is_an_error():
+    """A metric over an empty set is an error, not a number (nor NaN carried into a mean)."""
+    with pytest.raises(InputError, match="empty mask or a zero field"):
+        relative_l2(np.ones(4), np.ones(4), np.zeros(4, dtype=bool))
+    with pytest.raises(InputError, match="empty mask or a zero field"):
+        relative_l2(np.ones(4), np.zeros(4), np.ones(4, dtype=bool))

@@ -10,10 +10,10 @@ from test_front import DATA, PHYSICS
 
 from fieldlab.config import Config, DataConfig
 from fieldlab.errors import InputError
-from fieldlab.potential import baselines
 from fieldlab.potential.data.loader import split_files
+from fieldlab.potential.evaluation.classical import baselines
+from fieldlab.potential.evaluation.classical.coarser import corpus_limb, solve_at_spacing
 from fieldlab.potential.physics.corpus import generate_corpus
-from fieldlab.potential.physics.front import corpus_limb, solve_at_spacing
 from fieldlab.potential.schema import load_sample
 
 

@@ -11,7 +11,7 @@ from support_train import BASE_GRID, write_corpus
 
 from fieldlab.errors import InputError
 from fieldlab.potential.data.loader import PotentialDataset, coordinate_grid, split_files
-from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.models.scaling import FieldScaler
 from fieldlab.potential.schema import load_sample
 
 

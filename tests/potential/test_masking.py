@@ -11,7 +11,7 @@ import torch
 from support_train import FAT, MUSCLE
 
 from fieldlab.errors import InputError
-from fieldlab.potential import masking
+from fieldlab.potential.data import masking
 
 
 def brute_ball(shape, poles, radius, scale=(1, 1, 1)):

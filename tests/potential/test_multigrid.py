@@ -9,11 +9,11 @@ import pytest
 
 from fieldlab.config import PhysicsConfig
 from fieldlab.core.seeding import numpy_rng
-from fieldlab.potential.physics.assembly import node_mask, pin_first
-from fieldlab.potential.physics.multigrid import geometric_hierarchy, trilinear_prolongator
+from fieldlab.potential.physics.fem.assembly import node_mask, pin_first
+from fieldlab.potential.physics.fem.multigrid import geometric_hierarchy, trilinear_prolongator
+from fieldlab.potential.physics.fem.solver import assemble, load_vector, pinned_cg, solve_potential
 from fieldlab.potential.physics.phantom import rasterise
 from fieldlab.potential.physics.sampling import sample_limb
-from fieldlab.potential.physics.solver import assemble, load_vector, pinned_cg, solve_potential
 
 #: Bound on the asymptotic energy-norm contraction of one V(1,1)-cycle. The smoother alone contracts the smooth
 #: error by 1 - O(h^2) per sweep (above 0.9 after 40 sweeps on these grids, checked below), so a factor this far below

@@ -13,11 +13,11 @@ import pytest
 from fieldlab.config import DataConfig, PhantomConfig, PhysicsConfig, SourceConfig
 from fieldlab.core.seeding import numpy_rng
 from fieldlab.errors import InputError
-from fieldlab.potential.physics import multisource, solver
 from fieldlab.potential.physics.corpus import generate_corpus
+from fieldlab.potential.physics.fem import multisource, solver
+from fieldlab.potential.physics.fem.solver import solve_potential
 from fieldlab.potential.physics.phantom import rasterise, with_source
 from fieldlab.potential.physics.sampling import sample_limb, sample_limb_sources
-from fieldlab.potential.physics.solver import solve_potential
 from fieldlab.potential.schema import load_sample
 
 TINY_PHYSICS = PhysicsConfig(

@@ -10,10 +10,10 @@ import pytest
 from fieldlab.config import ConductivityConfig, PhantomConfig, PhysicsConfig, SourceConfig, config_from_dict
 from fieldlab.core.seeding import numpy_rng
 from fieldlab.errors import ConfigError
+from fieldlab.potential.physics.fem.solver import solve_potential
 from fieldlab.potential.physics.phantom import label_points, rasterise, rotate_fibre, tissue_fractions
 from fieldlab.potential.physics.resolution import block_mean, relative_l2_agreement
 from fieldlab.potential.physics.sampling import sample_limb
-from fieldlab.potential.physics.solver import solve_potential
 from fieldlab.potential.schema import TISSUES
 
 PHYS = PhysicsConfig()

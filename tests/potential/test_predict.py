@@ -22,12 +22,13 @@ from fieldlab.config import (
     load_config,
 )
 from fieldlab.core.io import save_npz
-from fieldlab.potential import evaluate, metrics
+from fieldlab.potential import metrics
 from fieldlab.potential.data.priors import build_cache
+from fieldlab.potential.evaluation import zero_shot as evaluate
 from fieldlab.potential.physics.corpus import generate_corpus
-from fieldlab.potential.predict import predict_files
+from fieldlab.potential.prediction.files import predict_files
 from fieldlab.potential.schema import load_sample
-from fieldlab.potential.train import train_operator
+from fieldlab.potential.training.operator import train_operator
 
 PHYSICS = PhysicsConfig(
     phantom=PhantomConfig(radius_m=(0.04, 0.042), subsamples=2),
@@ -149,9 +150,9 @@ class Slow(nn.Module):
 def test_seconds_include_the_prior_the_forward_pass_and_the_assembly(trained, tmp_path, monkeypatch):
     """A slow stub in each part of the prediction (the prior's coarse solve, the operator, the assembly of the
     sweeps' system) shows up in the seconds written: each part is paid for, at base and at 2x."""
-    from fieldlab.potential import predict as predict_module
-    from fieldlab.potential import refine
-    from fieldlab.potential.train import default_model_factory
+    from fieldlab.potential.prediction import files as predict_module
+    from fieldlab.potential.prediction import sweeps as refine
+    from fieldlab.potential.training.operator import default_model_factory
 
     _, root, runs = trained
     params, ckpt = runs["coarse_fem"]

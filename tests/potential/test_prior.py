@@ -11,7 +11,7 @@ from support_train import write_corpus
 from fieldlab.errors import InputError
 from fieldlab.potential.data.loader import PotentialDataset, split_files
 from fieldlab.potential.data.prior import free_space_prior, pole_currents, voxel_points
-from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.models.scaling import FieldScaler
 from fieldlab.potential.schema import PotentialSample
 
 SHAPE = (40, 32, 32)

@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from fieldlab.errors import InputError
-from fieldlab.potential.physics.coarse import coarse_fem_prior
-from fieldlab.potential.physics.solver import solve_potential
-from fieldlab.potential.refine import Refiner, refine_prior, restricted_problem, smooth_potential
+from fieldlab.potential.physics.fem.coarse import coarse_fem_prior
+from fieldlab.potential.physics.fem.solver import solve_potential
+from fieldlab.potential.prediction.sweeps import Refiner, refine_prior, restricted_problem, smooth_potential
 from fieldlab.potential.schema import load_sample
 
 SPACING = (2e-3, 2e-3, 2e-3)

@@ -11,8 +11,9 @@ from support_slow import slowed
 from test_refine import SPACING, layered_limb, rel
 
 from fieldlab.errors import InputError
-from fieldlab.potential import rivals
-from fieldlab.potential.physics import multisource
+from fieldlab.potential.evaluation import front
+from fieldlab.potential.evaluation.classical import cg as rivals
+from fieldlab.potential.physics.fem import multisource
 from fieldlab.potential.schema import PotentialSample
 
 
@@ -86,7 +87,7 @@ def test_the_restricted_rival_reaches_the_coarse_solve():
     coarse_fem prior at 4 mm solved tightly: the same restriction, the same Q1 system, the same prolongation (a path
     through solve_corners instead of the rival's own CG). 32x16x16 voxels: the 4 mm system is too large for one
     V-cycle's direct coarsest solve, so one iteration is not yet the solve."""
-    from fieldlab.potential.physics.coarse import coarse_fem_prior
+    from fieldlab.potential.physics.fem.coarse import coarse_fem_prior
 
     sigma, f, u = layered_limb((32, 16, 16))
     tissue = np.any(sigma != 0, axis=-1)
@@ -165,21 +166,21 @@ def test_front_members_without_spread_is_the_pareto_front_less_exact_ties():
     """From a sketch: a (fast, coarse), d (between) and c (slow, fine) are on the front; b is beaten by d on both
     axes; e ties a in time and is worse. Two identical points match each other: neither is a clear member."""
     points = pts(a=(0.20, 0.1), b=(0.05, 0.6), c=(0.001, 2.0), d=(0.01, 0.5), e=(0.3, 0.1))
-    assert rivals.front_members(points) == ["a", "d", "c"]
-    assert rivals.front_members(pts(x=(0.1, 1.0), y=(0.1, 1.0))) == []
-    assert rivals.front_members(pts(x=(0.1, 1.0), y=(0.1, 1.0), z=(0.01, 3.0))) == ["z"]
+    assert front.front_members(points) == ["a", "d", "c"]
+    assert front.front_members(pts(x=(0.1, 1.0), y=(0.1, 1.0))) == []
+    assert front.front_members(pts(x=(0.1, 1.0), y=(0.1, 1.0), z=(0.01, 3.0))) == ["z"]
 
 
 def test_front_members_allow_for_the_larger_spread():
     """m is 5 % faster than n and less accurate: without spread both are members; with a 10 % spread on either one n
     is within m's reach in time and at least as accurate, so m is a tie, not a clear member, and n stays (m is not
     as accurate as n). A spread on the error axis works the same way."""
-    assert rivals.front_members(pts(m=(0.02, 1.0), n=(0.01, 1.05))) == ["m", "n"]
-    assert rivals.front_members(pts(m=(0.02, 1.0, 0.1), n=(0.01, 1.05))) == ["n"]
-    assert rivals.front_members(pts(m=(0.02, 1.0), n=(0.01, 1.05, 0.1))) == ["n"]
-    assert rivals.front_members(pts(m=(0.02, 1.0, 0.01), n=(0.01, 1.05, 0.01))) == ["m", "n"]
+    assert front.front_members(pts(m=(0.02, 1.0), n=(0.01, 1.05))) == ["m", "n"]
+    assert front.front_members(pts(m=(0.02, 1.0, 0.1), n=(0.01, 1.05))) == ["n"]
+    assert front.front_members(pts(m=(0.02, 1.0), n=(0.01, 1.05, 0.1))) == ["n"]
+    assert front.front_members(pts(m=(0.02, 1.0, 0.01), n=(0.01, 1.05, 0.01))) == ["m", "n"]
     close = {"m": {"rel_l2": 0.0100, "seconds": 1.0}, "n": {"rel_l2": 0.0104, "seconds": 0.5, "rel_l2_spread": 0.05}}
-    assert rivals.front_members(close) == ["n"]
+    assert front.front_members(close) == ["n"]
 
 
 def test_every_member_is_on_the_plain_front():
@@ -194,6 +195,6 @@ def test_every_member_is_on_the_plain_front():
                 q["rel_l2"] <= p["rel_l2"] and q["seconds"] <= p["seconds"] and q != p for m, q in points.items()
             )
         }
-        members = rivals.front_members(points)
+        members = front.front_members(points)
         assert set(members) <= plain
         assert [points[n]["seconds"] for n in members] == sorted(points[n]["seconds"] for n in members)

@@ -20,7 +20,7 @@ import pytest
 import torch
 from support_train import tiny_config, tiny_factory, write_corpus
 
-from fieldlab.potential.train import train_operator
+from fieldlab.potential.training.operator import train_operator
 
 LR = 1e-2
 R = 0.01  # train.min_lr_ratio

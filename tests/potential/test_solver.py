@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from fieldlab.errors import InputError, PhysicsError
-from fieldlab.potential.physics import solver
 from fieldlab.potential.physics.analytic import manufactured_cosine, point_source_potential, tensor
+from fieldlab.potential.physics.fem import solver
+from fieldlab.potential.physics.fem.solver import element_matrices, solve_potential
 from fieldlab.potential.physics.phantom import rotate_fibre
-from fieldlab.potential.physics.solver import element_matrices, solve_potential
 
 MUSCLE = (0.2455, 0.2455, 1.2275, 0.0, 0.0, 0.0)
 ROTATED = rotate_fibre(MUSCLE, math.radians(35.0), math.radians(50.0))

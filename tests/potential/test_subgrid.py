@@ -14,19 +14,20 @@ from fieldlab.cli import main
 from fieldlab.config import DataConfig, PhantomConfig, PhysicsConfig, SourceConfig, load_config
 from fieldlab.core.checkpoint import save_checkpoint
 from fieldlab.errors import InputError
-from fieldlab.potential import evaluate
 from fieldlab.potential.data.loader import PotentialDataset, split_files
-from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.data.subgrid_inputs import coarse_start, fold_factor
+from fieldlab.potential.evaluation import zero_shot as evaluate
+from fieldlab.potential.models.fold import depth_to_space, space_to_depth
+from fieldlab.potential.models.scaling import FieldScaler
+from fieldlab.potential.models.subgrid import SubgridCorrector
+from fieldlab.potential.models.trained import TrainedSubgrid, load_subgrid
 from fieldlab.potential.physics.corpus import generate_corpus
+from fieldlab.potential.physics.fem.solver import solve_potential
 from fieldlab.potential.physics.resolution import block_mean
-from fieldlab.potential.physics.solver import solve_potential
+from fieldlab.potential.prediction.subgrid import predict_subgrid
 from fieldlab.potential.schema import PotentialSample, load_sample
-from fieldlab.potential.subgrid.fold import depth_to_space, space_to_depth
-from fieldlab.potential.subgrid.inputs import coarse_start, fold_factor
-from fieldlab.potential.subgrid.model import SubgridCorrector
-from fieldlab.potential.subgrid.predict import TrainedSubgrid, load_subgrid, predict_subgrid
-from fieldlab.potential.subgrid.train import run_subgrid_training
-from fieldlab.potential.train import train_operator
+from fieldlab.potential.training.operator import train_operator
+from fieldlab.potential.training.subgrid import run_subgrid_training
 
 
 @pytest.mark.parametrize("r", [1, 2, 3])

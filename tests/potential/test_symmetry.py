@@ -12,9 +12,9 @@ import torch
 from fieldlab.potential.data.loader import PotentialDataset
 from fieldlab.potential.data.prior import voxel_points
 from fieldlab.potential.data.symmetry import Symmetry, apply_symmetry, can_swap_xy
-from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.models.scaling import FieldScaler
 from fieldlab.potential.physics.analytic import tensor
-from fieldlab.potential.physics.solver import solve_potential
+from fieldlab.potential.physics.fem.solver import solve_potential
 from fieldlab.potential.schema import PotentialSample
 
 SHAPE = (12, 8, 8)

@@ -22,7 +22,7 @@ from fieldlab.config import ConditioningConfig, EncoderConfig, FNOConfig, PriorC
 from fieldlab.core.checkpoint import load_checkpoint
 from fieldlab.core.io import save_npz
 from fieldlab.potential.models.wrapper import build_model
-from fieldlab.potential.train import NonFiniteLossError, train_operator
+from fieldlab.potential.training.operator import NonFiniteLossError, train_operator
 
 TESTS = Path(__file__).parents[1]  # support_train.py lives in tests/
 
@@ -72,7 +72,7 @@ KILLER = textwrap.dedent(
     import os, signal, sys
     sys.path[:0] = [{tests!r}]
     from support_train import tiny_config, tiny_factory
-    from fieldlab.potential.train import train_operator
+    from fieldlab.potential.training.operator import train_operator
     from pathlib import Path
     root, tmp, out = Path({root!r}), Path({tmp!r}), Path({out!r})
 

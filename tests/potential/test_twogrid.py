@@ -23,10 +23,15 @@ from test_refine import layered_limb, rel
 from test_rivals import as_sample
 
 from fieldlab.errors import InputError
-from fieldlab.potential import twogrid
-from fieldlab.potential.physics.multigrid import trilinear_prolongator
-from fieldlab.potential.physics.solver import assemble
-from fieldlab.potential.twogrid import TwoGrid, convergence_factor, corner_prolongator, twogrid_curve
+from fieldlab.potential.evaluation.classical import twogrid
+from fieldlab.potential.evaluation.classical.twogrid import (
+    TwoGrid,
+    convergence_factor,
+    corner_prolongator,
+    twogrid_curve,
+)
+from fieldlab.potential.physics.fem.multigrid import trilinear_prolongator
+from fieldlab.potential.physics.fem.solver import assemble
 
 
 @pytest.mark.parametrize("factor", [(2, 2, 2), (4, 2, 1), (4, 4, 4)])

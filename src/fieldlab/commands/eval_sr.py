@@ -19,7 +19,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from fieldlab.config import load_config
-    from fieldlab.potential.evaluate import run_eval
+    from fieldlab.potential.evaluation.zero_shot import run_eval
 
     cfg = load_config(args.params, args.overrides)
     backbone = args.backbone or cfg.model.backbone

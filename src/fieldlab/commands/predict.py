@@ -16,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from fieldlab.config import load_config
-    from fieldlab.potential.predict import predict_files
+    from fieldlab.potential.prediction.files import predict_files
 
     cfg = load_config(args.params, args.overrides)
     for result in predict_files(cfg, args.checkpoint, args.samples, args.out, device=args.device):

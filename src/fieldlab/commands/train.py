@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
 
     from fieldlab.config import load_config, to_dict
     from fieldlab.core.checkpoint import check_resume, resume_checkpoint
-    from fieldlab.potential.train import run_training
+    from fieldlab.potential.training.operator import run_training
 
     cfg = load_config(args.params, args.overrides)
     backbone = args.backbone or cfg.model.backbone

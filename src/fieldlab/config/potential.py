@@ -298,7 +298,7 @@ class EvalConfig:
 
 @dataclass(frozen=True)
 class SubgridConfig:
-    """The learned sub-grid correction (potential/subgrid/): fine accuracy from a coarse solve and the fine arrays."""
+    """The learned sub-grid correction (``models.subgrid``): fine accuracy from a coarse solve and the fine arrays."""
 
     enabled: bool = False  # train it (train_subgrid), score it in eval_sr at 2x (x2_subgrid) and make it the 2x default
     root: str = "experiments/subgrid"
@@ -325,8 +325,8 @@ def check_loss_muscle(loss: LossConfig, conductivity: ConductivityConfig, data: 
     """Require ``loss.muscle_sigma`` to be the muscle tensor of a synthetic corpus, ``physics.conductivity.muscle``.
 
     The loss mask keeps the voxels whose tensor has the sorted eigenvalues of ``loss.muscle_sigma`` within
-    ``loss.muscle_rtol * max |lambda|`` (:func:`fieldlab.potential.masking.muscle_mask`); the same rule compares the
-    two settings here, so that a tilted fibre (a rotated tensor, same eigenvalues) still agrees. Nothing is checked
+    ``loss.muscle_rtol * max |lambda|`` (:func:`fieldlab.potential.data.masking.muscle_mask`); the same rule compares
+    the two settings here, so that a tilted fibre (a rotated tensor, same eigenvalues) still agrees. Nothing is checked
     for ``loss.region = tissue`` or a ``raw`` corpus (whose tensors ``physics`` does not describe; the dataset
     refuses a mask that matches almost nothing).
 

@@ -4,7 +4,7 @@ A checkpoint is a dict of tensors, numbers, strings, lists and dicts only (no pi
 PyTorch's safe unpickler:
 
 - ``model``: state dict; ``model_config``: the ``model`` section as a plain dict; ``backbone``;
-- ``transforms``: :meth:`fieldlab.potential.data.transforms.FieldScaler.to_dict`;
+- ``transforms``: :meth:`fieldlab.potential.models.scaling.FieldScaler.to_dict`;
 - ``optimizer``, ``scheduler``: state dicts; ``epoch`` (completed epochs), ``step``;
 - ``rng``: Python, NumPy and torch (CPU, CUDA) generator states, converted to tensors and lists;
 - ``best_val_rel_l2``, ``history``, ``train_time_s`` and the resolved ``config``.

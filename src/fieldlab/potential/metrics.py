@@ -16,7 +16,10 @@ such masks, :mod:`fieldlab.potential.data.loader`; NaN carries any that get thro
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+
+from fieldlab.errors import InputError
 
 
 def _flat(x: torch.Tensor) -> torch.Tensor:
@@ -59,6 +62,27 @@ def relative_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ep
     num = (_flat((pred - target) ** 2) * m).sum(1).sqrt()
     den = (_flat(target**2) * m).sum(1).sqrt()
     return _where_any(_flat(mask), num / den.clamp_min(eps))
+
+
+def field_relative_l2(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """:func:`relative_l2` of one field ``(D, H, W)`` (NumPy arrays, float64), as a float.
+
+    Raises
+    ------
+    InputError
+        The mask is empty or the truth is zero over it: the error has nothing to be relative to.
+
+    Examples
+    --------
+    >>> field_relative_l2(np.array([1.0, 2.0]), np.array([1.0, 1.0]), np.array([True, True]))
+    0.7071067811865476
+    """
+    m = np.asarray(mask, dtype=bool)
+    t = torch.as_tensor(np.asarray(truth, dtype=np.float64))
+    if not m.any() or not bool(t[torch.from_numpy(m)].any()):
+        raise InputError("relative L2 over an empty mask or a zero field: nothing to be relative to")
+    p = torch.as_tensor(np.asarray(pred, dtype=np.float64))
+    return float(relative_l2(p[None, None], t[None, None], torch.from_numpy(m)[None, None])[0])
 
 
 def r2_score(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:

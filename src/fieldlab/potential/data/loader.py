@@ -6,7 +6,7 @@ Each item is a dict of CPU tensors (the trainer moves them to its device):
 key         shape             meaning
 =========== ================= ============================================================
 sigma       (6, D, H, W)      conductivity in S/m, channels (xx, yy, zz, xy, xz, yz); 0 in air
-f           (1, D, H, W)      source ``f / f_scale`` (see :mod:`fieldlab.potential.data.transforms`)
+f           (1, D, H, W)      source ``f / f_scale`` (see :mod:`fieldlab.potential.models.scaling`)
 coords      (3, D, H, W)      normalised (X, Y, Z) at voxel centres of ``coord_range``, ``indexing='ij'``
 spacing     (3,)              (dx, dy, dz) in metres
 phi         (1, D, H, W)      potential ``u / u_scale``
@@ -19,7 +19,7 @@ prior       (1, D, H, W)      physics prior ``/ u_scale``: free-space (with ``pr
 Any resolution works: coordinates are rebuilt from the grid shape, and the singularity ball is scaled by
 ``reference_spacing / spacing`` so that it covers the same physical region as on the training grid.
 
-A sample whose loss mask holds fewer than :data:`fieldlab.potential.masking.MIN_MASK_FRACTION` (1 %) of its
+A sample whose loss mask holds fewer than :data:`fieldlab.potential.data.masking.MIN_MASK_FRACTION` (1 %) of its
 tissue voxels is an :class:`~fieldlab.errors.InputError` naming the file: with ``region = "muscle"`` this is what
 a ``loss.muscle_sigma`` that differs from the corpus's muscle tensor (``physics.conductivity.muscle`` when the
 corpus was generated) produces, and the message quotes the tensor the sample's muscle-labelled voxels carry.
@@ -37,11 +37,11 @@ from torch.utils.data import Dataset
 
 from fieldlab.config.potential import MUSCLE_SIGMA
 from fieldlab.errors import InputError
-from fieldlab.potential import masking
+from fieldlab.potential.data import masking
 from fieldlab.potential.data.prior import free_space_prior
 from fieldlab.potential.data.priors import PriorCache, cache_for
 from fieldlab.potential.data.symmetry import Symmetry, apply_symmetry, can_swap_xy
-from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.models.scaling import FieldScaler
 from fieldlab.potential.schema import TISSUES, PotentialSample, cell_centres, load_sample
 
 

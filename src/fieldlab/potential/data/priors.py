@@ -6,7 +6,7 @@ kind         prior                                                              
 none         no prior channel                                                      --
 free_space   each pole's potential in an infinite medium (:mod:`.prior`)           by the loader, per item
 coarse_fem   the sample restricted to ``coarse_spacing_m`` and solved with the FEM  once, by the ``priors``
-             (:mod:`fieldlab.potential.physics.coarse`)                             stage (:func:`build_cache`)
+             (:mod:`fieldlab.potential.physics.fem.coarse`)                             stage (:func:`build_cache`)
 ============ ==================================================================== ===========================
 
 Cache layout under ``model.prior.root`` (default ``data/priors``), mirroring the corpus under ``data.root``::
@@ -43,7 +43,7 @@ from fieldlab.config import PriorConfig, SolverConfig, to_dict
 from fieldlab.core.io import load_npz, save_npz, write_json
 from fieldlab.errors import ConfigError, InputError, PhysicsError
 from fieldlab.potential.data.prior import free_space_prior
-from fieldlab.potential.physics.coarse import coarse_fem_prior, coarse_grid
+from fieldlab.potential.physics.fem.coarse import coarse_fem_prior, coarse_grid
 from fieldlab.potential.schema import PotentialSample, load_sample
 
 #: Every ``model.prior.kind``.

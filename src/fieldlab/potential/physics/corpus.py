@@ -26,6 +26,7 @@ The ``ood`` split draws limb ``i`` from the training ranges with one range shift
 from __future__ import annotations
 
 import hashlib
+import json
 import multiprocessing as mp
 import os
 import shutil
@@ -40,11 +41,11 @@ import numpy as np
 from fieldlab.config import DataConfig, PhysicsConfig, to_dict
 from fieldlab.core.io import save_npz, write_json
 from fieldlab.errors import InputError
-from fieldlab.potential.physics.multisource import solve_potential_many
+from fieldlab.potential.physics.fem.multisource import solve_potential_many
+from fieldlab.potential.physics.fem.solver import SolveInfo, check_inputs, solve_potential
 from fieldlab.potential.physics.phantom import LimbParams, rasterise, with_source
 from fieldlab.potential.physics.resolution import relative_l2_agreement
 from fieldlab.potential.physics.sampling import ood_shift, sample_limb, sample_limb_sources, sample_ood_limb
-from fieldlab.potential.physics.solver import SolveInfo, check_inputs, solve_potential
 from fieldlab.potential.schema import PotentialSample, load_sample
 
 SPLITS = ("train", "val", "test")
@@ -248,6 +249,32 @@ def generate_corpus(
     }
     write_json(root / "manifest.json", manifest)
     return manifest
+
+
+def read_manifest(root: str | Path) -> dict[str, Any]:
+    """``root/manifest.json`` as :func:`generate_corpus` or :func:`import_raw` wrote it; ``{}`` when there is none.
+
+    Raises
+    ------
+    InputError
+        The file is not a JSON object.
+    """
+    path = Path(root) / "manifest.json"
+    if not path.is_file():
+        return {}
+    try:
+        manifest = json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise InputError(f"{path}: not valid JSON (expected the manifest written by the prepare stage)") from None
+    if not isinstance(manifest, dict):
+        raise InputError(f"{path}: a JSON {type(manifest).__name__}; expected the object written by the prepare stage")
+    return manifest
+
+
+def manifest_samples(root: str | Path) -> list[dict[str, Any]]:
+    """The per-sample records (``split``, ``file``, ...) of ``root/manifest.json``; empty without a manifest."""
+    records = read_manifest(root).get("samples")
+    return [r for r in records if isinstance(r, dict)] if isinstance(records, list) else []
 
 
 def validate_raw_file(path: Path) -> PotentialSample:

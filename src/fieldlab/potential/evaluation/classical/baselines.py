@@ -1,8 +1,9 @@
 """What a prediction costs and what the classical solver gives at equal cost, on the same test limbs and mask.
 
 - :func:`classical_front`: the FEM on coarser grids of fixed physical spacing (``eval.baseline_spacings_m``; at 2x
-  also the base grid itself), each evaluated on the target grid (:mod:`fieldlab.potential.physics.front`): relative
-  L2 over the same loss mask as the model, in volts, and seconds per sample. The seconds start from the limb's
+  also the base grid itself), each evaluated on the target grid
+  (:mod:`fieldlab.potential.evaluation.classical.coarser`): relative L2 over the same loss mask as the model, in volts,
+  and seconds per sample. The seconds start from the limb's
   arrays at that spacing, as every other predictor starts from the sample's arrays: the solve and the interpolation
   to the target grid are timed (median of repeats, with their spread), the rasterisation of the continuous limb is
   not (it is reported apart, ``rasterise_seconds``).
@@ -26,11 +27,13 @@ import numpy as np
 from fieldlab.config import Config, PhysicsConfig, PriorConfig
 from fieldlab.errors import InputError
 from fieldlab.potential.data.priors import compute_prior
-from fieldlab.potential.physics.coarse import fill_and_gauge
-from fieldlab.potential.physics.front import MAX_SUBSAMPLES, corpus_limb, grid_for_spacing, interpolate_corners
+from fieldlab.potential.evaluation.classical.coarser import MAX_SUBSAMPLES, corpus_limb, grid_for_spacing
+from fieldlab.potential.evaluation.front import spread
+from fieldlab.potential.metrics import field_relative_l2
+from fieldlab.potential.physics.corpus import manifest_samples, read_manifest
+from fieldlab.potential.physics.fem.solver import solve_corners
+from fieldlab.potential.physics.fem.transfer import fill_and_gauge, interpolate_corners
 from fieldlab.potential.physics.phantom import Conductivities, LimbParams, Rasterised, rasterise
-from fieldlab.potential.physics.solver import solve_corners
-from fieldlab.potential.rivals import spread
 from fieldlab.potential.schema import PotentialSample, load_sample
 
 
@@ -52,32 +55,16 @@ def base_spacing(cfg: Config) -> float:
 
 def manifest_records(root: str | Path) -> dict[str, dict[str, Any]]:
     """``<split>/<file>`` -> record of a synthetic corpus's manifest; empty for a corpus without limbs."""
-    path = Path(root) / "manifest.json"
-    if not path.is_file():
+    if read_manifest(root).get("source") != "synthetic":
         return {}
-    try:
-        manifest = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError):
-        raise InputError(f"{path}: not valid JSON (expected the manifest written by the prepare stage)") from None
-    if manifest.get("source") != "synthetic":
-        return {}
-    return {r["file"]: r for r in manifest.get("samples", []) if isinstance(r, dict) and "limb" in r}
-
-
-def relative_l2(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    """``||pred - truth|| / ||truth||`` over ``mask`` (float64); NaN over an empty mask."""
-    if not mask.any():
-        return float("nan")
-    d = (pred - truth)[mask].astype(np.float64)
-    t = truth[mask].astype(np.float64)
-    return float(np.sqrt(np.sum(d * d) / np.sum(t * t)))
+    return {r["file"]: r for r in manifest_samples(root) if "limb" in r}
 
 
 def rasterise_at_spacing(
     limb: LimbParams, cond: Conductivities, h: float, physics: PhysicsConfig, base_spacing: float
 ) -> Rasterised:
-    """The limb rasterised at spacing ``h`` as :func:`~fieldlab.potential.physics.front.solve_at_spacing` does it:
-    the grid closest to ``h`` on the limb's box, ``phantom.subsamples * h / base_spacing`` partial-volume
+    """The limb rasterised at spacing ``h`` as :func:`~fieldlab.potential.evaluation.classical.coarser.solve_at_spacing`
+    does it: the grid closest to ``h`` on the limb's box, ``phantom.subsamples * h / base_spacing`` partial-volume
     sub-samples per axis (at least 2, at most ``MAX_SUBSAMPLES``): the corpus's own pitch."""
     grid = grid_for_spacing(limb.box_m, h)
     subsamples = min(MAX_SUBSAMPLES, max(2, math.ceil(physics.phantom.subsamples * h / base_spacing - 1e-9)))
@@ -87,7 +74,7 @@ def rasterise_at_spacing(
 def solve_rasterised(r: Rasterised, target_mask: np.ndarray, physics: PhysicsConfig) -> np.ndarray:
     """The FEM solve of the rasterised limb ``r`` (the corpus's solver settings) evaluated at the voxel centres of
     ``target_mask``'s grid: ``(D, H, W)`` volts in the corpus gauge (the tail of
-    :func:`~fieldlab.potential.physics.front.solve_at_spacing`, without its rasterisation)."""
+    :func:`~fieldlab.potential.evaluation.classical.coarser.solve_at_spacing`, without its rasterisation)."""
     s = physics.solver
     phi, active, _ = solve_corners(
         r.sigma, r.source, r.spacing, s.tol, maxiter=s.maxiter, method=s.method, max_attempts=s.attempts
@@ -112,7 +99,7 @@ def classical_front(
     at each spacing once (``rasterise_seconds``: the mean over files, NOT part of ``seconds``); the solve and the
     interpolation to the file's grid run ``repeats`` times, files and spacings interleaved per round, and
     ``seconds`` is the mean over files of their median, ``seconds_spread`` the median over files of the relative
-    range (:func:`~fieldlab.potential.rivals.spread`), ``rel_l2_spread`` 0 (the solve is deterministic).
+    range (:func:`~fieldlab.potential.evaluation.front.spread`), ``rel_l2_spread`` 0 (the solve is deterministic).
     ``rel_l2`` and ``rel_l2_max`` are the mean and worst relative L2 over files. Returns ``{}`` for a corpus without
     continuous limbs.
 
@@ -152,7 +139,7 @@ def classical_front(
         for j, name in enumerate(names):
             rows[name].append(
                 {
-                    "rel_l2": relative_l2(phis[j], sample.u, mask),
+                    "rel_l2": field_relative_l2(phis[j], sample.u, mask),
                     "seconds": float(np.median(times[j])),
                     "spread": spread(times[j]),
                     "rasterise": raster_s[j],

@@ -1,13 +1,14 @@
 """The hybrid's last step: a few sweeps of the sample's own finite-element system, started from a prediction.
 
-A trained operator's error is broadband; the sample's Q1 system (:mod:`fieldlab.potential.physics.solver`) knows
+A trained operator's error is broadband; the sample's Q1 system (:mod:`fieldlab.potential.physics.fem.solver`) knows
 the exact discrete problem, and a symmetric Gauss-Seidel sweep damps the high-frequency part of any error at the
 cost of one pass over the matrix. The refinement of a centre field ``u`` is
 
     x_0 = P u,   x_k = S^k(x_0; A, b),   u_k = C x_k + c,
 
-with ``P`` the centre-to-corner transfer (:func:`~fieldlab.potential.estimate.centres_to_corners`), ``C`` the
-corner-to-centre mean (:func:`~fieldlab.potential.physics.solver.corners_to_centres`, the solver's own output map),
+with ``P`` the centre-to-corner transfer (:func:`~fieldlab.potential.physics.fem.transfer.centres_to_corners`), ``C``
+the corner-to-centre mean (:func:`~fieldlab.potential.physics.fem.transfer.corners_to_centres`, the solver's own output
+map),
 ``S`` one symmetric Gauss-Seidel sweep (pyamg's) of the sample's system ``A x = b`` (the consistent right-hand side,
 as the solver makes it) and ``c`` the constant that keeps the mean of ``u`` over tissue, so the sweeps move no
 gauge. ``u_k`` is a Q1 field of the sample's own discretisation at every ``k``, and since Gauss-Seidel converges on
@@ -20,9 +21,9 @@ Started from the coarse-FEM prior instead of a trained operator the same sweeps 
 scores beside it (:func:`refine_prior`).
 
 At a finer grid than the operator was trained on (2x) the sweeps run on the sample restricted to the training grid
-(:func:`~fieldlab.potential.physics.coarse.restrict`: air-aware tensor mean, current summed cell by cell), started
+(:func:`~fieldlab.potential.physics.fem.coarse.restrict`: air-aware tensor mean, current summed cell by cell), started
 from the operator's prediction there (``predict_coarse``), and the swept corner field is evaluated exactly at the
-fine voxel centres as a Q1 field (:func:`~fieldlab.potential.physics.coarse.prolong`, as the coarse_fem prior is).
+fine voxel centres as a Q1 field (:func:`~fieldlab.potential.physics.fem.transfer.prolong`, as the coarse_fem prior is).
 Assembling the 2x system itself would cost more than the base-grid solve it has to beat (about 3 s against 2 s on
 2 cores).
 """
@@ -37,10 +38,10 @@ import numpy as np
 import torch
 
 from fieldlab.errors import InputError
-from fieldlab.potential.estimate import centres_to_corners
 from fieldlab.potential.models.wrapper import restrict_field
-from fieldlab.potential.physics.coarse import CoarseProblem, prolong, restrict
-from fieldlab.potential.physics.solver import assemble, check_inputs, corners_to_centres, load_vector
+from fieldlab.potential.physics.fem.coarse import CoarseProblem, restrict
+from fieldlab.potential.physics.fem.solver import assemble, check_inputs, load_vector
+from fieldlab.potential.physics.fem.transfer import centres_to_corners, corners_to_centres, prolong
 from fieldlab.potential.schema import PotentialSample
 
 
@@ -91,7 +92,7 @@ def smooth_potential(
 
     Examples
     --------
-    >>> from fieldlab.potential.physics.solver import solve_potential
+    >>> from fieldlab.potential.physics.fem.solver import solve_potential
     >>> sigma = np.zeros((6, 6, 6, 6)); sigma[..., :3] = 1.0
     >>> f = np.zeros((6, 6, 6)); f[1, 1, 1], f[4, 4, 4] = 1.0, -1.0
     >>> u, _ = solve_potential(sigma, f, (1.0, 1.0, 1.0), 1e-10)
@@ -116,7 +117,7 @@ def prolong_swept(
 ) -> np.ndarray:
     """``u`` on the grid of ``problem`` (a sample restricted to the training grid) after ``sweeps`` sweeps of the
     restricted system, its Q1 field evaluated exactly at the fine voxel centres of ``fine_mask``
-    (:func:`~fieldlab.potential.physics.coarse.prolong`, as the coarse_fem prior): ``(D, H, W)`` volts in the
+    (:func:`~fieldlab.potential.physics.fem.transfer.prolong`, as the coarse_fem prior): ``(D, H, W)`` volts in the
     corpus gauge, zero in air."""
     x, nodes, _ = sweep_corners(u, problem.sigma, problem.source, problem.grid.spacing, sweeps)
     D, H, W = problem.mask.shape
@@ -130,7 +131,7 @@ def prolong_swept(
 def restricted_problem(sample: PotentialSample, grid: tuple[int, int, int]) -> CoarseProblem:
     """``sample`` restricted to ``grid`` (D, H, W), the operator's training grid, for the sweeps at 2x.
 
-    The restriction is :func:`~fieldlab.potential.physics.coarse.restrict` with the spacing of one ``grid`` cell;
+    The restriction is :func:`~fieldlab.potential.physics.fem.coarse.restrict` with the spacing of one ``grid`` cell;
     ``grid`` must divide the sample's grid by one whole factor on every axis.
     """
     shape = tuple(int(n) for n in sample.shape)

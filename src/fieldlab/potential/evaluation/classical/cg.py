@@ -14,7 +14,8 @@ every point.
 
 Two more rivals share the timing and the scoring (:func:`rival_front`):
 
-- the two-grid cycle (:mod:`~fieldlab.potential.twogrid`): symmetric Gauss-Seidel sweeps and an exact Galerkin
+- the two-grid cycle (:mod:`~fieldlab.potential.evaluation.classical.twogrid`): symmetric Gauss-Seidel sweeps and an
+exact Galerkin
   coarse-grid correction on a coarse grid of fixed spacing, ``twogrid_<N>mm[_warm]_v<c>`` after ``c`` cycles;
 - at a grid finer than the training grid (2x), multigrid-CG on the sample restricted to the training grid
   (:func:`restricted_cg_curve`: :func:`~.physics.coarse.restrict`, the solve, :func:`~.physics.coarse.prolong` back,
@@ -28,19 +29,21 @@ points are clearly on the Pareto front.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
 
 from fieldlab.errors import InputError
-from fieldlab.potential.estimate import centres_to_corners
-from fieldlab.potential.physics.coarse import prolong, restrict
-from fieldlab.potential.physics.multisource import LimbSystem
-from fieldlab.potential.physics.solver import check_inputs, corners_to_centres, load_vector
+from fieldlab.potential.evaluation.classical.twogrid import twogrid_curve, twogrid_factor, twogrid_name
+from fieldlab.potential.evaluation.front import spread
+from fieldlab.potential.metrics import field_relative_l2
+from fieldlab.potential.physics.fem.coarse import restrict
+from fieldlab.potential.physics.fem.multisource import LimbSystem
+from fieldlab.potential.physics.fem.solver import check_inputs, load_vector
+from fieldlab.potential.physics.fem.transfer import centres_to_corners, corners_to_centres, prolong
 from fieldlab.potential.schema import PotentialSample
-from fieldlab.potential.twogrid import twogrid_curve, twogrid_factor, twogrid_name
 
 
 @dataclass(frozen=True)
@@ -94,7 +97,7 @@ def cg_curve(
 
     Examples
     --------
-    >>> from fieldlab.potential.physics.solver import solve_potential
+    >>> from fieldlab.potential.physics.fem.solver import solve_potential
     >>> sigma = np.zeros((8, 8, 8, 6)); sigma[..., :3] = 1.0
     >>> f = np.zeros((8, 8, 8)); f[2, 2, 2], f[5, 5, 5] = 1.0, -1.0
     >>> z = np.zeros((8, 8, 8))
@@ -284,22 +287,6 @@ class TwoGridSpec:
     coarse_spacing_m: float
 
 
-def spread(seconds: Sequence[float]) -> float:
-    """Run-to-run spread of one point's timed repeats on one sample: ``(max - min) / median`` (0 for one run).
-
-    The full range over the median, not a quantile range: with the few repeats a benchmark affords (3) an
-    interquartile range is the range anyway, and the range is the honest width of what was seen.
-
-    Examples
-    --------
-    >>> spread([1.0, 1.5, 0.5]), spread([2.0])
-    (1.0, 0.0)
-    """
-    s = np.asarray(seconds, dtype=np.float64)
-    med = float(np.median(s))
-    return float((s.max() - s.min()) / med) if med > 0 else 0.0
-
-
 def curve_front(
     samples: list[PotentialSample],
     masks: list[np.ndarray],
@@ -327,8 +314,7 @@ def curve_front(
     spreads: dict[str, list[float]] = {}
     for i, (sample, mask, runs_i) in enumerate(zip(samples, masks, variants, strict=True)):
         truth = np.asarray(sample.u, dtype=np.float64)
-        norm = float(np.linalg.norm(truth[mask]))
-        if norm == 0:
+        if not truth[mask].any():
             raise InputError(f"sample {i}: its potential u is zero over the mask; the rivals have nothing to score")
         first: dict[int, Curve] = {}
         times: dict[int, list[tuple[float, ...]]] = {}
@@ -340,7 +326,7 @@ def curve_front(
         for v, variant in enumerate(runs_i):
             total = np.asarray(times[v], dtype=np.float64) + variant.extra  # (rounds, points)
             for j, name in enumerate(variant.names):
-                err = float(np.linalg.norm((first[v].fields[j] - truth)[mask])) / norm
+                err = field_relative_l2(first[v].fields[j], truth, mask)
                 errors.setdefault(name, []).append(err)
                 seconds.setdefault(name, []).append(float(np.median(total[:, j])))
                 spreads.setdefault(name, []).append(spread(total[:, j]))
@@ -424,37 +410,3 @@ def rival_front(
 
 def _bind(fn: Callable[..., Curve], *args, **kw) -> Callable[[], Curve]:
     return lambda: fn(*args, **kw)
-
-
-def front_members(points: Mapping[str, Mapping[str, float]]) -> list[str]:
-    """The names of the points clearly on the Pareto front of error against time, the measured spread allowed for.
-
-    ``points`` maps a name to ``rel_l2``, ``seconds`` and, optionally, ``seconds_spread`` and ``rel_l2_spread``
-    (relative run-to-run spreads, :func:`spread`; missing means 0). Point ``q`` *matches* point ``p`` when it is at
-    least as good on both axes once the larger spread of the two is allowed:
-
-        t_q <= t_p (1 + max(s_p, s_q))   and   e_q <= e_p (1 + max(r_p, r_q))
-
-    (``t`` seconds, ``e`` rel L2, ``s`` and ``r`` their spreads). ``p`` is a member when no other point matches it.
-    With no spread this is "no other point is at least as good on both axes", so two identical points are both left
-    out; with spread, a point within the spread of one that is as good or better on the other axis is a tie, not a
-    clear member. Every member is on the plain Pareto front (strict dominance is a match), but not every point of
-    the plain front is a member. Returned in order of increasing seconds.
-
-    Examples
-    --------
-    >>> pts = {"fast": {"rel_l2": 0.2, "seconds": 0.1}, "slow": {"rel_l2": 0.001, "seconds": 2.0},
-    ...        "mid": {"rel_l2": 0.01, "seconds": 0.5, "seconds_spread": 0.1},
-    ...        "near_mid": {"rel_l2": 0.009, "seconds": 0.54, "seconds_spread": 0.1},
-    ...        "beaten": {"rel_l2": 0.05, "seconds": 0.6}}
-    >>> front_members(pts)  # mid is within 10 % of near_mid's time and less accurate: a tie, not a clear member
-    ['fast', 'near_mid', 'slow']
-    """
-
-    def matches(q: Mapping[str, float], p: Mapping[str, float]) -> bool:
-        s = max(float(p.get("seconds_spread", 0.0)), float(q.get("seconds_spread", 0.0)))
-        r = max(float(p.get("rel_l2_spread", 0.0)), float(q.get("rel_l2_spread", 0.0)))
-        return q["seconds"] <= p["seconds"] * (1 + s) and q["rel_l2"] <= p["rel_l2"] * (1 + r)
-
-    members = [n for n, p in points.items() if not any(m != n and matches(q, p) for m, q in points.items())]
-    return sorted(members, key=lambda n: (points[n]["seconds"], n))

@@ -6,10 +6,10 @@ system and runs two geometric multigrid V-cycles (effectivity within ~1 +- 0.1, 
 
 Split of the error
 ------------------
-Let ``A x* = b`` be the sample's own Q1 system (:mod:`fieldlab.potential.physics.solver`: ``A`` over the active
+Let ``A x* = b`` be the sample's own Q1 system (:mod:`fieldlab.potential.physics.fem.solver`: ``A`` over the active
 voxel corners, ``b`` the load of its source), ``C`` the corner-to-centre map (mean of a voxel's eight corners,
-:func:`~fieldlab.potential.physics.solver.corners_to_centres`) and ``u = C x* - mean_T(C x*)`` the corpus potential
-(zero mean over the tissue voxels ``T``). A prediction ``u_pred`` lives at voxel centres; for any corner field
+:func:`~fieldlab.potential.physics.fem.transfer.corners_to_centres`) and ``u = C x* - mean_T(C x*)`` the corpus
+potential (zero mean over the tissue voxels ``T``). A prediction ``u_pred`` lives at voxel centres; for any corner field
 ``x_p`` (here ``x_p = P u_pred`` and two defect sweeps, :func:`centres_to_corners`) the error splits exactly as
 
     u_pred - u = d + C e + c,       d = u_pred - C x_p,   e = x_p - x*,   A e = -r,   r = b - A x_p,
@@ -76,7 +76,7 @@ solver), started from zero: ``e_hat = -B_k r`` and
     e - e_hat = E^k e,      E = I - B A (the V-cycle's error propagator),      ||e - e_hat||_A <= rho^k ||e||_A,
 
 so in the energy norm the estimated corner error is within a factor ``1 +- rho^k`` of the true one. The V-cycles
-are those of the geometric hierarchy (:mod:`~fieldlab.potential.physics.multigrid`: trilinear prolongation,
+are those of the geometric hierarchy (:mod:`~fieldlab.potential.physics.fem.multigrid`: trilinear prolongation,
 Galerkin coarse operators, symmetric Gauss-Seidel), whose measured residual reduction per cycle on a limb of the
 default corpus (96x48x48, 1e5 unknowns) is 0.10-0.13 over the first three cycles and ``rho ~ 0.30`` asymptotically;
 with ``k = 2`` the energy-norm band is about ``1 +- 0.1``. The L2 band inherits the energy bound only loosely
@@ -96,15 +96,14 @@ from dataclasses import dataclass
 import numpy as np
 
 from fieldlab.errors import InputError
-from fieldlab.potential.physics.multisource import LimbSystem
-from fieldlab.potential.physics.solver import CORNERS, check_inputs, corners_to_centres, load_vector
+from fieldlab.potential.physics.fem.multisource import LimbSystem
+from fieldlab.potential.physics.fem.solver import CORNERS, check_inputs, load_vector
+from fieldlab.potential.physics.fem.transfer import SWEEPS, centres_to_corners, corners_to_centres
 
 #: Estimators: ``"residual"`` (matrix-free, the default) and ``"vcycle"`` (assembled system, geometric V-cycles).
 METHODS = ("residual", "vcycle")
 #: V-cycles of the ``"vcycle"`` estimate (see the module notes: ``rho^2 ~ 0.1``).
 CYCLES = 2
-#: Correction sweeps of the centre-to-corner transfer.
-SWEEPS = 2
 #: Damping of the Jacobi smoother of the matrix-free cycle.
 OMEGA = 0.8
 #: Jacobi steps before the coarse correction: on the finest level, then on every coarser one (cheap there).
@@ -440,53 +439,6 @@ def _residual_estimate(
     return err
 
 
-def centres_to_corners(u: np.ndarray, nodes: np.ndarray, mask: np.ndarray, sweeps: int = SWEEPS) -> np.ndarray:
-    """Corner values ``x`` over ``nodes`` whose voxel means ``C x`` reproduce the centre field ``u`` on tissue.
-
-    The start ``x_0 = P u`` gives each corner the mean of ``u`` over its (up to eight) tissue voxels, the transpose
-    of ``C`` scaled to preserve constants (second order at interior corners for a smooth ``u``); each sweep adds the
-    transferred defect, ``x_{j+1} = x_j + P (u - C x_j)``, which shrinks ``u - C x`` for the smooth part of ``u``.
-    ``C`` has a null space (the corner checkerboard) that no sweep touches, so ``x`` stays smooth. The
-    estimate is exact for any ``x`` (module notes); a closer ``x`` leaves less to the V-cycles.
-
-    Parameters
-    ----------
-    u
-        ``(D, H, W)`` field at voxel centres; only tissue values are read.
-    nodes
-        Flat indices of the active corners in the ``(D+1, H+1, W+1)`` grid (:func:`~.solver.assemble`).
-    mask
-        ``(D, H, W)`` bool tissue voxels.
-    sweeps
-        Defect corrections after the start.
-
-    Examples
-    --------
-    >>> mask = np.ones((2, 2, 2), dtype=bool)
-    >>> nodes = np.arange(27)
-    >>> x = centres_to_corners(np.full((2, 2, 2), 3.0), nodes, mask)
-    >>> bool(np.allclose(x, 3.0))
-    True
-    """
-    D, H, W = mask.shape
-    counts = np.zeros((D + 1, H + 1, W + 1))
-    for c in CORNERS:
-        counts[c[0] : c[0] + D, c[1] : c[1] + H, c[2] : c[2] + W] += mask
-    weight = 1.0 / counts.ravel()[nodes]  # every active corner touches at least one tissue voxel
-
-    def transfer(v: np.ndarray) -> np.ndarray:
-        full = np.zeros((D + 1, H + 1, W + 1))
-        v = np.where(mask, v, 0.0)
-        for c in CORNERS:
-            full[c[0] : c[0] + D, c[1] : c[1] + H, c[2] : c[2] + W] += v
-        return full.ravel()[nodes] * weight
-
-    x = transfer(u)
-    for _ in range(sweeps):
-        x = x + transfer(u - corners_to_centres(x, nodes, mask))
-    return x
-
-
 def estimate_error(
     u_pred: np.ndarray,
     sigma: np.ndarray,
@@ -528,7 +480,7 @@ def estimate_error(
 
     Examples
     --------
-    >>> from fieldlab.potential.physics.solver import solve_potential
+    >>> from fieldlab.potential.physics.fem.solver import solve_potential
     >>> sigma = np.zeros((6, 6, 6, 6)); sigma[..., :3] = 1.0
     >>> f = np.zeros((6, 6, 6)); f[1, 1, 1], f[4, 4, 4] = 1.0, -1.0
     >>> u, _ = solve_potential(sigma, f, (1.0, 1.0, 1.0), 1e-10)
@@ -583,7 +535,7 @@ def estimate_error(
 
 
 def _check_arrays(sigma: np.ndarray, source: np.ndarray, spacing: tuple[float, float, float]) -> None:
-    """The shape and spacing checks of :func:`~fieldlab.potential.physics.solver.check_inputs` (the cheap ones)."""
+    """The shape and spacing checks of :func:`~fieldlab.potential.physics.fem.solver.check_inputs` (the cheap ones)."""
     shape = np.shape(sigma)
     if len(shape) != 4 or shape[-1] != 6:
         raise InputError(f"sigma has shape {shape}; expected (D, H, W, 6) with channels xx,yy,zz,xy,xz,yz")

@@ -27,18 +27,18 @@ import numpy as np
 import scipy.sparse as sp
 
 from fieldlab.errors import InputError, PhysicsError
-from fieldlab.potential.physics.assembly import pin_first
-from fieldlab.potential.physics.solver import (
+from fieldlab.potential.physics.fem.assembly import pin_first
+from fieldlab.potential.physics.fem.solver import (
     AMG_METHODS,
     PROLONGATIONS,
     SolveInfo,
     assemble,
     build_hierarchy,
     check_inputs,
-    corners_to_centres,
     load_vector,
     pinned_cg,
 )
+from fieldlab.potential.physics.fem.transfer import corners_to_centres
 
 
 class LimbSystem:

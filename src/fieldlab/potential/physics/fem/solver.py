@@ -31,8 +31,9 @@ import numpy as np
 import scipy.sparse as sp
 
 from fieldlab.errors import InputError, PhysicsError
-from fieldlab.potential.physics.assembly import CORNERS, assemble_stencil, pin_first
-from fieldlab.potential.physics.multigrid import geometric_hierarchy
+from fieldlab.potential.physics.fem.assembly import CORNERS, assemble_stencil, pin_first
+from fieldlab.potential.physics.fem.multigrid import geometric_hierarchy
+from fieldlab.potential.physics.fem.transfer import corners_to_centres
 
 #: Multigrid methods, tried in this order after the configured first choice: geometric (voxel grids), then
 #: algebraic (smoothed aggregation, Ruge-Stuben).
@@ -162,16 +163,6 @@ def load_vector(
     for c in CORNERS:
         b[c[0] : c[0] + D, c[1] : c[1] + H, c[2] : c[2] + W] += fe
     return b.ravel()[nodes]
-
-
-def corners_to_centres(u_nodes: np.ndarray, nodes: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """Q1 field at voxel centres: the mean of the 8 corner values; zero in air."""
-    D, H, W = mask.shape
-    full = np.zeros((D + 1) * (H + 1) * (W + 1))
-    full[nodes] = u_nodes
-    full = full.reshape(D + 1, H + 1, W + 1)
-    u = sum(full[c[0] : c[0] + D, c[1] : c[1] + H, c[2] : c[2] + W] for c in CORNERS) / 8.0
-    return np.where(mask, u, 0.0)
 
 
 def build_hierarchy(

@@ -5,20 +5,21 @@ the solver makes it) is
 
     x <- S^nu(x),   x <- x + P A_c^+ P^T (b - A x),   x <- S^nu(x),
 
-with ``S`` one symmetric Gauss-Seidel sweep (pyamg's, as :mod:`~fieldlab.potential.refine`), ``P`` the trilinear
-interpolation from the corners of a coarse grid (cells of ``r = (r_d, r_h, r_w)`` voxels, e.g. 4 mm: ``r = 2`` on
+with ``S`` one symmetric Gauss-Seidel sweep (pyamg's, as :mod:`~fieldlab.potential.prediction.sweeps`), ``P`` the
+trilinear interpolation from the corners of a coarse grid (cells of ``r = (r_d, r_h, r_w)`` voxels, e.g. 4 mm: ``r = 2``
+on
 the 2 mm base grid, ``r = 4`` on the 1 mm grid) to the fine active corners, and ``A_c = P^T A P`` the Galerkin coarse
 operator. Along one axis a fine corner ``i`` lies on coarse edge ``j = i // r`` at ``s = (i mod r) / r`` and takes
 ``1 - s`` of coarse corner ``j`` and ``s`` of corner ``j + 1``; the 3D weights are the products (a tensor product, so
-``r = 2`` is :func:`~fieldlab.potential.physics.multigrid.trilinear_prolongator` and ``r = 4`` is two of them
+``r = 2`` is :func:`~fieldlab.potential.physics.fem.multigrid.trilinear_prolongator` and ``r = 4`` is two of them
 composed). The coarse unknowns are the coarse corners with a non-zero weight at an active fine corner, so every row of
 ``P`` sums to one and constants (the null space) are prolonged exactly.
 
 ``A`` and ``A_c`` are singular (constants). The residual ``b - A x`` sums to zero (``1^T A = 0``, ``1^T b = 0``)
 and so does ``P^T`` of it (``P 1 = 1``): the coarse system is consistent. It is pinned at its first unknown (row
-and column dropped, as :func:`~fieldlab.potential.physics.solver.pinned_cg` pins the fine system) and solved to a
+and column dropped, as :func:`~fieldlab.potential.physics.fem.solver.pinned_cg` pins the fine system) and solved to a
 relative residual of :data:`COARSE_RTOL` by CG preconditioned with the geometric multigrid of ``A_c`` itself
-(:func:`~fieldlab.potential.physics.multigrid.geometric_hierarchy`, built at set-up): exact for the cycle, whose
+(:func:`~fieldlab.potential.physics.fem.multigrid.geometric_hierarchy`, built at set-up): exact for the cycle, whose
 contraction is some 1e-1, at a few V-cycles of the small grid. (A sparse LU of the pinned ``A_c`` is not the cheaper
 exact solve: on the 4 mm grid of a base limb, 11.7k unknowns, SuperLU fills to 9-20M entries in 1.5-12 s, longer than
 the whole multigrid-CG rival.) A constant added to the correction is no error (the gauge is fixed at the end: zero
@@ -29,8 +30,9 @@ contraction in the energy norm whose factor does not grow with the grid for a fi
 *Multi-Grid Methods and Applications*, 1985, ch. 6; Trottenberg, Oosterlee, Schueller, *Multigrid*, 2001, sec. 2.5):
 what the tests check and the rival's points show.
 
-:func:`twogrid_curve` times it as :func:`~fieldlab.potential.rivals.cg_curve` times multigrid-CG: from the sample's
-arrays (input checks, assembly, ``P``, ``A_c`` and its factorisation, load vector, the start vector, the cycles and
+:func:`twogrid_curve` times it as :func:`~fieldlab.potential.evaluation.classical.cg.cg_curve` times multigrid-CG: from
+the sample's arrays (input checks, assembly, ``P``, ``A_c`` and its factorisation, load vector, the start vector, the
+cycles and
 the map to voxel centres).
 """
 
@@ -43,11 +45,11 @@ import numpy as np
 import scipy.sparse as sp
 
 from fieldlab.errors import ConfigError, InputError
-from fieldlab.potential.estimate import centres_to_corners
-from fieldlab.potential.physics.assembly import pin_first
-from fieldlab.potential.physics.coarse import coarse_grid
-from fieldlab.potential.physics.multigrid import geometric_hierarchy
-from fieldlab.potential.physics.solver import assemble, check_inputs, corners_to_centres, load_vector
+from fieldlab.potential.physics.fem.assembly import pin_first
+from fieldlab.potential.physics.fem.coarse import coarse_grid
+from fieldlab.potential.physics.fem.multigrid import geometric_hierarchy
+from fieldlab.potential.physics.fem.solver import assemble, check_inputs, load_vector
+from fieldlab.potential.physics.fem.transfer import centres_to_corners, corners_to_centres
 from fieldlab.potential.schema import PotentialSample
 
 #: Relative residual to which each coarse-grid problem is solved (module notes).
@@ -192,7 +194,7 @@ def twogrid_name(coarse_spacing_m: float, warm: bool, cycles: int) -> str:
 
 def twogrid_factor(sample: PotentialSample, coarse_spacing_m: float) -> tuple[int, int, int] | None:
     """Fine voxels per coarse cell of ``coarse_spacing_m`` on ``sample``'s grid, or ``None`` where that spacing does
-    not tile the grid (:func:`~fieldlab.potential.physics.coarse.coarse_grid`) or is no coarser than the voxels.
+    not tile the grid (:func:`~fieldlab.potential.physics.fem.coarse.coarse_grid`) or is no coarser than the voxels.
 
     Examples
     --------
@@ -231,7 +233,7 @@ def twogrid_curve(
         Symmetric Gauss-Seidel sweeps before and after each coarse correction.
     start
         ``(D, H, W)`` potential at voxel centres to start from (moved to the corners by
-        :func:`~fieldlab.potential.estimate.centres_to_corners`, timed), or ``None`` for zero.
+        :func:`~fieldlab.potential.physics.fem.transfer.centres_to_corners`, timed), or ``None`` for zero.
 
     Raises
     ------
@@ -241,7 +243,7 @@ def twogrid_curve(
 
     Examples
     --------
-    >>> from fieldlab.potential.physics.solver import solve_potential
+    >>> from fieldlab.potential.physics.fem.solver import solve_potential
     >>> sigma = np.zeros((8, 8, 8, 6)); sigma[..., :3] = 1.0
     >>> f = np.zeros((8, 8, 8)); f[2, 2, 2], f[5, 5, 5] = 1.0, -1.0
     >>> z = np.zeros((8, 8, 8))
@@ -299,7 +301,7 @@ def convergence_factor(tg: TwoGrid, cycles: int = 12, seed: int = 0) -> float:
 
     Examples
     --------
-    >>> from fieldlab.potential.physics.solver import assemble
+    >>> from fieldlab.potential.physics.fem.solver import assemble
     >>> sigma = np.zeros((8, 8, 8, 6)); sigma[..., :3] = 1.0
     >>> A, nodes = assemble(sigma, np.ones((8, 8, 8), dtype=bool), (1.0, 1.0, 1.0))
     >>> rho = convergence_factor(TwoGrid(A, nodes, (9, 9, 9), (2, 2, 2)))

@@ -2,12 +2,12 @@
 
 For a physical spacing ``h`` the continuous limb (its :class:`~fieldlab.potential.physics.phantom.LimbParams`) is
 rasterised with partial volumes on the grid ``n_c = round(L / h)`` per axis of the box, solved with the Q1 solver
-(:func:`~fieldlab.potential.physics.solver.solve_corners`, the corpus's settings) and its Q1 field evaluated at the
+(:func:`~fieldlab.potential.physics.fem.solver.solve_corners`, the corpus's settings) and its Q1 field evaluated at the
 target grid's voxel centres: along an axis of length ``L`` a centre at ``x`` (measured from the box corner) lies in
 coarse cell ``j = min(floor(x / h_c), n_c - 1)`` at ``s = x / h_c - j`` with weights ``1 - s`` and ``s`` on corners
 ``j`` and ``j + 1`` (``h_c = L / n_c``). Spacings need not divide the target grid (3 mm on a 2 mm grid). Weights are
 renormalised over the active corners and the result is put in the corpus gauge
-(:func:`~fieldlab.potential.physics.coarse.fill_and_gauge`). The seconds include rasterisation and interpolation:
+(:func:`~fieldlab.potential.physics.fem.transfer.fill_and_gauge`). The seconds include rasterisation and interpolation:
 what a user of the classical solver pays for that prediction.
 
 The partial-volume sub-sample lattice keeps the base grid's physical pitch (``phantom.subsamples`` per 2 mm voxel),
@@ -24,10 +24,10 @@ import numpy as np
 
 from fieldlab.config import PhysicsConfig
 from fieldlab.errors import InputError
-from fieldlab.potential.physics.coarse import fill_and_gauge
+from fieldlab.potential.physics.fem.solver import solve_corners
+from fieldlab.potential.physics.fem.transfer import fill_and_gauge, interpolate_corners
 from fieldlab.potential.physics.phantom import Conductivities, LimbParams, rasterise
 from fieldlab.potential.physics.sampling import sample_limb, sample_ood_limb
-from fieldlab.potential.physics.solver import solve_corners
 
 #: Upper bound of partial-volume sub-samples per axis of a coarse voxel (cost grows as its cube).
 MAX_SUBSAMPLES = 16
@@ -88,36 +88,6 @@ def grid_for_spacing(box_m: tuple[float, float, float], h: float) -> tuple[int, 
     """
     Lx, Ly, Lz = box_m
     return tuple(max(1, round(L / h)) for L in (Lz, Ly, Lx))  # type: ignore[return-value]
-
-
-def corner_weights(n_coarse: int, n_fine: int) -> np.ndarray:
-    """``(n_fine, n_coarse + 1)`` linear weights of the coarse corners at the fine voxel centres of one axis.
-
-    Examples
-    --------
-    >>> corner_weights(1, 2)
-    array([[0.75, 0.25],
-           [0.25, 0.75]])
-    >>> corner_weights(2, 3).round(3)
-    array([[0.667, 0.333, 0.   ],
-           [0.   , 1.   , 0.   ],
-           [0.   , 0.333, 0.667]])
-    """
-    x = (np.arange(n_fine) + 0.5) * n_coarse / n_fine  # fine centres in coarse-cell units
-    j = np.minimum(np.floor(x).astype(int), n_coarse - 1)
-    s = x - j
-    w = np.zeros((n_fine, n_coarse + 1))
-    w[np.arange(n_fine), j] = 1.0 - s
-    w[np.arange(n_fine), j + 1] = s
-    return w
-
-
-def interpolate_corners(corners: np.ndarray, shape: tuple[int, int, int]) -> np.ndarray:
-    """``(Dc+1, Hc+1, Wc+1)`` corner values -> ``shape`` trilinear values at the voxel centres of the same box."""
-    wd, wh, ww = (corner_weights(n - 1, m) for n, m in zip(corners.shape, shape, strict=True))
-    out = np.einsum("ad,dhw->ahw", wd, corners)  # a target D, d coarse D corners
-    out = np.einsum("bh,ahw->abw", wh, out)  # b target H
-    return np.einsum("cw,abw->abc", ww, out)  # c target W
 
 
 def solve_at_spacing(

@@ -6,7 +6,7 @@ Given a sample on its own grid (the training grid, or a whole multiple of it) an
 ``eval.refine_sweeps``        prediction (model units, on the sample's grid)
 ============================= ============================================================================
 ``k > 0``, training grid      ``R_k(M(x))``: the operator, then ``k`` symmetric Gauss-Seidel sweeps of the
-                              sample's own FEM system (:class:`~fieldlab.potential.refine.Refiner`)
+                              sample's own FEM system (:class:`~fieldlab.potential.prediction.sweeps.Refiner`)
 ``k > 0``, finer grid         ``P R_k(M_c(x))``: the operator on the training grid (``predict_coarse``), swept on
                               the sample restricted to that grid, prolonged as a Q1 field
 ``0``, training grid          ``M(x)``: the forward pass
@@ -25,8 +25,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from fieldlab.potential.data.transforms import FieldScaler
-from fieldlab.potential.refine import Refiner
+from fieldlab.potential.models.scaling import FieldScaler
+from fieldlab.potential.prediction.sweeps import Refiner
 from fieldlab.potential.schema import PotentialSample
 
 

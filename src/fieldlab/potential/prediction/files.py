@@ -1,15 +1,14 @@
-"""A trained operator on the user's own sample files: the default predictor's potential in volts and an error
-estimate for each.
+"""Predicting the user's own sample files: the default predictor's potential in volts and an error estimate each.
 
 Every input is validated before anything runs (schema and the solver's physics checks,
 :func:`~fieldlab.potential.physics.corpus.validate_raw_file`, then the loss mask the estimate is measured on), and
 every prediction and estimate is computed before the first file is written, so a bad input leaves the output
-folder as it was. The prediction is the evaluation's default predictor (:mod:`fieldlab.potential.predictor`: at
+folder as it was. The prediction is the evaluation's default predictor (:mod:`fieldlab.potential.prediction.default`: at
 the training grid the operator and ``eval.refine_sweeps`` sweeps of the sample's own FEM system; on a finer grid
 the operator on the training grid, swept on the sample restricted to it, prolonged), with the checkpoint's prior
 computed for the user's file here (never read from a cache of another corpus). With ``subgrid.enabled`` a finer
 sample goes to the run's sub-grid corrector instead (``<subgrid.root>/checkpoints/best.pt``,
-:mod:`fieldlab.potential.subgrid`), the 2x default of eval_sr. Each output ``<out>/<name>.npz``
+:mod:`fieldlab.potential.prediction.subgrid`), the 2x default of eval_sr. Each output ``<out>/<name>.npz``
 (written atomically) holds:
 
 ================== =========== ===========================================================================
@@ -18,7 +17,7 @@ key                shape       meaning
 phi                (D, H, W)   the default predictor's potential in volts (corpus gauge), float32
 predictor          ()          its name, as ``eval_sr.json: default.<split>.name``
 rel_l2_estimate    ()          estimated ``||phi - u||_mask / ||u||_mask`` against the sample's own FEM
-                               potential (:func:`~fieldlab.potential.estimate.estimate_error`)
+                               potential (:func:`~fieldlab.potential.physics.fem.estimate.estimate_error`)
 error_estimate     (D, H, W)   the estimated error field ``phi - u`` in volts (corpus gauge), zero in air
 loss_mask          (D, H, W)   the voxels of the norm (the evaluation's loss mask), bool
 seconds            ()          ``prior_seconds + predict_seconds``: what the prediction costs from the arrays on
@@ -50,14 +49,19 @@ from fieldlab.errors import InputError, PhysicsError
 from fieldlab.potential import metrics
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options
 from fieldlab.potential.data.priors import compute_prior
-from fieldlab.potential.estimate import estimate_error
-from fieldlab.potential.evaluate import checkpoint_model_config, evaluation_inputs, load_trained, subgrid_checkpoint
+from fieldlab.potential.models.trained import (
+    checkpoint_model_config,
+    evaluation_inputs,
+    load_subgrid,
+    load_trained,
+    subgrid_checkpoint,
+)
 from fieldlab.potential.physics.corpus import validate_raw_file
-from fieldlab.potential.predictor import is_finer, predict_default, predictor_name
+from fieldlab.potential.physics.fem.estimate import estimate_error
+from fieldlab.potential.prediction.default import is_finer, predict_default, predictor_name
+from fieldlab.potential.prediction.subgrid import NAME as SUBGRID_NAME
+from fieldlab.potential.prediction.subgrid import predict_subgrid
 from fieldlab.potential.schema import PotentialSample
-from fieldlab.potential.subgrid.predict import load_subgrid, predict_subgrid
-from fieldlab.potential.subgrid.score import NAME as SUBGRID_NAME
-from fieldlab.potential.subgrid.score import relative_l2 as subgrid_relative_l2
 
 
 @dataclass(frozen=True)
@@ -174,7 +178,7 @@ def _predict_subgrid_one(corrector: Any, item: dict[str, torch.Tensor], sample: 
     }
     truth = np.asarray(sample.u, dtype=np.float64)
     if np.any(truth[mask] != 0):  # the file carries a potential: score against it, as eval_sr does
-        out["rel_l2"] = np.float64(subgrid_relative_l2(u, truth, mask))
+        out["rel_l2"] = np.float64(metrics.field_relative_l2(u, truth, mask))
     return out
 
 

@@ -1,5 +1,7 @@
-"""The coarse finite-element prior: a sample's own arrays restricted to a grid of fixed physical spacing, solved with
-the Q1 solver and evaluated at the sample's voxel centres.
+"""The coarse finite-element prior: the sample restricted to a coarser grid, solved, evaluated at its voxel centres.
+
+The sample's own arrays are restricted to a grid of fixed physical spacing, solved with the Q1 solver, and the
+coarse Q1 field is prolonged to the sample's voxel centres.
 
 Coarse grid
 -----------
@@ -29,14 +31,14 @@ the prior changes by far less than its own discretisation error.
 
 Solve and prolongation
 ----------------------
-:func:`~fieldlab.potential.physics.solver.solve_corners` solves the coarse problem with the same settings as the
+:func:`~fieldlab.potential.physics.fem.solver.solve_corners` solves the coarse problem with the same settings as the
 corpus; its unknowns are the coarse cell corners, and in a tissue cell the Q1 solution is the trilinear interpolant
 of the cell's 8 corners. The prior at a fine voxel centre is that interpolant, evaluated exactly: along each axis
 fine voxel ``i`` lies in coarse cell ``j = i // r`` at the local coordinate ``s = (i mod r + 1/2) / r``, with weights
 ``1 - s`` on corner ``j`` and ``s`` on corner ``j + 1``. Where some of the 8 corners touch no coarse tissue cell
 (fine tissue in a coarse air cell) the weights are renormalised over the active corners; a fine tissue voxel with no
 active corner takes the value of the nearest one that has some. Finally the prior is put in the corpus gauge: zero
-mean over the sample's tissue voxels, zero in air (as :func:`~fieldlab.potential.physics.solver.solve_potential`).
+mean over the sample's tissue voxels, zero in air (as :func:`~fieldlab.potential.physics.fem.solver.solve_potential`).
 """
 
 from __future__ import annotations
@@ -47,7 +49,8 @@ import numpy as np
 from scipy import ndimage
 
 from fieldlab.errors import ConfigError, InputError
-from fieldlab.potential.physics.solver import SolveInfo, solve_corners
+from fieldlab.potential.physics.fem.solver import SolveInfo, solve_corners
+from fieldlab.potential.physics.fem.transfer import prolong
 from fieldlab.potential.schema import PotentialSample
 
 #: The parameter every error of this module names.
@@ -201,65 +204,6 @@ def _move_air_current(current: np.ndarray, tissue: np.ndarray, coarse_spacing_m:
     return stray
 
 
-def linear_weights(n_coarse: int, factor: int) -> np.ndarray:
-    """``(n_coarse * factor, n_coarse + 1)`` weights of the coarse corners at the fine voxel centres along one axis.
-
-    Fine voxel ``i`` lies in coarse cell ``j = i // factor`` at ``s = (i mod factor + 1/2) / factor``; its row holds
-    ``1 - s`` at corner ``j`` and ``s`` at corner ``j + 1``.
-
-    Examples
-    --------
-    >>> linear_weights(1, 2)
-    array([[0.75, 0.25],
-           [0.25, 0.75]])
-    """
-    i = np.arange(n_coarse * factor)
-    j = i // factor
-    s = (i % factor + 0.5) / factor
-    w = np.zeros((i.size, n_coarse + 1))
-    w[i, j] = 1.0 - s
-    w[i, j + 1] = s
-    return w
-
-
-def trilinear(corners: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
-    """``(Dc+1, Hc+1, Wc+1)`` corner values -> ``(Dc rd, Hc rh, Wc rw)`` trilinear values at the fine centres."""
-    wd, wh, ww = (linear_weights(n - 1, r) for n, r in zip(corners.shape, factor, strict=True))
-    out = np.einsum("ad,dhw->ahw", wd, corners)  # a fine D, d coarse D corners; h, w coarse corners
-    out = np.einsum("bh,ahw->abw", wh, out)  # b fine H
-    return np.einsum("cw,abw->abc", ww, out)  # c fine W
-
-
-def prolong(phi: np.ndarray, active: np.ndarray, factor: tuple[int, int, int], mask: np.ndarray) -> np.ndarray:
-    """The coarse Q1 field (corner values ``phi``, ``active`` corners) at the fine voxel centres of ``mask``.
-
-    Returns a ``(D, H, W)`` float64 field in the corpus gauge: zero mean over ``mask``, zero elsewhere. Weights are
-    renormalised over the active corners; a tissue voxel with none takes the value of the nearest one that has some.
-    """
-    weight = trilinear(active.astype(np.float64), factor)
-    value = trilinear(np.where(active, phi, 0.0), factor)
-    return fill_and_gauge(value, weight, mask)
-
-
-def fill_and_gauge(value: np.ndarray, weight: np.ndarray, mask: np.ndarray) -> np.ndarray:
-    """``value / weight`` where some active corner contributes, nearest-filled elsewhere, in the corpus gauge.
-
-    ``value`` and ``weight`` are the interpolated ``phi * active`` and ``active``; the result is zero-mean over
-    ``mask`` and zero outside it.
-    """
-    defined = weight > 1e-9
-    out = np.where(defined, value / np.where(defined, weight, 1.0), 0.0)
-    tissue = np.asarray(mask, dtype=bool)
-    orphans = tissue & ~defined
-    if orphans.any():
-        nearest = ndimage.distance_transform_edt(~defined, return_distances=False, return_indices=True)
-        out[orphans] = out[tuple(ix[orphans] for ix in nearest)]
-    if tissue.any():
-        out[tissue] -= out[tissue].mean()
-    out[~tissue] = 0.0
-    return out
-
-
 def coarse_fem_prior(
     sample: PotentialSample,
     coarse_spacing_m: float,
@@ -279,7 +223,7 @@ def coarse_fem_prior(
     coarse_spacing_m
         Coarse cell size in metres (``model.prior.coarse_spacing_m``).
     tol, maxiter, method, max_attempts
-        Solver settings, as :func:`~fieldlab.potential.physics.solver.solve_potential` (``physics.solver``).
+        Solver settings, as :func:`~fieldlab.potential.physics.fem.solver.solve_potential` (``physics.solver``).
     partial_volume
         Restrict with partial-volume boundary cells (:func:`restrict`).
 

@@ -2,7 +2,7 @@
 
 Start
 -----
-The sample's own arrays restricted to the training grid (:func:`~fieldlab.potential.physics.coarse.restrict` with
+The sample's own arrays restricted to the training grid (:func:`~fieldlab.potential.physics.fem.coarse.restrict` with
 partial-volume boundary cells: tensor mean times tissue fraction; current summed cell by cell), solved by
 multigrid-CG to the relative residual ``subgrid.start_tol`` and prolonged back as the Q1 field (``coarse_fem_prior``
 at the training spacing); the corrector adds what that grid cannot resolve. The partial-volume cells keep the
@@ -30,11 +30,9 @@ import numpy as np
 import torch
 
 from fieldlab.errors import InputError
-from fieldlab.potential.physics.coarse import coarse_fem_prior
+from fieldlab.potential.physics.fem.coarse import coarse_fem_prior
 from fieldlab.potential.schema import PotentialSample
 
-#: Fine channels per voxel (module table).
-FINE_CHANNELS = 9
 #: Off-diagonal channels (xy, xz, yz) and the diagonal pair each is normalised by.
 OFF_DIAGONAL = ((3, 0, 1), (4, 0, 2), (5, 1, 2))
 
@@ -97,3 +95,22 @@ def fine_channels(
     logs = torch.log(diag / sigma_ref) * t
     off = torch.stack([sigma[:, k] / torch.sqrt(diag[:, i] * diag[:, j]) for k, i, j in OFF_DIAGONAL], dim=1) * t
     return torch.cat([logs, off, 1.0 - t, share.to(sigma.dtype), start.to(sigma.dtype)], dim=1)
+
+
+def sample_tensors(sample: PotentialSample, start: np.ndarray, scale: float) -> dict[str, torch.Tensor]:
+    """The sample's volumes as ``(C, D, H, W)`` float32 tensors, laid out as :mod:`fieldlab.potential.data.symmetry`
+    (``sigma``, ``tissue``, ``f`` = the current share, ``prior`` = the start over ``scale``, ``spacing``)."""
+    spacing = tuple(float(v) for v in sample.spacing)
+    sigma = np.moveaxis(np.asarray(sample.sigma, dtype=np.float32), -1, 0)
+    return {
+        "sigma": torch.from_numpy(np.ascontiguousarray(sigma)),
+        "tissue": torch.from_numpy(np.asarray(sample.mask, dtype=bool))[None],
+        "f": torch.from_numpy(current_share(sample.source, spacing).astype(np.float32))[None],
+        "prior": torch.from_numpy((start / scale).astype(np.float32))[None],
+        "spacing": torch.tensor(spacing, dtype=torch.float32),
+    }
+
+
+def channels_of(item: dict[str, torch.Tensor], sigma_ref: float) -> torch.Tensor:
+    """The corrector's input ``(1, 9, D, H, W)`` of one item of :func:`sample_tensors` (augmented or not)."""
+    return fine_channels(item["sigma"][None], item["tissue"][None], item["f"][None], item["prior"][None], sigma_ref)

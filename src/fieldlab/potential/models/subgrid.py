@@ -13,9 +13,11 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from fieldlab.potential.models.fold import depth_to_space, space_to_depth
 from fieldlab.potential.models.unet import UNet3d
-from fieldlab.potential.subgrid.fold import depth_to_space, space_to_depth
-from fieldlab.potential.subgrid.inputs import FINE_CHANNELS
+
+#: Fine channels per voxel the corrector reads (:func:`fieldlab.potential.data.subgrid_inputs.fine_channels`).
+FINE_CHANNELS = 9
 
 
 class SubgridCorrector(nn.Module):

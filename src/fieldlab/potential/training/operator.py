@@ -9,8 +9,8 @@ One epoch: every rank sees its shard of the training set (``DistributedSampler``
 logs, and writes ``checkpoints/last.pt`` and, when validation improved, ``checkpoints/best.pt``. A non-finite
 loss stops the run before the optimiser touches the weights: the last checkpoint on disk stays the last good one.
 
-The run's set-up and checkpoint are :mod:`fieldlab.potential.runstate`, the learning-rate schedule
-:mod:`fieldlab.potential.schedule`, and what is logged :mod:`fieldlab.potential.runlog`.
+The run's set-up and checkpoint are :mod:`fieldlab.potential.training.runstate`, the learning-rate schedule
+:mod:`fieldlab.potential.training.schedule`, and what is logged :mod:`fieldlab.potential.training.runlog`.
 """
 
 from __future__ import annotations
@@ -34,8 +34,8 @@ from fieldlab.core.seeding import seed_everything
 from fieldlab.errors import FieldlabError
 from fieldlab.potential import metrics
 from fieldlab.potential.data.loader import to_device
-from fieldlab.potential.runlog import RunLog, write_history_csv
-from fieldlab.potential.runstate import Progress, TrainingRun, build_run, inner
+from fieldlab.potential.training.runlog import RunLog, write_history_csv
+from fieldlab.potential.training.runstate import Progress, TrainingRun, build_run, inner
 
 ModelFactory = Callable[[ModelConfig, str], nn.Module]
 #: called after every optimiser step as ``hook(epoch, step_in_epoch, global_step)`` (tests use it to crash)

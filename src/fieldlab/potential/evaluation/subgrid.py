@@ -13,24 +13,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from fieldlab.errors import InputError
 from fieldlab.potential.data.loader import PotentialDataset
-from fieldlab.potential.estimate import estimate_error
-from fieldlab.potential.rivals import spread
-from fieldlab.potential.subgrid.inputs import coarse_start
-from fieldlab.potential.subgrid.predict import TrainedSubgrid, predict_subgrid
-
-#: Name of the predictor in eval_sr.json (``default.x2.name``) and in ``fieldlab predict``'s output.
-NAME = "subgrid_unet"
-
-
-def relative_l2(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    """``||pred - truth||_mask / ||truth||_mask``; an empty mask or a zero truth there is an :class:`InputError`."""
-    t = truth[mask].astype(np.float64)
-    norm = float(np.linalg.norm(t))
-    if not mask.any() or norm == 0:
-        raise InputError("rel L2 over an empty mask or a zero potential: nothing to score")
-    return float(np.linalg.norm(pred[mask] - t)) / norm
+from fieldlab.potential.data.subgrid_inputs import coarse_start
+from fieldlab.potential.evaluation.front import spread
+from fieldlab.potential.metrics import field_relative_l2
+from fieldlab.potential.models.trained import TrainedSubgrid
+from fieldlab.potential.physics.fem.estimate import estimate_error
+from fieldlab.potential.prediction.subgrid import predict_subgrid
 
 
 def subgrid_split(
@@ -63,10 +52,10 @@ def subgrid_split(
         resid = (u - truth)[mask]
         dev = truth[mask] - truth[mask].mean()
         rows[name] = {
-            "rel_l2": relative_l2(u, truth, mask),
-            "rel_l2_tissue": relative_l2(u, truth, tissue),
+            "rel_l2": field_relative_l2(u, truth, mask),
+            "rel_l2_tissue": field_relative_l2(u, truth, tissue),
             "r2": float(1.0 - np.sum(resid**2) / np.sum(dev**2)),
-            "start_rel_l2": relative_l2(start, truth, mask),
+            "start_rel_l2": field_relative_l2(start, truth, mask),
             "start_seconds": float(np.median(start_times)),
             "start_spread": spread(start_times),
             "seconds": float(np.median(times)),

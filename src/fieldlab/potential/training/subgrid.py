@@ -27,12 +27,12 @@ import torch
 from fieldlab.config import Config
 from fieldlab.errors import InputError
 from fieldlab.potential.data.loader import PotentialDataset, split_files
+from fieldlab.potential.data.subgrid_inputs import channels_of, coarse_start, fold_factor, sample_tensors, start_scale
 from fieldlab.potential.data.symmetry import Symmetry, apply_symmetry, can_swap_xy
-from fieldlab.potential.data.transforms import FieldScaler
+from fieldlab.potential.models.scaling import FieldScaler
+from fieldlab.potential.models.subgrid import SubgridCorrector
+from fieldlab.potential.models.trained import TrainedSubgrid
 from fieldlab.potential.schema import load_sample
-from fieldlab.potential.subgrid.inputs import coarse_start, fold_factor, start_scale
-from fieldlab.potential.subgrid.model import SubgridCorrector
-from fieldlab.potential.subgrid.predict import TrainedSubgrid, channels_of, sample_tensors
 
 #: Folders of the fine labels under ``data.root``.
 TRAIN_SPLIT, VAL_SPLIT = "train_2x", "val_2x"

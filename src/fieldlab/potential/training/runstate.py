@@ -23,8 +23,8 @@ from fieldlab.core import ddp
 from fieldlab.core.checkpoint import rng_state, set_rng_state
 from fieldlab.core.seeding import worker_init_fn
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
-from fieldlab.potential.data.transforms import FieldScaler
-from fieldlab.potential.schedule import build_scheduler
+from fieldlab.potential.models.scaling import FieldScaler
+from fieldlab.potential.training.schedule import build_scheduler
 
 
 def count_parameters(model: nn.Module) -> int:
