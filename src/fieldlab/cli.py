@@ -40,9 +40,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def guarded(fn: Callable[[], int]) -> int:
-    """Run ``fn``; a :class:`FieldlabError` becomes one ``error:`` line on stderr and exit status 2."""
+    """Run ``fn`` with one BLAS thread (:func:`fieldlab.core.threads.blas_threads`); a :class:`FieldlabError` becomes
+    one ``error:`` line on stderr and exit status 2."""
+    from fieldlab.core.threads import blas_threads
+
     try:
-        return fn()
+        with blas_threads():
+            return fn()
     except FieldlabError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
