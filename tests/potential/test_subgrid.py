@@ -179,8 +179,9 @@ def test_prepare_writes_the_same_limbs_at_2x(run):
 
 def test_training_learns_the_fine_correction(run):
     """On two fine limbs the training error of the corrected field falls well below the first epoch's (which starts
-    from the coarse start: the head is zero), and the checkpoint kept is the epoch with the lowest validation error,
-    as written in the summary and the history."""
+    from the coarse start: the head is zero); on the validation limb, never trained on, the kept corrector is closer
+    to that limb's own fine FEM solution than its coarse start is (both measured here against the FEM truth); and the
+    checkpoint kept reproduces the lowest validation error of the history."""
     tmp, root, params, summary = run
     cfg = load_config(params)
     trained = load_subgrid(Path(cfg.subgrid.root) / "checkpoints" / "best.pt")
@@ -194,10 +195,11 @@ def test_training_learns_the_fine_correction(run):
     ds = PotentialDataset(split_files(root, "val_2x"), FieldScaler(1.0, 1.0), singularity_radius=1.0,
                           reference_spacing=base_spacing(root))  # fmt: skip
     s, mask = ds.sample(0), ds[0]["mask"][0].numpy().astype(bool)
-    got = rel(predict_subgrid(trained, s)[mask], s.u[mask].astype(np.float64))
+    truth = s.u[mask].astype(np.float64)
+    got = rel(predict_subgrid(trained, s)[mask], truth)
     assert got == pytest.approx(summary["best_val_rel_l2"], rel=1e-4)  # the checkpoint is the model validated
-    start = coarse_start(s, 2, cfg.subgrid.start_tol)
-    assert summary["val_start_rel_l2"] == pytest.approx(rel(start[mask], s.u[mask].astype(np.float64)), rel=1e-4)
+    start = rel(coarse_start(s, 2, cfg.subgrid.start_tol)[mask], truth)
+    assert got < 0.95 * start, f"corrector {got:.4g} vs its start {start:.4g} on the unseen limb"
 
 
 def test_eval_sr_scores_the_corrector_and_predict_runs_it(run, capsys):
