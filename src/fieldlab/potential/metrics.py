@@ -64,8 +64,19 @@ def relative_l2(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, ep
     return _where_any(_flat(mask), num / den.clamp_min(eps))
 
 
+def _one_field(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """One field's NumPy arrays as a batch of one ``(1, 1, ...)`` in float64; an empty mask or a truth that is zero
+    over it is an :class:`InputError` (a measure relative to nothing is no measure)."""
+    m = torch.from_numpy(np.asarray(mask, dtype=bool))
+    t = torch.as_tensor(np.asarray(truth, dtype=np.float64))
+    if not bool(m.any()) or not bool(t[m].any()):
+        raise InputError("relative L2 over an empty mask or a zero field: nothing to be relative to")
+    p = torch.as_tensor(np.asarray(pred, dtype=np.float64))
+    return p[None, None], t[None, None], m[None, None]
+
+
 def field_relative_l2(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
-    """:func:`relative_l2` of one field ``(D, H, W)`` (NumPy arrays, float64), as a float.
+    """:func:`relative_l2` of one field (NumPy arrays, any shape, float64), as a float.
 
     Raises
     ------
@@ -77,12 +88,18 @@ def field_relative_l2(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> 
     >>> field_relative_l2(np.array([1.0, 2.0]), np.array([1.0, 1.0]), np.array([True, True]))
     0.7071067811865476
     """
-    m = np.asarray(mask, dtype=bool)
-    t = torch.as_tensor(np.asarray(truth, dtype=np.float64))
-    if not m.any() or not bool(t[torch.from_numpy(m)].any()):
-        raise InputError("relative L2 over an empty mask or a zero field: nothing to be relative to")
-    p = torch.as_tensor(np.asarray(pred, dtype=np.float64))
-    return float(relative_l2(p[None, None], t[None, None], torch.from_numpy(m)[None, None])[0])
+    return float(relative_l2(*_one_field(pred, truth, mask))[0])
+
+
+def field_r2(pred: np.ndarray, truth: np.ndarray, mask: np.ndarray) -> float:
+    """:func:`r2_score` of one field (NumPy arrays, float64), as a float; errors as :func:`field_relative_l2`.
+
+    Examples
+    --------
+    >>> field_r2(np.array([1.0, 2.0, 3.5]), np.array([1.0, 2.0, 3.0]), np.ones(3, dtype=bool))
+    0.875
+    """
+    return float(r2_score(*_one_field(pred, truth, mask))[0])
 
 
 def r2_score(pred: torch.Tensor, target: torch.Tensor, mask: torch.Tensor, eps: float = 1e-30) -> torch.Tensor:

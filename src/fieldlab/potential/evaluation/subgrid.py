@@ -16,7 +16,7 @@ import torch
 from fieldlab.potential.data.loader import PotentialDataset
 from fieldlab.potential.data.subgrid_inputs import coarse_start
 from fieldlab.potential.evaluation.front import spread
-from fieldlab.potential.metrics import field_relative_l2
+from fieldlab.potential.metrics import field_r2, field_relative_l2
 from fieldlab.potential.models.trained import TrainedSubgrid
 from fieldlab.potential.physics.fem.estimate import estimate_error
 from fieldlab.potential.prediction.subgrid import predict_subgrid
@@ -49,12 +49,10 @@ def subgrid_split(
             times.append(time.perf_counter() - t0)
         truth = np.asarray(sample.u, dtype=np.float64)
         tissue = np.asarray(sample.mask, dtype=bool)
-        resid = (u - truth)[mask]
-        dev = truth[mask] - truth[mask].mean()
         rows[name] = {
             "rel_l2": field_relative_l2(u, truth, mask),
             "rel_l2_tissue": field_relative_l2(u, truth, tissue),
-            "r2": float(1.0 - np.sum(resid**2) / np.sum(dev**2)),
+            "r2": field_r2(u, truth, mask),
             "start_rel_l2": field_relative_l2(start, truth, mask),
             "start_seconds": float(np.median(start_times)),
             "start_spread": spread(start_times),

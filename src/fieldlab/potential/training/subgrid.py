@@ -29,6 +29,7 @@ from fieldlab.errors import InputError
 from fieldlab.potential.data.loader import PotentialDataset, split_files
 from fieldlab.potential.data.subgrid_inputs import channels_of, coarse_start, fold_factor, sample_tensors, start_scale
 from fieldlab.potential.data.symmetry import Symmetry, apply_symmetry, can_swap_xy
+from fieldlab.potential.metrics import field_relative_l2
 from fieldlab.potential.models.scaling import FieldScaler
 from fieldlab.potential.models.subgrid import SubgridCorrector
 from fieldlab.potential.models.trained import TrainedSubgrid
@@ -83,7 +84,7 @@ def fine_items(cfg: Config, split: str) -> list[FineItem]:
         t["mask"] = loss_mask_of(cfg, s, ref, str(f))
         t["phi"] = torch.from_numpy(((s.u - start) / scale).astype(np.float32))[None]  # the target correction
         m = t["mask"][0].numpy()
-        err = float(np.linalg.norm((start - s.u)[m]) / np.linalg.norm(s.u[m]))
+        err = field_relative_l2(start, s.u, m)
         items.append(FineItem(f"{split}/{f.name}", t, err))
     return items
 
