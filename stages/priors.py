@@ -6,6 +6,7 @@ import sys
 
 from fieldlab.cli import guarded
 from fieldlab.config import load_config, stage_parser
+from fieldlab.core.cluster import open_client
 from fieldlab.potential.data.priors import build_cache
 
 
@@ -13,7 +14,8 @@ def main() -> int:
     args = stage_parser(__doc__.splitlines()[0]).parse_args()
     cfg = load_config(args.params, args.overrides)
     prior = cfg.model.prior
-    manifest = build_cache(cfg.data.root, prior, cfg.physics.solver, progress=sys.stderr.isatty())
+    with open_client(cfg.cluster) as client:  # where the priors are solved: params.yaml cluster (no DVC param)
+        manifest = build_cache(cfg.data.root, prior, cfg.physics.solver, progress=sys.stderr.isatty(), client=client)
     summary = manifest["summary"]
     if prior.kind != "coarse_fem":
         print(f"priors: model.prior.kind = {prior.kind}: nothing to cache; manifest in {prior.root}/manifest.json")

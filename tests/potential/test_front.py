@@ -22,7 +22,7 @@ from fieldlab.potential.physics.corpus import generate_corpus
 from fieldlab.potential.physics.fem.transfer import corner_weights, interpolate_corners
 
 # 24x12x12 voxels of 8 mm on the default 96 x 96 x 192 mm box
-DATA = DataConfig(grid=(24, 12, 12), n_train=1, n_val=1, n_test=2, workers=1)
+DATA = DataConfig(grid=(24, 12, 12), n_train=1, n_val=1, n_test=2)
 PHYSICS = PhysicsConfig(
     phantom=PhantomConfig(radius_m=(0.04, 0.042), subsamples=2),
     source=SourceConfig(width_m=0.008, separation_m=(0.03, 0.04), margin_m=0.006),

@@ -158,7 +158,7 @@ def test_a_source_in_air_is_refused(limb):
 # ---- the corpus: K samples per limb, split by limb -----------------------------------------------------------------
 @pytest.fixture(scope="module")
 def corpora(tmp_path_factory):
-    data = DataConfig(grid=GRID, n_train=2, n_val=1, n_test=1, workers=1, sources_per_limb=K)
+    data = DataConfig(grid=GRID, n_train=2, n_val=1, n_test=1, sources_per_limb=K)
     root = tmp_path_factory.mktemp("multi")
     manifest = generate_corpus(data, TINY_PHYSICS, seed=3, root=root, progress=False)
     single = tmp_path_factory.mktemp("single")
@@ -216,7 +216,7 @@ def test_algebraic_corpus_agrees_with_the_default(corpora, tmp_path):
     _, _, single = corpora
     cfg = TINY_PHYSICS.solver.__class__(method="sa", prolongation="energy", tol=1e-8)
     physics = PhysicsConfig(**{**TINY_PHYSICS.__dict__, "solver": cfg})
-    data = DataConfig(grid=GRID, n_train=2, n_val=1, n_test=1, workers=1, test_2x=False)
+    data = DataConfig(grid=GRID, n_train=2, n_val=1, n_test=1, test_2x=False)
     manifest = generate_corpus(data, physics, seed=3, root=tmp_path, progress=False)
     assert sorted(r["file"] for r in manifest["samples"]) == sorted(
         p.relative_to(single).as_posix() for p in single.glob("*/*.npz")

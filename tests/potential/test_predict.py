@@ -48,7 +48,7 @@ def trained(tmp_path_factory):
     checkpoint per prior kind, each with its params file (the prior the run reads is the run's)."""
     tmp = tmp_path_factory.mktemp("predict")
     root = tmp / "potential"
-    data = DataConfig(grid=(24, 12, 12), n_train=2, n_val=1, n_test=1, workers=1)
+    data = DataConfig(grid=(24, 12, 12), n_train=2, n_val=1, n_test=1)
     generate_corpus(data, PHYSICS, seed=3, root=root, progress=False)
     build_cache(
         root, PriorConfig(kind="coarse_fem", coarse_spacing_m=COARSE_M, root=str(tmp / "priors")), SolverConfig()

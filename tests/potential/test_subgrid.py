@@ -132,7 +132,7 @@ def run(tmp_path_factory):
     trained corrector and a one-epoch operator (prior none), and their params file."""
     tmp = tmp_path_factory.mktemp("subgrid")
     root = tmp / "potential"
-    data = DataConfig(grid=(24, 12, 12), n_train=2, n_val=1, n_test=1, n_train_2x=2, n_val_2x=1, workers=1)
+    data = DataConfig(grid=(24, 12, 12), n_train=2, n_val=1, n_test=1, n_train_2x=2, n_val_2x=1)
     generate_corpus(data, PHYSICS, seed=5, root=root, progress=False)
     params = tmp / "params.yaml"
     params.write_text(

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from fieldlab.config.cluster import ClusterConfig, JobqueueConfig
 from fieldlab.config.core import (
     apply_overrides,
     build,
@@ -48,6 +49,7 @@ from fieldlab.config.potential import (
 from fieldlab.errors import ConfigError
 
 __all__ = [
+    "ClusterConfig",
     "ConditioningConfig",
     "ConductivityConfig",
     "Config",
@@ -60,6 +62,7 @@ __all__ = [
     "ExploreRanges",
     "FNOConfig",
     "INRConfig",
+    "JobqueueConfig",
     "LogConfig",
     "LossConfig",
     "MPM128SceneConfig",
@@ -106,6 +109,7 @@ class Config:
     mpm: MPMConfig = field(default_factory=MPMConfig)
     inr: INRConfig = field(default_factory=INRConfig)
     explore: ExploreConfig = field(default_factory=ExploreConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     def __post_init__(self) -> None:
         check_loss_muscle(self.loss, self.physics.conductivity, self.data)

@@ -38,7 +38,6 @@ class DataConfig:
     n_train_2x: int = spec(0, ge=0, doc="training limbs also solved at 2x (train_2x/); 0 = none")
     n_val_2x: int = spec(0, ge=0, doc="validation limbs also solved at 2x (val_2x/); 0 = none")
     ood_2x: bool = False
-    workers: int = spec(0, ge=0, doc="parallel processes for generation; 0 = all cores")
 
 
 @dataclass(frozen=True)

@@ -40,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from fieldlab.config import PriorConfig, SolverConfig, to_dict
+from fieldlab.core.cluster import map_tasks, remove_partial
 from fieldlab.core.io import load_npz, save_npz, write_json
 from fieldlab.errors import ConfigError, InputError, PhysicsError
 from fieldlab.potential.data.prior import free_space_prior
@@ -150,15 +151,14 @@ def cache_for(prior: PriorConfig) -> PriorCache | None:
 
 
 def build_cache(
-    data_root: str | Path, prior: PriorConfig, solver: SolverConfig, progress: bool = False
+    data_root: str | Path, prior: PriorConfig, solver: SolverConfig, progress: bool = False, client: Any = None
 ) -> dict[str, Any]:
     """Write the coarse_fem prior of every sample of ``data_root`` under ``prior.root`` and return the manifest.
 
-    For any other kind only a manifest saying so is written. Each sample's error is re-raised with its file name;
-    nothing under ``prior.root`` changes then.
+    One task per sample (:func:`~fieldlab.core.cluster.map_tasks`) on the Dask ``client`` (``None``: in this
+    process), each writing its prior atomically into the staging folder. For any other kind only a manifest saying
+    so is written. Each sample's error is re-raised with its file name; nothing under ``prior.root`` changes then.
     """
-    from tqdm import tqdm
-
     data_root, root = Path(data_root), Path(prior.root)
     manifest: dict[str, Any] = {"kind": prior.kind, "data_root": str(data_root), "samples": []}
     files = [f for split in CACHE_SPLITS for f in sorted((data_root / split).glob("*.npz"))]
@@ -176,8 +176,10 @@ def build_cache(
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes a 0700 folder; give the usual permissions
     try:
-        for f in tqdm(files, desc="priors", disable=not progress, unit="sample"):
-            manifest["samples"].append(_cache_one(f, tmp, prior, solver))
+        manifest["samples"] = map_tasks(
+            _cache_task, [(f, tmp, prior, solver) for f in files], client, progress, "priors"
+        )
+        remove_partial(sorted({tmp / f.parent.name for f in files}))  # what a worker killed mid-write left
         manifest["summary"] = _summary(manifest["samples"])
         write_json(tmp / "manifest.json", manifest)
         _swap_in(tmp, root)
@@ -185,6 +187,11 @@ def build_cache(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return manifest
+
+
+def _cache_task(args: tuple[Path, Path, PriorConfig, SolverConfig]) -> dict[str, Any]:
+    """:func:`_cache_one` of one ``(file, staging folder, prior, solver)`` (a task of :func:`build_cache`)."""
+    return _cache_one(*args)
 
 
 def _cache_one(f: Path, out: Path, prior: PriorConfig, solver: SolverConfig) -> dict[str, Any]:

@@ -27,11 +27,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing as mp
-import os
 import shutil
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from fieldlab.config import DataConfig, PhysicsConfig, to_dict
+from fieldlab.core.cluster import map_tasks, remove_partial
 from fieldlab.core.io import save_npz, write_json
 from fieldlab.errors import InputError
 from fieldlab.potential.physics.fem.multisource import solve_potential_many
@@ -130,6 +128,7 @@ def sample_name(limb_index: int, source_k: int, n_sources: int) -> str:
 
 
 def _run_job(args: tuple[Job, int, tuple[int, int, int], PhysicsConfig, str, int]) -> list[dict[str, Any]]:
+    """One limb (all its sources, at its factor) solved and written atomically; its manifest records (a task)."""
     job, seed, grid, physics, root, n_sources = args
     if job.split == "ood":
         n_sources = 1  # one source per out-of-distribution limb
@@ -160,25 +159,6 @@ def _run_job(args: tuple[Job, int, tuple[int, int, int], PhysicsConfig, str, int
     return records
 
 
-def _map(fn: Callable, items: list, workers: int, progress: bool, desc: str) -> list:
-    """``[fn(x) for x in items]`` over ``workers`` processes (1 = in this process), with a progress bar."""
-    from tqdm import tqdm
-
-    bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="sample")
-    out = []
-    if workers <= 1:
-        for item in items:
-            out.append(fn(item))
-            bar.update()
-    else:
-        with mp.get_context("fork").Pool(workers) as pool:
-            for res in pool.imap_unordered(fn, items):
-                out.append(res)
-                bar.update()
-    bar.close()
-    return out
-
-
 def _fresh_layout(root: Path) -> None:
     """Remove the split folders and manifest this module writes (and nothing else) so no stale sample survives."""
     for name in FOLDERS:
@@ -201,9 +181,19 @@ def resolution_agreement(root: Path, names: list[str], exclude_voxels: int = AGR
 
 
 def generate_corpus(
-    data: DataConfig, physics: PhysicsConfig, seed: int, root: str | Path | None = None, progress: bool = True
+    data: DataConfig,
+    physics: PhysicsConfig,
+    seed: int,
+    root: str | Path | None = None,
+    progress: bool = True,
+    client: Any = None,
 ) -> dict[str, Any]:
-    """Generate the synthetic corpus (see module notes) and return its manifest (also written as manifest.json)."""
+    """Generate the synthetic corpus (see module notes) and return its manifest (also written as manifest.json).
+
+    One task per limb (:func:`~fieldlab.core.cluster.map_tasks`) on the Dask ``client`` (``None``: in this process),
+    each writing its samples atomically under ``root``; the manifest is written once, here, from the tasks' records.
+    The files do not depend on where or on how many workers the tasks ran.
+    """
     root = Path(root if root is not None else data.root)
     _fresh_layout(root)
     counts = {"train": data.n_train, "val": data.n_val, "test": data.n_test}
@@ -213,11 +203,12 @@ def generate_corpus(
     jobs += [Job("ood", i, FACTOR_2X) for i in range(data.n_ood)] if data.ood_2x else []
     jobs += [Job(s, i, 1) for s in SPLITS for i in range(counts[s])]
     jobs += [Job("ood", i, 1) for i in range(data.n_ood)]
-    workers = data.workers or os.cpu_count() or 1
     t0 = time.perf_counter()
     k = data.sources_per_limb
     args = [(j, seed, data.grid, physics, str(root), k) for j in jobs]
-    records = [r for rs in _map(_run_job, args, workers, progress, "prepare") for r in rs]  # one list per limb
+    per_limb = map_tasks(_run_job, args, client, progress, "prepare")
+    remove_partial([root / name for name in FOLDERS])  # what a worker killed mid-write left (its task was rerun)
+    records = [r for rs in per_limb for r in rs]
     records.sort(key=lambda r: (r["split"], r["index"], r["source_k"]))
     names = [Path(r["file"]).name for r in records if r["split"] == "test"]
     agreement = resolution_agreement(root, names) if data.test_2x else []
@@ -231,7 +222,7 @@ def generate_corpus(
         "limbs": len({(r["split"], r["limb_index"]) for r in base}),
         "sources_per_limb": k,
         "seconds_total": time.perf_counter() - t0,
-        "workers": workers,
+        "workers": _worker_count(client),
         "residual_max": max(r["solver_residual"] for r in records),
         "solve_seconds_mean": float(np.mean([r["solver_seconds"] for r in base])),
         "solve_seconds_2x_mean": float(np.mean([r["solver_seconds"] for r in fine])) if fine else None,
@@ -249,6 +240,11 @@ def generate_corpus(
     }
     write_json(root / "manifest.json", manifest)
     return manifest
+
+
+def _worker_count(client: Any) -> int:
+    """Workers the tasks ran on (1 in this process), for the manifest's summary."""
+    return 1 if client is None else max(1, len(client.scheduler_info().get("workers", {})))
 
 
 def read_manifest(root: str | Path) -> dict[str, Any]:
@@ -348,8 +344,10 @@ def import_raw(data: DataConfig, root: str | Path | None = None) -> dict[str, An
     return manifest
 
 
-def prepare_corpus(data: DataConfig, physics: PhysicsConfig, seed: int, progress: bool = True) -> dict[str, Any]:
-    """The ``prepare`` stage: ``data.source`` synthetic (generate) or raw (validate and import)."""
+def prepare_corpus(
+    data: DataConfig, physics: PhysicsConfig, seed: int, progress: bool = True, client: Any = None
+) -> dict[str, Any]:
+    """The ``prepare`` stage: ``data.source`` synthetic (generate, on ``client``) or raw (validate and import)."""
     if data.source == "raw":
         return import_raw(data)
-    return generate_corpus(data, physics, seed, progress=progress)
+    return generate_corpus(data, physics, seed, progress=progress, client=client)
