@@ -150,13 +150,18 @@ def test_map_tasks_keeps_the_order_and_raises_a_task_s_error():
 
 
 def test_where_work_runs_is_checked_with_one_line_naming_the_key(monkeypatch):
-    with pytest.raises(ConfigError, match=r"cluster.address = 'tcp://127.0.0.1:9': no Dask scheduler answered"):
-        with open_client(ClusterConfig(address="tcp://127.0.0.1:9", timeout_s=1.0)):
-            pass
+    unreachable = ClusterConfig(address="tcp://127.0.0.1:9", timeout_s=1.0)
+    with (
+        pytest.raises(ConfigError, match=r"cluster.address = 'tcp://127.0.0.1:9': no Dask scheduler answered"),
+        open_client(unreachable),
+    ):
+        pass
     monkeypatch.setitem(sys.modules, "dask_jobqueue", None)  # as if dask-jobqueue were not installed
-    with pytest.raises(ConfigError, match=r"cluster.address = 'slurm' needs dask-jobqueue"):
-        with open_client(ClusterConfig(address="slurm")):
-            pass
+    with (
+        pytest.raises(ConfigError, match=r"cluster.address = 'slurm' needs dask-jobqueue"),
+        open_client(ClusterConfig(address="slurm")),
+    ):
+        pass
     with pytest.raises(ConfigError, match=r"cluster.address = 'laptop': expected"):
         ClusterConfig(address="laptop")
 
@@ -172,3 +177,14 @@ def test_a_bad_cluster_setting_is_one_error_line(override, key):
     )
     assert proc.returncode == 2
     assert proc.stderr.count("\n") == 1 and proc.stderr.startswith("error: ") and key in proc.stderr
+
+
+def test_where_work_runs_is_no_stage_s_dvc_param():
+    """Switching cluster.* leaves `dvc status` clean: no stage of dvc.yaml lists the section or a key of it."""
+    import yaml
+
+    stages = yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
+    listed = {
+        key if isinstance(key, str) else next(iter(key)) for stage in stages.values() for key in stage.get("params", [])
+    }
+    assert listed and not any(k == "cluster" or k.startswith("cluster.") for k in listed)
