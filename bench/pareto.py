@@ -15,7 +15,9 @@ measured run-to-run spread of the seconds is allowed for. Prints JSON and draws 
     python bench/pareto.py --checkpoint fno/coarse_fem=experiments/fno/checkpoints/best.pt \\
         --checkpoint unet/coarse_fem=experiments/unet/checkpoints/best.pt --figure docs/figures/pareto.png
 
-Run it alone on the machine: the seconds are wall time.
+Run it alone on the machine: the seconds are wall time. The README's figure of the published run's front is
+``plots/eval_sr/front.png``, written by the eval_sr stage from that run's own numbers
+(:mod:`fieldlab.potential.evaluation.front_plot`); this benchmark sets several checkpoints side by side.
 """
 
 from __future__ import annotations

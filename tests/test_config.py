@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -65,6 +68,8 @@ MALFORMED = {
     "negative lambda_grad": ("loss:\n  lambda_grad: -0.1\n", "loss.lambda_grad"),
     "unknown INR model": ("inr:\n  model: nerf\n", "inr.model"),
     "unknown MPM scene": ("mpm:\n  scene: sandbox\n", "mpm.scene"),
+    "heldout_every of 1 (0 is off, k >= 2 holds frames out)": ("inr:\n  heldout_every: 1\n", "inr.heldout_every"),
+    "negative heldout_every": ("inr:\n  heldout_every: -2\n", "inr.heldout_every"),
 }
 
 
@@ -77,6 +82,26 @@ def test_malformed_params_name_the_key(tmp_path: Path, text: str, key: str) -> N
     assert "\n" not in message
     assert message.startswith(f"{path}: {key} = ")
     assert "expected" in message
+
+
+@pytest.mark.parametrize("every", [0, 2, 3])
+def test_heldout_every_accepts_off_and_every_k_from_2(every: int) -> None:
+    assert config_from_dict({"inr": {"heldout_every": every}}).inr.heldout_every == every
+
+
+def test_heldout_every_of_1_on_the_command_line_is_one_error_line(tmp_path: Path) -> None:
+    """``fieldlab config inr.heldout_every=1``: a stride of 1 would hold out every interior frame and fit only the
+    first and last; it is neither off (0) nor a stride that leaves frames between the held-out ones (>= 2), so the
+    loader refuses it at once, before any fit: exit 2, one ``error:`` line naming the key."""
+    write(tmp_path, "inr:\n  model: ngp\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "MPLCONFIGDIR": str(tmp_path / "mpl")}
+    args = [sys.executable, "-m", "fieldlab", "config", "--params", "params.yaml", "inr.heldout_every=1"]
+    proc = subprocess.run(args, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == ""
+    (line,) = proc.stderr.splitlines()
+    assert line.startswith("error: ") and "inr.heldout_every = 1" in line, line
+    assert "expected 0 (off) or a value >= 2" in line, line
 
 
 MUSCLE_CASES = {

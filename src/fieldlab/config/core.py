@@ -83,13 +83,16 @@ def spec(
     gt: float | None = None,
     le: float | None = None,
     lt: float | None = None,
+    off: float | None = None,
     doc: str = "",
 ) -> Any:
     """A dataclass field with a default and inclusive/exclusive bounds checked on load.
 
-    Bounds apply to numbers and element-wise to tuples of numbers.
+    Bounds apply to numbers and element-wise to tuples of numbers. ``off`` is the one number that switches the
+    feature off and is allowed outside the bounds: ``spec(0, ge=2, off=0)`` accepts 0 and every value >= 2, and
+    refuses 1 with "expected 0 (off) or a value >= 2".
     """
-    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt, "doc": doc})
+    return field(default=default, metadata={"ge": ge, "gt": gt, "le": le, "lt": lt, "off": off, "doc": doc})
 
 
 def check_ranges(obj: Any, section: str) -> None:
@@ -187,6 +190,9 @@ def _coerce(value: Any, tp: Any, key: str, source: str) -> Any:
 
 
 def _check_bounds(value: Any, meta: Mapping[str, Any], key: str, source: str) -> None:
+    off = meta.get("off")
+    if off is not None and not isinstance(value, bool) and value == off:
+        return
     values = value if isinstance(value, tuple) else (value,)
     for v in values:
         if not isinstance(v, int | float) or isinstance(v, bool):
@@ -200,6 +206,8 @@ def _check_bounds(value: Any, meta: Mapping[str, Any], key: str, source: str) ->
             bound = meta.get(name)
             if bound is not None and not ok(v, bound):
                 expected = f"{'a value' if len(values) == 1 else 'values'} {words} {bound}"
+                if off is not None:
+                    expected = f"{off!r} (off) or {expected}"
                 _fail(source, key, value, expected)
 
 

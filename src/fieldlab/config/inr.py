@@ -54,7 +54,9 @@ class INRConfig:
     t_period: float = spec(1.0, gt=0, doc="time input divided by this (larger = slower variation)")
     xy_period: float = spec(1.0, gt=0, doc="position/id input divided by this")
     device: str = "auto"
-    heldout_every: int = spec(0, ge=0, doc="> 1: every heldout_every-th interior frame is held out of the fit; 0 = off")
+    heldout_every: int = spec(
+        0, ge=2, off=0, doc="k >= 2: every k-th interior frame is held out of the fit and scored; 0 = off"
+    )
     heldout_particles: float = spec(0.0, ge=0, lt=1, doc="fraction of particles held out of the fit (seeded draw)")
     ngp: NGPConfig = field(default_factory=NGPConfig)
     pod: PODConfig = field(default_factory=PODConfig)

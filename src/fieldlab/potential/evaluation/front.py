@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from fieldlab.errors import InputError
 from fieldlab.potential.prediction.default import predictor_name
 
 
@@ -69,9 +70,56 @@ def front_members(points: Mapping[str, Mapping[str, float]]) -> list[str]:
 LEARNED = {"base": ("base", "base_refined"), "x2": ("x2", "x2_restricted", "x2_restricted_refined", "x2_subgrid")}
 
 
+def split_points(out: dict[str, Any]) -> dict[str, dict[str, dict[str, Any]]]:
+    """The points of each split's chart in an ``eval_sr.json`` dict: ``{split: {name: point}}``.
+
+    The learned points are the summaries of :data:`LEARNED` present in ``out`` (``seconds`` is their
+    ``seconds_per_sample``); the classical ones every ``baselines.<name>.<split>`` (as stored). A split without any
+    point is left out.
+
+    Raises
+    ------
+    InputError
+        A point present in ``out`` without a number for ``rel_l2`` or its seconds; the message names the point.
+
+    Examples
+    --------
+    >>> out = {"base": {"rel_l2": 0.02, "seconds_per_sample": 0.4},
+    ...        "baselines": {"fem_4mm": {"base": {"rel_l2": 0.03, "seconds": 0.05}}}}
+    >>> {k: sorted(v) for k, v in split_points(out).items()}
+    {'base': ['base', 'fem_4mm']}
+    >>> split_points({"x2": {"rel_l2": 0.03}})
+    Traceback (most recent call last):
+    ...
+    fieldlab.errors.InputError: eval_sr: x2 has no number for seconds_per_sample: expected rel_l2 and seconds_per_sample
+    """
+    points: dict[str, dict[str, dict[str, Any]]] = {}
+    for split, learned in LEARNED.items():
+        found: dict[str, dict[str, Any]] = {}
+        for k in (k for k in learned if k in out):
+            _require(out[k], k, ("rel_l2", "seconds_per_sample"))
+            found[k] = {"rel_l2": out[k]["rel_l2"], "seconds": out[k]["seconds_per_sample"],
+                        "seconds_spread": out[k].get("seconds_spread", 0.0)}  # fmt: skip
+        for name, b in out.get("baselines", {}).items():
+            if split in b:
+                found[name] = _require(b[split], f"baselines.{name}.{split}", ("rel_l2", "seconds"))
+        if found:
+            points[split] = found
+    return points
+
+
+def _require(point: Any, where: str, keys: tuple[str, ...]) -> Any:
+    """``point`` itself when it holds a real number under each of ``keys``; otherwise an error naming ``where``."""
+    for key in keys:
+        value = point.get(key) if isinstance(point, Mapping) else None
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise InputError(f"eval_sr: {where} has no number for {key}: expected {' and '.join(keys)}")
+    return point
+
+
 def split_fronts(out: dict[str, Any]) -> dict[str, list[str]]:
-    """``eval_sr.json: front``: per split, the names (summary keys and ``baselines`` keys) of the points that no
-    other point matches within the measured spread of its seconds
+    """``eval_sr.json: front``: per split, the names (summary keys and ``baselines`` keys) of the points
+    (:func:`split_points`) that no other point matches within the measured spread of its seconds
     (:func:`~fieldlab.potential.evaluation.front.front_members`).
 
     Examples
@@ -81,19 +129,7 @@ def split_fronts(out: dict[str, Any]) -> dict[str, list[str]]:
     >>> split_fronts(out)
     {'base': ['cg_gmg_k2']}
     """
-    fronts: dict[str, list[str]] = {}
-    for split, learned in LEARNED.items():
-        points = {
-            k: {"rel_l2": out[k]["rel_l2"], "seconds": out[k]["seconds_per_sample"],
-                "seconds_spread": out[k].get("seconds_spread", 0.0)}
-            for k in learned if k in out
-        }  # fmt: skip
-        for name, b in out.get("baselines", {}).items():
-            if split in b:
-                points[name] = b[split]
-        if points:
-            fronts[split] = front_members(points)
-    return fronts
+    return {split: front_members(points) for split, points in split_points(out).items()}
 
 
 #: Where :func:`default_points` finds the default predictor of each split, with and without the hybrid's sweeps.

@@ -360,16 +360,19 @@ def run_eval(
     figures_dir: str | Path,
     backbone: str | None = None,
 ) -> dict[str, Any]:
-    """:func:`evaluate_sr`, then write ``metrics_json``; figures and ``per_sample.json`` go to ``figures_dir``,
-    replaced only on success.
+    """:func:`evaluate_sr`, then write ``metrics_json``; figures, ``per_sample.json`` and the accuracy-time front
+    (``front_base.csv``, ``front_x2.csv``, ``front.png``: :func:`~.front_plot.write_front_plots`) go to
+    ``figures_dir``, replaced only on success.
 
     The figures are drawn into a temporary sibling folder that replaces ``figures_dir`` once the evaluation has
     finished, so a failed evaluation leaves the previous figures and metrics as they were.
     """
     from fieldlab.core.io import atomic_dir, write_json
+    from fieldlab.potential.evaluation.front_plot import write_front_plots
 
     with atomic_dir(figures_dir) as staging:
         result = evaluate_sr(cfg, checkpoint, staging, backbone=backbone)
         write_json(Path(staging) / "per_sample.json", result.pop("samples"))
+        write_front_plots(result, staging)
     write_json(metrics_json, result)
     return result
