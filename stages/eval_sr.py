@@ -1,6 +1,7 @@
 """Stage eval_sr: the checkpoint of model.backbone on the test split at base and at 2x (zero shot).
 
-Writes metrics/eval_sr.json and the error-map figures under plots/eval_sr/.
+Writes metrics/eval_sr.json and, under plots/eval_sr/, the error-map figures, per_sample.json and the accuracy-time
+front (front_base.csv, front_x2.csv: `dvc plots show`; front.png).
 """
 
 from __future__ import annotations
