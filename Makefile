@@ -9,9 +9,10 @@ IMAGE ?= fieldlab
 DVC_CACHE ?= $(abspath .dvc/cache)
 BIN := $(VENV)/bin
 # Columns of `make exps` (dvc anchors each pattern at the start of the column name): the default predictor's
-# error at base and 2x and its 2x seconds (eval_sr.json: default), the operator alone at base (base.rel_l2), the INR
-# fit's R2 and slope, and the params experiments usually vary.
-EXP_COLUMNS ?= Experiment|Created|default.base.rel_l2$$|default.x2.rel_l2$$|default.x2.seconds_per_sample|base.rel_l2$$|final_r2|^slope|model.backbone|model.prior.kind|train.epochs|train.lr|inr.model|inr.field_name
+# error at base and 2x (eval_sr.json: default), the operator alone at base (base.rel_l2), the INR fit's R2 and
+# slope, and the params experiments usually vary; 182 columns on the published run (tests/test_exps_width.py keeps it
+# within 200). Seconds vary 15-25 % run to run: compare them with `dvc metrics diff` or `dvc plots diff`.
+EXP_COLUMNS ?= Experiment|default.base.rel_l2$$|default.x2.rel_l2$$|base.rel_l2$$|final_r2|^slope|model.backbone|model.prior.kind|train.epochs|train.lr|inr.model|inr.field_name
 STAMP := $(VENV)/.fieldlab-installed
 # glibc keeps large FFT buffers mapped instead of re-mapping them every step (see README, "Speed").
 export MALLOC_MMAP_MAX_ ?= 0
@@ -39,8 +40,8 @@ bench-setup: setup ## also install the peers the benchmarks in bench/ compare ag
 repro: setup ## run the whole DVC pipeline (the main job)
 	$(BIN)/dvc repro
 
-results: setup ## the headline results from metrics/ (also rewrites the README's results block)
-	$(BIN)/fieldlab report --readme README.md
+results: setup ## the results from metrics/ (rewrites the blocks of README.md, the headline, and docs/results.md)
+	$(BIN)/fieldlab report --readme README.md --docs docs/results.md
 
 exps: setup ## dvc exp show, headline metrics and the params experiments change (fits 200 columns)
 	$(BIN)/dvc exp show --drop '.*' --keep '$(EXP_COLUMNS)'

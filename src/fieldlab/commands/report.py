@@ -1,7 +1,9 @@
-"""``fieldlab report``: the headline results as Markdown tables, read from the metrics files of the last run.
+"""``fieldlab report``: the results as Markdown tables, read from the metrics files of the last run.
 
-The README's results block is this command's output on the committed ``metrics/`` (a test checks they agree), so
-the published numbers and ``dvc metrics show`` are the same numbers.
+Two renderings of the same files: :func:`render_headline` (the default predictor at base and 2x beside its
+strongest classical rivals on the front, for the README) and :func:`render` (every table, for docs/results.md).
+Both blocks are this command's output on the committed ``metrics/`` (a test checks they agree), so the published
+numbers and ``dvc metrics show`` are the same numbers.
 """
 
 from __future__ import annotations
@@ -20,7 +22,8 @@ BEGIN, END = "<!-- fieldlab report: begin -->", "<!-- fieldlab report: end -->"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--metrics", default="metrics", help="folder of the metrics JSON files (default: metrics)")
-    parser.add_argument("--readme", default=None, help="also replace the results block of this Markdown file")
+    parser.add_argument("--readme", default=None, help="also replace the results block of this file by the headline")
+    parser.add_argument("--docs", default=None, help="also replace the results block of this file by every table")
 
 
 def _read(path: Path) -> dict[str, Any] | None:
@@ -255,6 +258,90 @@ def render(metrics_dir: str | Path) -> str:
     return "\n\n".join(sections) + "\n"
 
 
+#: How the headline names each grid of ``eval_sr.json: default``.
+GRIDS = {"base": "base", "x2": "2x"}
+
+
+def classical_rivals(ev: dict[str, Any], grid: str, rel_l2: float, seconds: float) -> list[tuple[str, str]]:
+    """The strongest classical points on the front of ``grid`` against a predictor of error ``rel_l2`` in ``seconds``.
+
+    Among the classical points (``baselines``) listed in ``front[grid]``: the fastest one at least as accurate (the
+    rival at equal error) and the most accurate one at most as slow (the rival at equal time). Returns
+    ``(name, role)`` pairs, one per distinct point, roles joined when one point is both; empty when neither exists.
+
+    Examples
+    --------
+    >>> ev = {"front": {"base": ["fem_4mm", "cg_k2", "cg_k4"]},
+    ...       "baselines": {"fem_4mm": {"base": {"rel_l2": 0.03, "seconds": 0.05}},
+    ...                     "cg_k2": {"base": {"rel_l2": 0.003, "seconds": 0.2}},
+    ...                     "cg_k4": {"base": {"rel_l2": 5e-05, "seconds": 0.25}}}}
+    >>> classical_rivals(ev, "base", rel_l2=0.006, seconds=0.5)
+    [('cg_k2', 'fastest classical as accurate'), ('cg_k4', 'most accurate classical as fast')]
+    >>> classical_rivals(ev, "base", rel_l2=0.01, seconds=0.1)
+    [('cg_k2', 'fastest classical as accurate'), ('fem_4mm', 'most accurate classical as fast')]
+    """
+    baselines = _get(ev, "baselines") or {}
+    points = {}
+    for name in _get(ev, f"front.{grid}") or []:
+        e, t = _get(baselines.get(name), f"{grid}.rel_l2"), _get(baselines.get(name), f"{grid}.seconds")
+        if isinstance(e, int | float) and isinstance(t, int | float):
+            points[name] = (float(e), float(t))
+    as_accurate = [n for n, (e, _) in points.items() if e <= rel_l2]
+    as_fast = [n for n, (_, t) in points.items() if t <= seconds]
+    roles: dict[str, list[str]] = {}
+    if as_accurate:
+        roles.setdefault(min(as_accurate, key=lambda n: points[n][1]), []).append("fastest classical as accurate")
+    if as_fast:
+        roles.setdefault(min(as_fast, key=lambda n: points[n][0]), []).append("most accurate classical as fast")
+    return [(name, "; ".join(r)) for name, r in roles.items()]
+
+
+def render_headline(metrics_dir: str | Path) -> str:
+    """Markdown of the headline: the default predictor at each grid beside its strongest classical rivals.
+
+    One row per grid of ``eval_sr.json: default`` (what ``fieldlab predict`` runs) and one per rival of
+    :func:`classical_rivals`, with the time relative to the default; then the INR fit of ``inr.json`` in one line
+    when that file exists. An error when ``eval_sr.json`` holds no default predictor.
+    """
+    m = Path(metrics_dir)
+    ev = _read(m / "eval_sr.json")
+    default = _get(ev, "default")
+    if not isinstance(default, dict) or not default:
+        raise InputError(f"{m / 'eval_sr.json'}: no default predictor (expected the eval_sr stage's metrics)")
+    rows = []
+    for grid, d in default.items():
+        e, t = _get(d, "rel_l2"), _get(d, "seconds_per_sample")
+        front = _get(ev, f"front.{grid}")
+        on_front = "–" if not isinstance(front, list) else ("yes" if _get(d, "from") in front else "no")
+        label = GRIDS.get(grid, grid)
+        rows.append([label, f"**{_get(d, 'name')}**", fmt(e), fmt(t, ".3f"), "1.00x", on_front,
+                     "the default predictor (`fieldlab predict`)"])  # fmt: skip
+        if not isinstance(e, int | float) or not isinstance(t, int | float) or t <= 0:
+            continue
+        for name, role in classical_rivals(ev, grid, float(e), float(t)):
+            b = _get(ev, f"baselines.{name}.{grid}")
+            ratio = f"{_get(b, 'seconds') / t:.2f}x"
+            rows.append(
+                [label, f"`{name}`", fmt(_get(b, "rel_l2")), fmt(_get(b, "seconds"), ".3f"), ratio, "yes", role]
+            )
+    header = ["grid", "predictor", "rel L2", "s / sample", "time / default", "on the front", "what it is"]
+    out = [
+        "**The default predictor against the classical front** (`metrics/eval_sr.json: default, front, baselines`; "
+        "test limbs, rel L2 over the loss mask, seconds per sample on the run's machine)",
+        "",
+        table(header, rows),
+    ]
+    inr = _read(m / "inr.json")
+    if inr is not None:
+        out += [
+            "",
+            f"**INR fit** (`metrics/inr.json`): `{fmt(inr.get('inr_type'))}` on {fmt(inr.get('field_name'))}, "
+            f"R2 {fmt(inr.get('final_r2'), '.5g')} at compression {fmt(inr.get('compression_ratio'), '.3g')} "
+            f"in {fmt(inr.get('training_time'), '.3g')} s.",
+        ]
+    return "\n".join(out) + "\n"
+
+
 def replace_block(text: str, body: str, where: str) -> str:
     """``text`` with the part between :data:`BEGIN` and :data:`END` replaced by ``body``."""
     if text.count(BEGIN) != 1 or text.count(END) != 1 or text.index(BEGIN) > text.index(END):
@@ -264,15 +351,20 @@ def replace_block(text: str, body: str, where: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    body = render(args.metrics)
-    print(body, end="")
-    if args.readme is not None:
-        from fieldlab.core.io import atomic_open
+    from fieldlab.core.io import atomic_open
 
-        path = Path(args.readme)
+    body = render(args.metrics)
+    targets = [(args.readme, "--readme", render_headline), (args.docs, "--docs", render)]
+    updates = []  # every block rendered and every file checked before any is written
+    for where, flag, renderer in targets:
+        if where is None:
+            continue
+        path = Path(where)
         if not path.is_file():
-            raise InputError(f"{path}: no such file (--readme)")
-        new = replace_block(path.read_text(), body, str(path))
+            raise InputError(f"{path}: no such file ({flag})")
+        updates.append((path, replace_block(path.read_text(), renderer(args.metrics), str(path))))
+    print(body, end="")
+    for path, new in updates:
         with atomic_open(path, "w") as fh:
             fh.write(new)
     return 0
