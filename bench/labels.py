@@ -10,7 +10,7 @@ the label tolerance ``physics.solver.tol``) with ``K`` sources per limb sharing 
 the hierarchy (:func:`~fieldlab.potential.physics.corpus.solve_limb`; K = 1 is the single-source path).
 CPU time (``time.process_time``, all threads of this process) is the measure, so a second job on the machine slows
 the wall clock more than the ratio; the cases are interleaved limb by limb so that drifts in machine load hit all of
-them alike. Run it with one BLAS/OpenMP thread: the corpus spreads limbs over ``data.workers`` processes, so a
+them alike. Run it with one BLAS/OpenMP thread: the corpus spreads limbs over ``cluster.workers`` processes, so a
 label's cost is its one-core cost (with two threads, idle BLAS threads spinning between calls are billed as CPU time).
 Prints one JSON object.
 

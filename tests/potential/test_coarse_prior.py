@@ -164,6 +164,64 @@ def test_negligible_current_in_coarse_air_moves_to_tissue_and_the_total_is_kept(
     assert abs(c.source.sum() - source.sum() / 64) <= 1e-12 * np.abs(source).sum() / 64
 
 
+def laminated_box():
+    """A 16^3 box of 1 mm voxels, tissue in the rows ``3 <= h < 11`` and air elsewhere: the two tissue/air
+    interfaces (normal to H) cut the 4 mm coarse cells of rows 0 (tissue fraction 1/4) and 2 (3/4). Every tissue
+    voxel has its own diagonal tensor, ``sigma_xx`` constant along x (a function of (d, h)), ``sigma_zz`` constant
+    along z (of (h, w)); a random zero-net source fills the tissue."""
+    rng = np.random.default_rng(11)
+    shape = (16, 16, 16)
+    mask = np.zeros(shape, dtype=bool)
+    mask[:, 3:11, :] = True
+    sigma = np.zeros((*shape, 6))
+    sigma[..., 0] = rng.uniform(0.05, 1.5, size=(16, 16, 1))  # xx of column (d, h) along w (x)
+    sigma[..., 1] = rng.uniform(0.05, 1.5, size=shape)
+    sigma[..., 2] = rng.uniform(0.05, 1.5, size=(1, 16, 16))  # zz of column (h, w) along d (z)
+    sigma[~mask] = 0.0
+    source = np.where(mask, rng.normal(size=shape), 0.0)
+    source[mask] -= source[mask].mean()
+    return sigma, source, mask
+
+
+def series_parallel(g: np.ndarray) -> float:
+    """Conductance of ``g[i, j, k]``: column ``(i, j)`` of conductors ``k`` in series, the columns in parallel."""
+    total = 0.0
+    for column in g.reshape(-1, g.shape[-1]):
+        total += 0.0 if np.any(column == 0) else 1.0 / np.sum(1.0 / column)
+    return total
+
+
+def test_partial_volume_cells_keep_the_conductance_of_their_tissue():
+    """The partial-volume restriction against the resistor network of the fine voxels, and current conservation.
+
+    Between its two x-faces a tissue voxel conducts ``g = sigma_xx dy dz / dx``. In the laminated box a column of a
+    coarse cell along x has one ``sigma_xx`` (or is air), so a potential drop across the cell's x-faces is linear in
+    x in every column and no current crosses between columns: the ``r`` voxels of a column are in series and the
+    ``r^2`` columns in parallel, ``G_x = sum_columns (sum_voxels 1/g)^-1`` exactly. The coarse cell conducts
+    ``G_x = sigma_C,xx (r dy)(r dz) / (r dx)``, hence ``sigma_C,xx = G_x dx / (r dy dz)``; along z likewise with the
+    columns along d. In a partial cell a quarter or three quarters of the columns are air; the restriction must
+    give that cell the conductance of its tissue, no more (the tensor mean over tissue would overstate it by 1/t)
+    and no less. The current of every coarse cell is the sum of ``f dV`` over its voxels, so the total is kept to
+    round-off (a loop over the blocks, not the reshape the code uses)."""
+    sigma, source, mask = laminated_box()
+    d, r = 1e-3, 4
+    c = restrict(sigma, source, mask, (d, d, d), r * d, partial_volume=True)
+    assert c.grid.shape == (4, 4, 4) and c.moved_a == 0.0
+    assert np.all(c.mask[:, :3]) and not np.any(c.mask[:, 3])  # partial cells are tissue, the air row is air
+    np.testing.assert_array_equal(c.fraction, np.broadcast_to([0.25, 1.0, 0.75, 0.0], (4, 4, 4)).swapaxes(1, 2))
+    I_c = c.source * (r * d) ** 3
+    scale = np.abs(source).sum() * d**3
+    for idx in np.ndindex(*c.grid.shape):
+        block = tuple(slice(r * i, r * i + r) for i in idx)
+        g_x = sigma[block][..., 0] * d * d / d  # (d, h, w): columns (d, h), in series along w
+        g_z = np.moveaxis(sigma[block][..., 2], 0, -1) * d * d / d  # (h, w, d): columns (h, w), along d
+        np.testing.assert_allclose(c.sigma[idx][0], series_parallel(g_x) * d / (r * d * d), rtol=1e-12, atol=0)
+        np.testing.assert_allclose(c.sigma[idx][2], series_parallel(g_z) * d / (r * d * d), rtol=1e-12, atol=0)
+        assert abs(I_c[idx] - source[block].sum() * d**3) <= 1e-12 * scale
+    assert c.sigma[0, 0, 0, 0] > 0 and c.sigma[0, 2, 0, 0] > 0  # the partial cells conduct
+    assert abs(I_c.sum() - source.sum() * d**3) <= 1e-12 * scale and abs(I_c.sum()) <= 1e-12 * scale
+
+
 # ---- 1x and 2x -----------------------------------------------------------------------------------------------------
 def test_same_coarse_problem_gives_the_same_function_at_1x_and_2x():
     """A limb at 1x and the same arrays at 2x (every voxel split into 8) restrict to the same coarse problem, so both

@@ -17,8 +17,9 @@ from fieldlab.core.seeding import numpy_rng
 from fieldlab.errors import InputError
 from fieldlab.potential import metrics
 from fieldlab.potential.data import masking
-from fieldlab.potential.physics.fem import estimate as est_mod
+from fieldlab.potential.physics.fem import matfree
 from fieldlab.potential.physics.fem.estimate import estimate_error
+from fieldlab.potential.physics.fem.multigrid import CoarseSolve
 from fieldlab.potential.physics.fem.solver import assemble, solve_potential
 from fieldlab.potential.physics.fem.transfer import centres_to_corners, corners_to_centres
 from fieldlab.potential.physics.phantom import rasterise
@@ -218,14 +219,14 @@ def random_tensors(rng: np.random.Generator, shape: tuple[int, ...], diagonal: b
 def test_matrix_free_operator_is_the_assembled_matrix(monkeypatch, diagonal, slab):
     """``A x``, ``diag(A)`` and the dense coarsest-level matrix of the Legendre form equal the assembled Q1 matrix
     (2-point Gauss, element by element) on random tensors with air, anisotropic spacing, in slabs or whole."""
-    monkeypatch.setattr(est_mod, "SLAB_VALUES", slab)
+    monkeypatch.setattr(matfree, "SLAB_VALUES", slab)
     rng = np.random.default_rng(3)
     shape, spacing = (9, 5, 7), (1.0e-3, 1.5e-3, 0.7e-3)
     sigma = random_tensors(rng, shape, diagonal)
     A, nodes = assemble(sigma, np.any(sigma != 0, axis=-1), spacing)
-    k, tissue, diag_only = est_mod._coefficients(sigma, spacing)
+    k, tissue, diag_only = matfree.coefficients(sigma, spacing)
     assert diag_only == diagonal and np.array_equal(tissue, np.any(sigma != 0, axis=-1))
-    level = est_mod._Level(k.astype(np.float64), diagonal)
+    level = matfree.Level(k.astype(np.float64), diagonal)
     x = np.zeros(level.corners)
     x.ravel()[nodes] = rng.normal(size=nodes.size)
     y = level.matvec(x).ravel()
@@ -239,11 +240,11 @@ def test_matrix_free_operator_is_the_assembled_matrix(monkeypatch, diagonal, sla
 def test_coarsest_solve_is_the_pseudo_inverse():
     rng = np.random.default_rng(4)
     sigma = random_tensors(rng, (4, 3, 5), diagonal=False)
-    k, _, _ = est_mod._coefficients(sigma, (1.0, 1.0, 1.0))
-    a = est_mod._Level(k.astype(np.float64), False).dense()
+    k, _, _ = matfree.coefficients(sigma, (1.0, 1.0, 1.0))
+    a = matfree.Level(k.astype(np.float64), False).dense()
     r = rng.normal(size=a.shape[0]) * (np.diagonal(a) > 0)
     r -= (np.diagonal(a) > 0) * r[np.diagonal(a) > 0].mean()
-    x = est_mod._solve_coarsest(a, r)
+    x = CoarseSolve.neumann(a, r)
     np.testing.assert_allclose(x, np.linalg.pinv(a) @ r, rtol=0, atol=1e-9 * np.abs(x).max())
 
 
@@ -252,8 +253,8 @@ def test_coarsening_keeps_the_smooth_energy():
     field has the same energy on both grids (odd axes padded with air change nothing but the box)."""
     sigma = np.zeros((8, 6, 10, 6))
     sigma[..., :3] = (0.3, 0.5, 1.1)
-    k, _, diagonal = est_mod._coefficients(sigma, (1e-3, 2e-3, 1.5e-3))
-    fine = est_mod._Level(k.astype(np.float64), diagonal)
+    k, _, diagonal = matfree.coefficients(sigma, (1e-3, 2e-3, 1.5e-3))
+    fine = matfree.Level(k.astype(np.float64), diagonal)
     coarse = fine.coarsen()
     energy = []
     for lv, h in ((fine, 1), (coarse, 2)):

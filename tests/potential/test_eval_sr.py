@@ -276,7 +276,7 @@ def test_every_part_of_a_prediction_shows_in_its_seconds(root, tmp_path, monkeyp
     from fieldlab.potential.prediction import sweeps as refine
 
     monkeypatch.setattr(baselines, "compute_prior", slowed(baselines.compute_prior, DELAY))
-    monkeypatch.setattr(refine, "assemble", slowed(refine.assemble, DELAY))
+    monkeypatch.setattr(refine, "build_system", slowed(refine.build_system, DELAY))  # the sweeps' assembly
     cfg = tiny_config(root, tmp_path)
     path = zero_checkpoint(tmp_path / "best.pt", FieldScaler(f_scale=1.0, u_scale=1e-3), [0.01, 0.01, 0.01])
     out = evaluate.evaluate_sr(cfg, path, None, model_factory=lambda c, b: SlowZero(), with_front=False)

@@ -159,7 +159,7 @@ def test_seconds_include_the_prior_the_forward_pass_and_the_assembly(trained, tm
     delay = 0.15
 
     monkeypatch.setattr(predict_module, "compute_prior", slowed(predict_module.compute_prior, delay))
-    monkeypatch.setattr(refine, "assemble", slowed(refine.assemble, delay))
+    monkeypatch.setattr(refine, "build_system", slowed(refine.build_system, delay))  # the sweeps' assembly
     files = [root / "test" / "0000.npz", root / "test_2x" / "0000.npz"]
     out = {}
     for f in files:  # one file per call: both are named 0000

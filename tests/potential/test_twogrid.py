@@ -1,5 +1,6 @@
 """The two-grid cycle: its prolongation is trilinear interpolation, it converges to the solver's own solution, its
-convergence factor per cycle does not grow with the grid, and every point pays for the assembly and the set-up.
+convergence factor per cycle does not grow with the grid, every point pays for the assembly and the set-up, and
+each cycle for its coarse correction.
 
 Independent truths:
 - Trilinear interpolation reproduces any trilinear function of position exactly, and the factor-4 interpolant is
@@ -24,12 +25,8 @@ from test_rivals import as_sample
 
 from fieldlab.errors import InputError
 from fieldlab.potential.evaluation.classical import twogrid
-from fieldlab.potential.evaluation.classical.twogrid import (
-    TwoGrid,
-    convergence_factor,
-    corner_prolongator,
-    twogrid_curve,
-)
+from fieldlab.potential.evaluation.classical.twogrid import TwoGrid, convergence_factor, twogrid_curve
+from fieldlab.potential.physics.fem import solver
 from fieldlab.potential.physics.fem.multigrid import trilinear_prolongator
 from fieldlab.potential.physics.fem.solver import assemble
 
@@ -41,7 +38,7 @@ def test_the_prolongation_is_exact_on_trilinear_functions(factor):
     shape = (9, 5, 13)
     rng = np.random.default_rng(0)
     nodes = np.sort(rng.choice(int(np.prod(shape)), 300, replace=False))
-    P, coarse, cshape = corner_prolongator(nodes, shape, factor)
+    P, coarse, cshape = trilinear_prolongator(nodes, shape, factor)
     assert cshape == tuple((n - 1) // r + 1 for n, r in zip(shape, factor, strict=True))
 
     def f(z, y, x):
@@ -54,18 +51,17 @@ def test_the_prolongation_is_exact_on_trilinear_functions(factor):
     np.testing.assert_allclose(np.asarray(P.sum(axis=1)).ravel(), 1.0, atol=1e-14)
 
 
-def test_factor_two_is_the_multigrid_prolongator_and_four_is_two_of_them():
+def test_factor_four_is_two_factor_two_prolongators_composed():
+    """The hat function of a coarse corner 4 cells apart is the sum of the factor-2 hats it spans, so prolonging by 4
+    equals prolonging by 2 twice, restricted to the active rows and the coarse unknowns they reach."""
     shape = (9, 9, 9)
     rng = np.random.default_rng(1)
     nodes = np.sort(rng.choice(729, 500, replace=False))
-    P2, c2, _ = corner_prolongator(nodes, shape, (2, 2, 2))
-    Q2, d2, _ = trilinear_prolongator(nodes, shape)
-    assert np.array_equal(c2, d2) and abs(P2 - Q2).max() == 0
     P1, c1, s1 = trilinear_prolongator(np.arange(729), shape)
     Q, cq, _ = trilinear_prolongator(c1, s1)
     composed = (P1 @ Q)[nodes]
     used = np.diff(composed.tocsc().indptr) > 0
-    P4, c4, _ = corner_prolongator(nodes, shape, (4, 4, 4))
+    P4, c4, _ = trilinear_prolongator(nodes, shape, (4, 4, 4))
     assert np.array_equal(cq[used], c4)
     assert abs(composed[:, used] - P4).max() < 1e-15
 
@@ -81,7 +77,20 @@ def test_the_cycle_converges_to_the_solvers_solution(shape, factor):
     errors = [rel(v, u, tissue) for v in curve.fields]
     assert all(b < a for a, b in itertools.pairwise(errors)), errors
     assert errors[-1] < 1e-8, errors
-    assert list(curve.seconds) == sorted(curve.seconds)
+
+
+def test_every_cycle_pays_for_its_coarse_correction(monkeypatch):
+    """A slow stub in the coarse-grid correction (called once per cycle, so each cycle costs at least its delay):
+    the seconds of ``c'`` cycles exceed those of ``c`` by at least ``(c' - c)`` delays, and the first point pays for
+    its cycle. A curve that read each point's clock at the wrong cycle would fall short."""
+    delay = 0.05
+    monkeypatch.setattr(TwoGrid, "coarse_correction", slowed(TwoGrid.coarse_correction, delay))
+    sigma, f, u = layered_limb()
+    cycles = (1, 2, 5)
+    curve = twogrid_curve(as_sample(sigma, f, u), cycles, (2, 2, 2))
+    assert curve.counts == cycles and curve.seconds[0] >= delay
+    for (c0, t0), (c1, t1) in itertools.pairwise(zip(cycles, curve.seconds, strict=True)):
+        assert t1 - t0 >= (c1 - c0) * delay, (cycles, curve.seconds)
 
 
 def heterogeneous(n: int) -> tuple:
@@ -112,7 +121,7 @@ def test_a_warm_start_at_the_solution_starts_near_it_and_every_point_pays_assemb
     the solution's centre values plus a constant (no error: gauge), one cycle is within the centre-to-corner
     transfer's defect, over five times nearer than a cold cycle (as multigrid-CG's warm start)."""
     delay = 0.1
-    monkeypatch.setattr(twogrid, "assemble", slowed(twogrid.assemble, delay))
+    monkeypatch.setattr(solver, "assemble", slowed(solver.assemble, delay))
     monkeypatch.setattr(twogrid, "geometric_hierarchy", slowed(twogrid.geometric_hierarchy, delay))
     sigma, f, u = layered_limb()
     tissue = np.any(sigma != 0, axis=-1)

@@ -132,3 +132,23 @@ def load_sample(path: str | Path) -> PotentialSample:
 def cell_centres(n: int, lo: float = -1.0, hi: float = 1.0) -> np.ndarray:
     """Voxel-centre coordinates of ``n`` cells tiling ``[lo, hi]``: ``lo + (i + 1/2) (hi - lo) / n``."""
     return lo + (np.arange(n) + 0.5) * (hi - lo) / n
+
+
+def refinement(shape: tuple[int, ...], grid: tuple[int, ...]) -> tuple[int, int, int] | None:
+    """The whole refinement of a sample grid ``shape`` over a coarser ``grid`` (both ``(D, H, W)``): the factor
+    ``shape[i] / grid[i]`` along each axis when every one is a whole number (1 on an axis the two grids share), else
+    ``None``.
+
+    Examples
+    --------
+    >>> refinement((192, 96, 96), (96, 48, 48)), refinement((16, 8, 8), (4, 8, 2))
+    ((2, 2, 2), (4, 1, 4))
+    >>> refinement((16, 8, 8), (16, 8, 8)), refinement((16, 8, 8), (3, 2, 2)), refinement((8, 4, 4), (16, 8, 8))
+    ((1, 1, 1), None, None)
+    """
+    s = tuple(int(n) for n in shape)
+    g = tuple(int(n) for n in grid)
+    if len(s) != 3 or len(g) != 3 or min(g) < 1 or any(a % b for a, b in zip(s, g, strict=True)):
+        return None
+    factor = tuple(a // b for a, b in zip(s, g, strict=True))
+    return factor if min(factor) >= 1 else None  # type: ignore[return-value]

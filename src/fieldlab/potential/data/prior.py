@@ -21,6 +21,7 @@ import numpy as np
 
 from fieldlab.errors import InputError
 from fieldlab.potential.physics.analytic import point_source_potential, tensor
+from fieldlab.potential.physics.fem.transfer import gauge
 from fieldlab.potential.physics.phantom import voxel_axes
 from fieldlab.potential.schema import PotentialSample
 
@@ -58,8 +59,4 @@ def free_space_prior(sample: PotentialSample, core_m: float) -> np.ndarray:
             )
         width = core_m / float(np.prod(eig)) ** (1.0 / 6.0)
         prior += point_source_potential(points, pole, float(current), sigma, width=width)
-    tissue = np.asarray(sample.mask, dtype=bool)
-    if tissue.any():
-        prior[tissue] -= prior[tissue].mean()
-    prior[~tissue] = 0.0
-    return prior
+    return gauge(prior, sample.mask)

@@ -31,14 +31,15 @@ import torch
 
 from fieldlab.errors import InputError
 from fieldlab.potential.physics.fem.coarse import coarse_fem_prior
-from fieldlab.potential.schema import PotentialSample
+from fieldlab.potential.schema import PotentialSample, refinement
 
 #: Off-diagonal channels (xy, xz, yz) and the diagonal pair each is normalised by.
 OFF_DIAGONAL = ((3, 0, 1), (4, 0, 2), (5, 1, 2))
 
 
 def fold_factor(shape: tuple[int, ...], grid: tuple[int, int, int]) -> int:
-    """The whole refinement ``r`` of ``shape`` over the training ``grid`` (the same along every axis).
+    """The whole refinement ``r`` of ``shape`` over the training ``grid``, the same along every axis
+    (:func:`~fieldlab.potential.schema.refinement`).
 
     Raises
     ------
@@ -50,14 +51,13 @@ def fold_factor(shape: tuple[int, ...], grid: tuple[int, int, int]) -> int:
     >>> fold_factor((192, 96, 96), (96, 48, 48))
     2
     """
-    ratios = {n / g for n, g in zip(shape, grid, strict=True)}
-    r = next(iter(ratios))
-    if len(ratios) != 1 or r != int(r) or r < 2:
+    factor = refinement(shape, grid)
+    if factor is None or len(set(factor)) != 1 or factor[0] < 2:
         raise InputError(
             f"sample grid {tuple(shape)}: the sub-grid corrector expects a whole multiple r >= 2 of the training "
             f"grid {tuple(grid)} along every axis"
         )
-    return int(r)
+    return factor[0]
 
 
 def coarse_start(sample: PotentialSample, factor: int, tol: float, method: str = "gmg") -> np.ndarray:

@@ -27,7 +27,7 @@ from torch import nn
 
 from fieldlab.potential.models.scaling import FieldScaler
 from fieldlab.potential.prediction.sweeps import Refiner
-from fieldlab.potential.schema import PotentialSample
+from fieldlab.potential.schema import PotentialSample, refinement
 
 
 def predictor_name(backbone: str, prior_kind: str, sweeps: int, restricted: bool) -> str:
@@ -45,8 +45,9 @@ def predictor_name(backbone: str, prior_kind: str, sweeps: int, restricted: bool
 
 
 def is_finer(sample: PotentialSample, grid: tuple[int, int, int] | None) -> bool:
-    """Whether ``sample`` is on a grid other than ``grid`` (the training grid; ``None``: the sample's own)."""
-    return grid is not None and tuple(int(n) for n in grid) != tuple(int(n) for n in sample.shape)
+    """Whether ``sample`` is on a grid other than ``grid`` (the training grid; ``None``: the sample's own): anything
+    but the unit refinement (:func:`~fieldlab.potential.schema.refinement`), a whole one (2x) or none at all."""
+    return grid is not None and refinement(sample.shape, grid) != (1, 1, 1)
 
 
 @torch.no_grad()

@@ -40,16 +40,17 @@ import torch
 from fieldlab.errors import InputError
 from fieldlab.potential.models.wrapper import restrict_field
 from fieldlab.potential.physics.fem.coarse import CoarseProblem, restrict
-from fieldlab.potential.physics.fem.solver import assemble, check_inputs, load_vector
+from fieldlab.potential.physics.fem.solver import System, build_system
 from fieldlab.potential.physics.fem.transfer import centres_to_corners, corners_to_centres, prolong
-from fieldlab.potential.schema import PotentialSample
+from fieldlab.potential.schema import PotentialSample, refinement
 
 
 def sweep_corners(
     u: np.ndarray, sigma: np.ndarray, source: np.ndarray, spacing: tuple[float, float, float], sweeps: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``x_k`` of the module notes: ``(corner values, their flat indices in the (D+1, H+1, W+1) corner grid, the
-    tissue mask)`` after ``sweeps`` symmetric Gauss-Seidel sweeps started from ``P u``.
+) -> tuple[np.ndarray, System]:
+    """``x_k`` of the module notes: ``(corner values over system.nodes, the sample's system)`` after ``sweeps``
+    symmetric Gauss-Seidel sweeps started from ``P u`` (the system:
+    :func:`~fieldlab.potential.physics.fem.solver.build_system`).
 
     Raises
     ------
@@ -61,20 +62,18 @@ def sweep_corners(
     u = np.asarray(u, dtype=np.float64)
     sigma = np.asarray(sigma, dtype=np.float64)
     source = np.asarray(source, dtype=np.float64)
-    tissue = check_inputs(sigma, source, spacing)
+    system = build_system(sigma, source, spacing)
+    tissue = system.mask
     if u.shape != tissue.shape:
         raise InputError(f"u has shape {u.shape}; expected the sample's grid {tissue.shape} (D, H, W)")
     if not np.all(np.isfinite(u[tissue])):
         raise InputError("u holds non-finite values in tissue")
     from pyamg.relaxation.relaxation import gauss_seidel
 
-    A, nodes = assemble(sigma, tissue, spacing)
-    b = load_vector(source, tissue, nodes, spacing)
-    b -= b.sum() / b.size  # the consistent right-hand side of the Neumann system, as the solver makes it
-    x = centres_to_corners(u, nodes, tissue)
+    x = centres_to_corners(u, system.nodes, tissue)
     if sweeps:
-        gauss_seidel(A, x, b, iterations=int(sweeps), sweep="symmetric")
-    return x, nodes, tissue
+        gauss_seidel(system.A, x, system.b, iterations=int(sweeps), sweep="symmetric")
+    return x, system
 
 
 def smooth_potential(
@@ -100,11 +99,12 @@ def smooth_potential(
     >>> bool(np.linalg.norm(v - u) < 0.05 * np.linalg.norm(u))  # from zero towards the solution
     True
     """
-    x, nodes, tissue = sweep_corners(u, sigma, source, spacing, sweeps)
+    x, system = sweep_corners(u, sigma, source, spacing, sweeps)
+    tissue = system.mask
     out = np.array(u, dtype=np.float64)
     if sweeps == 0:
         return out
-    out[tissue] = corners_to_centres(x, nodes, tissue)[tissue]
+    out[tissue] = corners_to_centres(x, system.nodes, tissue)[tissue]
     out[tissue] += np.mean(u[tissue]) - out[tissue].mean()
     return out
 
@@ -119,24 +119,21 @@ def prolong_swept(
     restricted system, its Q1 field evaluated exactly at the fine voxel centres of ``fine_mask``
     (:func:`~fieldlab.potential.physics.fem.transfer.prolong`, as the coarse_fem prior): ``(D, H, W)`` volts in the
     corpus gauge, zero in air."""
-    x, nodes, _ = sweep_corners(u, problem.sigma, problem.source, problem.grid.spacing, sweeps)
-    D, H, W = problem.mask.shape
-    corners = np.zeros((D + 1) * (H + 1) * (W + 1))
-    active = np.zeros(corners.size, dtype=bool)
-    corners[nodes], active[nodes] = x, True
-    shape = (D + 1, H + 1, W + 1)
-    return prolong(corners.reshape(shape), active.reshape(shape), problem.grid.factor, fine_mask)
+    x, system = sweep_corners(u, problem.sigma, problem.source, problem.grid.spacing, sweeps)
+    phi, active = system.corners(x)
+    return prolong(phi, active, problem.grid.factor, fine_mask)
 
 
 def restricted_problem(sample: PotentialSample, grid: tuple[int, int, int]) -> CoarseProblem:
     """``sample`` restricted to ``grid`` (D, H, W), the operator's training grid, for the sweeps at 2x.
 
     The restriction is :func:`~fieldlab.potential.physics.fem.coarse.restrict` with the spacing of one ``grid`` cell;
-    ``grid`` must divide the sample's grid by one whole factor on every axis.
+    ``grid`` must divide the sample's grid by one whole factor on every axis
+    (:func:`~fieldlab.potential.schema.refinement`).
     """
     shape = tuple(int(n) for n in sample.shape)
-    factors = {s / g for s, g in zip(shape, grid, strict=True)}
-    if len(factors) != 1 or any(s % g for s, g in zip(shape, grid, strict=True)):
+    factor = refinement(shape, grid)
+    if factor is None or len(set(factor)) != 1:
         raise InputError(
             f"sample grid {'x'.join(map(str, shape))} is not one whole multiple of the training grid "
             f"{'x'.join(map(str, grid))} on every axis; expected an isotropic refinement (e.g. 2x)"

@@ -17,23 +17,19 @@ gets no classical front.
 from __future__ import annotations
 
 import json
-import math
 import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from fieldlab.config import Config, PhysicsConfig, PriorConfig
+from fieldlab.config import Config, PriorConfig
 from fieldlab.errors import InputError
 from fieldlab.potential.data.priors import compute_prior
-from fieldlab.potential.evaluation.classical.coarser import MAX_SUBSAMPLES, corpus_limb, grid_for_spacing
+from fieldlab.potential.evaluation.classical.coarser import corpus_limb, rasterise_at_spacing, solve_rasterised
 from fieldlab.potential.evaluation.front import spread
 from fieldlab.potential.metrics import field_relative_l2
 from fieldlab.potential.physics.corpus import manifest_samples, read_manifest
-from fieldlab.potential.physics.fem.solver import solve_corners
-from fieldlab.potential.physics.fem.transfer import fill_and_gauge, interpolate_corners
-from fieldlab.potential.physics.phantom import Conductivities, LimbParams, Rasterised, rasterise
 from fieldlab.potential.schema import PotentialSample, load_sample
 
 
@@ -58,31 +54,6 @@ def manifest_records(root: str | Path) -> dict[str, dict[str, Any]]:
     if read_manifest(root).get("source") != "synthetic":
         return {}
     return {r["file"]: r for r in manifest_samples(root) if "limb" in r}
-
-
-def rasterise_at_spacing(
-    limb: LimbParams, cond: Conductivities, h: float, physics: PhysicsConfig, base_spacing: float
-) -> Rasterised:
-    """The limb rasterised at spacing ``h`` as :func:`~fieldlab.potential.evaluation.classical.coarser.solve_at_spacing`
-    does it: the grid closest to ``h`` on the limb's box, ``phantom.subsamples * h / base_spacing`` partial-volume
-    sub-samples per axis (at least 2, at most ``MAX_SUBSAMPLES``): the corpus's own pitch."""
-    grid = grid_for_spacing(limb.box_m, h)
-    subsamples = min(MAX_SUBSAMPLES, max(2, math.ceil(physics.phantom.subsamples * h / base_spacing - 1e-9)))
-    return rasterise(limb, cond, grid, subsamples)
-
-
-def solve_rasterised(r: Rasterised, target_mask: np.ndarray, physics: PhysicsConfig) -> np.ndarray:
-    """The FEM solve of the rasterised limb ``r`` (the corpus's solver settings) evaluated at the voxel centres of
-    ``target_mask``'s grid: ``(D, H, W)`` volts in the corpus gauge (the tail of
-    :func:`~fieldlab.potential.evaluation.classical.coarser.solve_at_spacing`, without its rasterisation)."""
-    s = physics.solver
-    phi, active, _ = solve_corners(
-        r.sigma, r.source, r.spacing, s.tol, maxiter=s.maxiter, method=s.method, max_attempts=s.attempts
-    )
-    shape = tuple(int(n) for n in target_mask.shape)
-    value = interpolate_corners(np.where(active, phi, 0.0), shape)  # type: ignore[arg-type]
-    weight = interpolate_corners(active.astype(np.float64), shape)  # type: ignore[arg-type]
-    return fill_and_gauge(value, weight, target_mask)
 
 
 def classical_front(

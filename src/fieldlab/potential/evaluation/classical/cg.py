@@ -2,24 +2,26 @@
 
 A learned predictor of the potential competes with the solver that made its labels. Used well, that solver is not
 run to 1e-8 but stopped once it is accurate enough, so the rival is a curve: for every iteration count ``k`` the
-potential after ``k`` preconditioned CG iterations on the sample's own Q1 system (:mod:`.physics.solver`) and its
-seconds, counted from the sample's arrays (input checks, assembly, multigrid setup, load vector, the start vector,
-``k`` iterations and the map to voxel centres in the corpus gauge). Started from zero ("cold") or from a guess such
-as the coarse_fem prior ("warm": the guess's own cost is the caller's to add).
+potential after ``k`` preconditioned CG iterations on the sample's own Q1 system
+(:func:`~fieldlab.potential.physics.fem.solver.build_system`) and its seconds, counted from the sample's arrays (input
+checks, assembly, multigrid setup, load vector, the start vector, ``k`` iterations and the map to voxel centres in the
+corpus gauge). Started from zero ("cold") or from a guess such as the coarse_fem prior ("warm": the guess's own cost
+is the caller's to add).
 
-One CG run gives every point of the curve: the iterate after ``k`` iterations is what a run stopped at ``k``
-returns, and its time is the run's clock at that iteration, less what recording the iterates cost (a copy each).
-The map to voxel centres is applied to every recorded iterate after the run; its cost, timed once, is added to
-every point.
+One CG run gives every point of the curve (:mod:`~fieldlab.potential.evaluation.classical.curve`): the iterate
+after ``k`` iterations is what a run stopped at ``k`` returns, and its time is the run's clock at that iteration,
+less what recording the iterates cost. The map to voxel centres is applied to every recorded iterate after the run;
+its cost is added to every point.
 
 Two more rivals share the timing and the scoring (:func:`rival_front`):
 
 - the two-grid cycle (:mod:`~fieldlab.potential.evaluation.classical.twogrid`): symmetric Gauss-Seidel sweeps and an
-exact Galerkin
-  coarse-grid correction on a coarse grid of fixed spacing, ``twogrid_<N>mm[_warm]_v<c>`` after ``c`` cycles;
+  exact Galerkin coarse-grid correction on a coarse grid of fixed spacing, ``twogrid_<N>mm[_warm]_v<c>`` after ``c``
+  cycles;
 - at a grid finer than the training grid (2x), multigrid-CG on the sample restricted to the training grid
-  (:func:`restricted_cg_curve`: :func:`~.physics.coarse.restrict`, the solve, :func:`~.physics.coarse.prolong` back,
-  as the coarse_fem prior moves between grids), ``cg_<method>_r<N>mm_k<k>``, timed from the fine arrays.
+  (:func:`restricted_cg_curve`: :func:`~fieldlab.potential.physics.fem.coarse.restrict`, the solve,
+  :func:`~fieldlab.potential.physics.fem.transfer.prolong` back, as the coarse_fem prior moves between grids),
+  ``cg_<method>_r<N>mm_k<k>``, timed from the fine arrays.
 
 Every point carries the run-to-run spread of its seconds (``seconds_spread``, :func:`spread`) and of its error
 (``rel_l2_spread``: 0, the solvers are deterministic), which :func:`front_members` allows for when it decides which
@@ -31,29 +33,25 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Protocol
 
 import numpy as np
 
 from fieldlab.errors import InputError
+from fieldlab.potential.evaluation.classical.curve import (
+    Curve,
+    Recorder,
+    sample_system,
+    start_corners,
+    step_counts,
+    timed_curve,
+)
 from fieldlab.potential.evaluation.classical.twogrid import twogrid_curve, twogrid_factor, twogrid_name
 from fieldlab.potential.evaluation.front import spread
 from fieldlab.potential.metrics import field_relative_l2
 from fieldlab.potential.physics.fem.coarse import restrict
-from fieldlab.potential.physics.fem.multisource import LimbSystem
-from fieldlab.potential.physics.fem.solver import check_inputs, load_vector
-from fieldlab.potential.physics.fem.transfer import centres_to_corners, corners_to_centres, prolong
-from fieldlab.potential.schema import PotentialSample
-
-
-@dataclass(frozen=True)
-class CGCurve:
-    """Potentials ``(D, H, W)`` (volts, corpus gauge, zero in air) after ``iterations[i]`` CG iterations, and the
-    seconds each cost from the sample's arrays."""
-
-    iterations: tuple[int, ...]
-    seconds: tuple[float, ...]
-    fields: tuple[np.ndarray, ...]
+from fieldlab.potential.physics.fem.solver import build_system
+from fieldlab.potential.physics.fem.transfer import prolong
+from fieldlab.potential.schema import PotentialSample, refinement
 
 
 def rival_name(method: str, warm: bool, k: int) -> str:
@@ -73,7 +71,7 @@ def cg_curve(
     method: str = "gmg",
     prolongation: str = "jacobi",
     start: np.ndarray | None = None,
-) -> CGCurve:
+) -> Curve:
     """The rival's curve on ``sample``: its potential after each count of ``iterations`` (module notes).
 
     Parameters
@@ -83,11 +81,12 @@ def cg_curve(
     iterations
         CG iteration counts, each >= 1.
     method, prolongation
-        The multigrid preconditioner (:class:`~.physics.multisource.LimbSystem`: ``"gmg"``, ``"sa"``, ``"rs"``; the
-        SA prolongation smoother ``"jacobi"`` or ``"energy"``), built from this sample alone (pyamg's set-up seeded).
+        The multigrid preconditioner (:func:`~fieldlab.potential.physics.fem.solver.build_hierarchy`: ``"gmg"``,
+        ``"sa"``, ``"rs"``; the SA prolongation smoother ``"jacobi"`` or ``"energy"``), built from this sample alone
+        (pyamg's set-up seeded), the one a solve of the sample tries first.
     start
         ``(D, H, W)`` potential at voxel centres to start from (moved to the corners by
-        :func:`~.estimate.centres_to_corners`, timed), or ``None`` for zero.
+        :func:`~fieldlab.potential.physics.fem.transfer.centres_to_corners`, timed), or ``None`` for zero.
 
     Raises
     ------
@@ -110,66 +109,33 @@ def cg_curve(
     """
     counts = _counts(iterations)
     t0 = time.perf_counter()
-    sigma = np.asarray(sample.sigma, dtype=np.float64)
-    source = np.asarray(sample.source, dtype=np.float64)
-    spacing = tuple(float(v) for v in sample.spacing)
-    mask = check_inputs(sigma, source, spacing)  # type: ignore[arg-type]
-    system = LimbSystem(sigma, spacing, method=method, prolongation=prolongation)  # type: ignore[arg-type]
-    ml = system.hierarchy()
-    b = load_vector(source, mask, system.nodes, system.spacing)  # type: ignore[arg-type]
-    b -= b.sum() / b.size  # the consistent right-hand side, as the solver makes it
-    x0 = np.zeros(b.size - 1)
+    system = sample_system(sample)
+    ml = system.hierarchy(method, prolongation=prolongation)
+    x0 = np.zeros(system.b.size - 1)
     if start is not None:
-        start = np.asarray(start, dtype=np.float64)
-        if start.shape != mask.shape or not np.all(np.isfinite(start[mask])):
-            raise InputError(f"start has shape {start.shape}: expected finite values on the sample's grid {mask.shape}")
-        corners = centres_to_corners(start, system.nodes, mask)
+        corners = start_corners(start, system)
         x0 = corners[1:] - corners[0]  # corner 0 is pinned at zero; a constant is no error (gauge)
-    clock, iterates = _cg_iterates(ml, b[1:], x0, max(counts))
-    fields, mapping = [], 0.0
-    for k in counts:
-        t = time.perf_counter()
-        u = corners_to_centres(np.concatenate([[0.0], iterates[k - 1]]), system.nodes, mask)
-        u[mask] -= u[mask].mean()  # the corpus gauge
-        mapping = time.perf_counter() - t
-        fields.append(u)
-    seconds = tuple(clock[k - 1] - t0 + mapping for k in counts)
-    return CGCurve(counts, seconds, tuple(fields))
+    recorder = _cg_iterates(ml, system.b[1:], x0, max(counts))
+    return timed_curve(counts, recorder, lambda x: system.centres(np.concatenate([[0.0], x])), t0)
 
 
 def _counts(iterations: Sequence[int]) -> tuple[int, ...]:
-    counts = tuple(int(k) for k in iterations)
-    if not counts or min(counts) < 1:
-        raise InputError(f"rival iterations = {list(counts)}; expected CG iteration counts >= 1")
-    return counts
+    return step_counts(iterations, "rival iterations", "CG iteration")
 
 
-def _cg_iterates(ml, b: np.ndarray, x0: np.ndarray, n: int) -> tuple[list[float], list[np.ndarray]]:
-    """Preconditioned CG on the pinned system for ``n`` iterations: the clock at each iteration (less what recording
-    the iterates cost) and each iterate; a run that stops early (an exact solve) repeats its last one."""
-    clock: list[float] = []
-    iterates: list[np.ndarray] = []
-    spent = 0.0  # recording the iterates is no part of the rival
-
-    def record(xk: np.ndarray) -> None:
-        nonlocal spent
-        t = time.perf_counter()
-        clock.append(t - spent)
-        iterates.append(np.array(xk, copy=True))
-        spent += time.perf_counter() - t
-
-    ml.solve(b, x0=x0, tol=1e-300, maxiter=n, accel="cg", callback=record)
-    if not iterates:  # nothing to do: the start solves the system
-        clock, iterates = [time.perf_counter() - spent], [np.array(x0, copy=True)]
-    if len(iterates) < n:  # CG stopped early (an exact solve): later counts return the last iterate
-        clock += [clock[-1]] * (n - len(iterates))
-        iterates += [iterates[-1]] * (n - len(iterates))
-    return clock, iterates
+def _cg_iterates(ml, b: np.ndarray, x0: np.ndarray, n: int) -> Recorder:
+    """Preconditioned CG on the pinned system for ``n`` iterations, each iterate and the clock at it recorded; a run
+    that stops early (an exact solve) repeats its last one."""
+    recorder = Recorder()
+    ml.solve(b, x0=x0, tol=1e-300, maxiter=n, accel="cg", callback=recorder)
+    recorder.complete(n, x0)
+    return recorder
 
 
 def training_spacing(sample: PotentialSample, grid: tuple[int, int, int]) -> float | None:
     """The cell (m, along D) of the training ``grid`` over ``sample``'s box when ``sample`` is a whole, isotropic
-    refinement of it by a factor above 1 (2x), else ``None`` (the sample is on the training grid, or no refinement).
+    refinement of it by a factor above 1 (2x, :func:`~fieldlab.potential.schema.refinement`), else ``None`` (the
+    sample is on the training grid, or no refinement).
 
     Examples
     --------
@@ -180,8 +146,8 @@ def training_spacing(sample: PotentialSample, grid: tuple[int, int, int]) -> flo
     (0.002, None, None)
     """
     shape = tuple(int(n) for n in sample.shape)
-    factors = {s / g for s, g in zip(shape, grid, strict=True)}
-    if len(factors) != 1 or any(s % g for s, g in zip(shape, grid, strict=True)) or factors == {1.0}:
+    factor = refinement(shape, grid)
+    if factor is None or len(set(factor)) != 1 or factor[0] == 1:
         return None
     return float(sample.spacing[2]) * shape[0] / int(grid[0])
 
@@ -203,12 +169,13 @@ def restricted_cg_curve(
     iterations: tuple[int, ...],
     method: str = "gmg",
     prolongation: str = "jacobi",
-) -> CGCurve:
+) -> Curve:
     """Multigrid-CG on ``sample`` restricted to cells of ``h`` metres (the training grid at 2x), stopped after each
     count of ``iterations``, its Q1 field evaluated at ``sample``'s voxel centres.
 
-    The restriction is :func:`~.physics.coarse.restrict` (air-aware tensor mean, current summed cell by cell, as the
-    hybrid restricts a 2x sample) and the way back :func:`~.physics.coarse.prolong` (exact trilinear evaluation of
+    The restriction is :func:`~fieldlab.potential.physics.fem.coarse.restrict` (air-aware tensor mean, current summed
+    cell by cell, as the hybrid restricts a 2x sample) and the way back
+    :func:`~fieldlab.potential.physics.fem.transfer.prolong` (exact trilinear evaluation of
     the coarse corners at the fine centres, corpus gauge, as the coarse_fem prior). Seconds count from the fine
     arrays: restriction, checks, assembly, multigrid set-up, load vector, ``k`` iterations and one prolongation.
 
@@ -227,7 +194,7 @@ def restricted_cg_curve(
     >>> s = PotentialSample(sigma, f, z == 0, z.astype(np.uint8), z, (1.0, 1.0, 1.0), np.zeros((2, 3)),
     ...                     np.zeros((2, 3), dtype=np.int64))
     >>> c = restricted_cg_curve(s, 2.0, (1, 20))
-    >>> [v.shape for v in c.fields], c.iterations
+    >>> [v.shape for v in c.fields], c.counts
     ([(16, 16, 16), (16, 16, 16)], (1, 20))
     """
     counts = _counts(iterations)
@@ -235,36 +202,19 @@ def restricted_cg_curve(
     spacing = tuple(float(v) for v in sample.spacing)
     fine_mask = np.asarray(sample.mask, dtype=bool)
     problem = restrict(sample.sigma, sample.source, fine_mask, spacing, h)  # type: ignore[arg-type]
-    mask = check_inputs(problem.sigma, problem.source, problem.grid.spacing)
-    system = LimbSystem(problem.sigma, problem.grid.spacing, method=method, prolongation=prolongation)
-    ml = system.hierarchy()
-    b = load_vector(problem.source, mask, system.nodes, system.spacing)  # type: ignore[arg-type]
-    b -= b.sum() / b.size
-    clock, iterates = _cg_iterates(ml, b[1:], np.zeros(b.size - 1), max(counts))
-    shape = tuple(n + 1 for n in mask.shape)
-    active = np.zeros(int(np.prod(shape)), dtype=bool)
-    active[system.nodes] = True
-    fields, mapping = [], 0.0
-    for k in counts:
-        t = time.perf_counter()
-        corners = np.zeros(active.size)
-        corners[system.nodes] = np.concatenate([[0.0], iterates[k - 1]])
-        u = prolong(corners.reshape(shape), active.reshape(shape), problem.grid.factor, fine_mask)
-        mapping = time.perf_counter() - t
-        fields.append(u)
-    seconds = tuple(clock[k - 1] - t0 + mapping for k in counts)
-    return CGCurve(counts, seconds, tuple(fields))
+    system = build_system(problem.sigma, problem.source, problem.grid.spacing)
+    ml = system.hierarchy(method, prolongation=prolongation)
+    recorder = _cg_iterates(ml, system.b[1:], np.zeros(system.b.size - 1), max(counts))
+
+    def to_field(x: np.ndarray) -> np.ndarray:
+        phi, active = system.corners(np.concatenate([[0.0], x]))
+        return prolong(phi, active, problem.grid.factor, fine_mask)
+
+    return timed_curve(counts, recorder, to_field, t0)
 
 
 #: ``eval.rival_methods`` -> (multigrid method, SA prolongation smoother) of :func:`cg_curve`.
 RIVAL_METHODS = {"gmg": ("gmg", "jacobi"), "sa_jacobi": ("sa", "jacobi"), "sa_energy": ("sa", "energy")}
-
-
-class Curve(Protocol):
-    """What every rival run returns: one field and its seconds per point."""
-
-    seconds: tuple[float, ...]
-    fields: tuple[np.ndarray, ...]
 
 
 @dataclass(frozen=True)

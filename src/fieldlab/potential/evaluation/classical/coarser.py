@@ -1,4 +1,4 @@
-"""The classical front a surrogate must beat: the same limb solved by fieldlab's FEM on a coarser grid, interpolated.
+"""FEM at a coarser spacing: the same limb rasterised on a coarser grid, solved by fieldlab's FEM, interpolated.
 
 For a physical spacing ``h`` the continuous limb (its :class:`~fieldlab.potential.physics.phantom.LimbParams`) is
 rasterised with partial volumes on the grid ``n_c = round(L / h)`` per axis of the box, solved with the Q1 solver
@@ -26,7 +26,7 @@ from fieldlab.config import PhysicsConfig
 from fieldlab.errors import InputError
 from fieldlab.potential.physics.fem.solver import solve_corners
 from fieldlab.potential.physics.fem.transfer import fill_and_gauge, interpolate_corners
-from fieldlab.potential.physics.phantom import Conductivities, LimbParams, rasterise
+from fieldlab.potential.physics.phantom import Conductivities, LimbParams, Rasterised, rasterise
 from fieldlab.potential.physics.sampling import sample_limb, sample_ood_limb
 
 #: Upper bound of partial-volume sub-samples per axis of a coarse voxel (cost grows as its cube).
@@ -90,6 +90,32 @@ def grid_for_spacing(box_m: tuple[float, float, float], h: float) -> tuple[int, 
     return tuple(max(1, round(L / h)) for L in (Lz, Ly, Lx))  # type: ignore[return-value]
 
 
+def rasterise_at_spacing(
+    limb: LimbParams, cond: Conductivities, h: float, physics: PhysicsConfig, base_spacing: float
+) -> Rasterised:
+    """The limb rasterised at spacing ``h``: the grid closest to ``h`` on the limb's box (:func:`grid_for_spacing`),
+    ``phantom.subsamples * h / base_spacing`` partial-volume sub-samples per axis (at least 2, at most
+    :data:`MAX_SUBSAMPLES`): the corpus's own pitch, so at ``h = base_spacing`` the limb is rasterised exactly as the
+    corpus did."""
+    grid = grid_for_spacing(limb.box_m, h)
+    subsamples = min(MAX_SUBSAMPLES, max(2, math.ceil(physics.phantom.subsamples * h / base_spacing - 1e-9)))
+    return rasterise(limb, cond, grid, subsamples)
+
+
+def solve_rasterised(r: Rasterised, target_mask: np.ndarray, physics: PhysicsConfig) -> np.ndarray:
+    """The FEM solve of the rasterised limb ``r`` (the corpus's solver settings,
+    :func:`~fieldlab.potential.physics.fem.solver.solve_corners`) evaluated at the voxel centres of ``target_mask``'s
+    grid (module notes): ``(D, H, W)`` volts in the corpus gauge."""
+    s = physics.solver
+    phi, active, _ = solve_corners(
+        r.sigma, r.source, r.spacing, s.tol, maxiter=s.maxiter, method=s.method, max_attempts=s.attempts
+    )
+    shape = tuple(int(n) for n in target_mask.shape)
+    value = interpolate_corners(np.where(active, phi, 0.0), shape)  # type: ignore[arg-type]
+    weight = interpolate_corners(active.astype(np.float64), shape)  # type: ignore[arg-type]
+    return fill_and_gauge(value, weight, target_mask)
+
+
 def solve_at_spacing(
     limb: LimbParams,
     cond: Conductivities,
@@ -98,22 +124,13 @@ def solve_at_spacing(
     physics: PhysicsConfig,
     base_spacing: float,
 ) -> FrontPoint:
-    """The limb rasterised at spacing ``h``, FEM-solved and evaluated on the grid of ``target_mask`` (timed).
+    """The limb rasterised at spacing ``h`` (:func:`rasterise_at_spacing`), FEM-solved and evaluated on the grid of
+    ``target_mask`` (:func:`solve_rasterised`), timed as one.
 
     ``base_spacing`` is the corpus's base voxel (m): coarse voxels get ``phantom.subsamples * h / base_spacing``
-    partial-volume sub-samples per axis (at least 2, at most :data:`MAX_SUBSAMPLES`), the corpus's own pitch, so
-    at ``h = base_spacing`` the limb is rasterised exactly as the corpus did.
+    partial-volume sub-samples per axis, so at ``h = base_spacing`` the limb is rasterised exactly as the corpus did.
     """
     t0 = time.perf_counter()
-    grid = grid_for_spacing(limb.box_m, h)
-    subsamples = min(MAX_SUBSAMPLES, max(2, math.ceil(physics.phantom.subsamples * h / base_spacing - 1e-9)))
-    r = rasterise(limb, cond, grid, subsamples)
-    s = physics.solver
-    phi, active, _ = solve_corners(
-        r.sigma, r.source, r.spacing, s.tol, maxiter=s.maxiter, method=s.method, max_attempts=s.attempts
-    )
-    shape = tuple(int(n) for n in target_mask.shape)
-    value = interpolate_corners(np.where(active, phi, 0.0), shape)  # type: ignore[arg-type]
-    weight = interpolate_corners(active.astype(np.float64), shape)  # type: ignore[arg-type]
-    out = fill_and_gauge(value, weight, target_mask)
-    return FrontPoint(out, time.perf_counter() - t0, grid)
+    r = rasterise_at_spacing(limb, cond, h, physics, base_spacing)
+    out = solve_rasterised(r, target_mask, physics)
+    return FrontPoint(out, time.perf_counter() - t0, tuple(int(n) for n in r.mask.shape))  # type: ignore[arg-type]

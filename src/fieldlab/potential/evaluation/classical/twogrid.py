@@ -6,14 +6,13 @@ the solver makes it) is
     x <- S^nu(x),   x <- x + P A_c^+ P^T (b - A x),   x <- S^nu(x),
 
 with ``S`` one symmetric Gauss-Seidel sweep (pyamg's, as :mod:`~fieldlab.potential.prediction.sweeps`), ``P`` the
-trilinear interpolation from the corners of a coarse grid (cells of ``r = (r_d, r_h, r_w)`` voxels, e.g. 4 mm: ``r = 2``
-on
-the 2 mm base grid, ``r = 4`` on the 1 mm grid) to the fine active corners, and ``A_c = P^T A P`` the Galerkin coarse
-operator. Along one axis a fine corner ``i`` lies on coarse edge ``j = i // r`` at ``s = (i mod r) / r`` and takes
-``1 - s`` of coarse corner ``j`` and ``s`` of corner ``j + 1``; the 3D weights are the products (a tensor product, so
-``r = 2`` is :func:`~fieldlab.potential.physics.fem.multigrid.trilinear_prolongator` and ``r = 4`` is two of them
-composed). The coarse unknowns are the coarse corners with a non-zero weight at an active fine corner, so every row of
-``P`` sums to one and constants (the null space) are prolonged exactly.
+trilinear interpolation from the corners of a coarse grid (cells of ``r = (r_d, r_h, r_w)`` voxels, e.g. 4 mm:
+``r = 2`` on the 2 mm base grid, ``r = 4`` on the 1 mm grid) to the fine active corners, and ``A_c = P^T A P`` the
+Galerkin coarse operator. Along one axis a fine corner ``i`` lies on coarse edge ``j = i // r`` at
+``s = (i mod r) / r`` and takes ``1 - s`` of coarse corner ``j`` and ``s`` of corner ``j + 1``; the 3D weights are
+the products (:func:`~fieldlab.potential.physics.fem.multigrid.trilinear_prolongator`, the geometric multigrid's at
+``r = 2``; ``r = 4`` is two of those composed). The coarse unknowns are the coarse corners with a non-zero weight at
+an active fine corner, so every row of ``P`` sums to one and constants (the null space) are prolonged exactly.
 
 ``A`` and ``A_c`` are singular (constants). The residual ``b - A x`` sums to zero (``1^T A = 0``, ``1^T b = 0``)
 and so does ``P^T`` of it (``P 1 = 1``): the coarse system is consistent. It is pinned at its first unknown (row
@@ -31,86 +30,36 @@ contraction in the energy norm whose factor does not grow with the grid for a fi
 what the tests check and the rival's points show.
 
 :func:`twogrid_curve` times it as :func:`~fieldlab.potential.evaluation.classical.cg.cg_curve` times multigrid-CG: from
-the sample's arrays (input checks, assembly, ``P``, ``A_c`` and its factorisation, load vector, the start vector, the
-cycles and
-the map to voxel centres).
+the sample's arrays (input checks, assembly, ``P``, ``A_c`` and its multigrid set-up, load vector, the start vector,
+the cycles and the map to voxel centres), each iterate recorded as multigrid-CG's
+(:mod:`~fieldlab.potential.evaluation.classical.curve`).
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 
 from fieldlab.errors import ConfigError, InputError
+from fieldlab.potential.evaluation.classical.curve import (
+    Curve,
+    Recorder,
+    sample_system,
+    start_corners,
+    step_counts,
+    timed_curve,
+)
 from fieldlab.potential.physics.fem.assembly import pin_first
 from fieldlab.potential.physics.fem.coarse import coarse_grid
-from fieldlab.potential.physics.fem.multigrid import geometric_hierarchy
-from fieldlab.potential.physics.fem.solver import assemble, check_inputs, load_vector
-from fieldlab.potential.physics.fem.transfer import centres_to_corners, corners_to_centres
+from fieldlab.potential.physics.fem.multigrid import geometric_hierarchy, trilinear_prolongator
 from fieldlab.potential.schema import PotentialSample
 
 #: Relative residual to which each coarse-grid problem is solved (module notes).
 COARSE_RTOL = 1e-10
 #: CG iterations allowed to a coarse solve (the coarse multigrid needs some 10 for :data:`COARSE_RTOL`).
 COARSE_MAXITER = 100
-
-
-def corner_prolongator(
-    nodes: np.ndarray, shape: tuple[int, int, int], factor: tuple[int, int, int]
-) -> tuple[sp.csr_matrix, np.ndarray, tuple[int, int, int]]:
-    """Trilinear prolongation from the corners of a grid of ``factor`` times coarser cells to the fine ``nodes``.
-
-    Parameters
-    ----------
-    nodes
-        Flat indices (increasing) of the fine unknowns in the corner grid of ``shape``.
-    shape
-        ``(N0, N1, N2)`` fine corners per axis; ``N_i - 1`` cells must be a multiple of ``factor[i]``.
-    factor
-        Fine cells per coarse cell along each axis (each >= 1).
-
-    Returns
-    -------
-    P : ``(nodes.size, coarse.size)`` CSR, rows summing to 1.
-    coarse : flat indices (increasing) of the coarse unknowns in the coarse corner grid.
-    coarse_shape : ``((N_i - 1) / factor_i + 1)`` per axis.
-
-    Examples
-    --------
-    >>> P, coarse, cshape = corner_prolongator(np.arange(5), (5, 1, 1), (4, 1, 1))  # one coarse cell of 4 fine
-    >>> cshape, P.toarray().tolist()
-    ((2, 1, 1), [[1.0, 0.0], [0.75, 0.25], [0.5, 0.5], [0.25, 0.75], [0.0, 1.0]])
-    """
-    if any(int(r) < 1 or (int(n) - 1) % int(r) for n, r in zip(shape, factor, strict=True)):
-        raise InputError(f"corner grid {shape} with coarsening {factor}: expected cells a whole multiple per axis")
-    coarse_shape = tuple((int(n) - 1) // int(r) + 1 for n, r in zip(shape, factor, strict=True))
-    idx = np.unravel_index(np.asarray(nodes), shape)
-    lo = [i // r for i, r in zip(idx, factor, strict=True)]
-    frac = [(i % r) / r for i, r in zip(idx, factor, strict=True)]
-    n = np.asarray(nodes).size
-    cols = np.empty((n, 8), dtype=np.int64)
-    vals = np.empty((n, 8))
-    for j, s in enumerate(np.ndindex(2, 2, 2)):  # ascending coarse index per row: CSR rows come out sorted
-        w = np.ones(n)
-        for ax in range(3):
-            w *= frac[ax] if s[ax] else 1.0 - frac[ax]
-        vals[:, j] = w
-        cols[:, j] = np.ravel_multi_index(
-            tuple(np.minimum(lo[ax] + s[ax], coarse_shape[ax] - 1) for ax in range(3)), coarse_shape
-        )  # clipped only where the weight is zero (a fine corner on the last coarse corner)
-    keep = vals > 0
-    used = np.zeros(int(np.prod(coarse_shape)), dtype=bool)
-    used[cols[keep]] = True
-    coarse = np.flatnonzero(used)
-    renumber = np.full(used.size, -1, dtype=np.int64)
-    renumber[coarse] = np.arange(coarse.size)
-    indptr = np.zeros(n + 1, dtype=np.int64)
-    np.cumsum(keep.sum(axis=1), out=indptr[1:])
-    P = sp.csr_matrix((vals[keep], renumber[cols[keep]], indptr), shape=(n, coarse.size))
-    return P, coarse, coarse_shape  # type: ignore[return-value]
 
 
 class TwoGrid:
@@ -126,7 +75,7 @@ class TwoGrid:
     shape
         Fine corners per axis.
     factor
-        Fine cells per coarse cell along each axis.
+        Fine cells per coarse cell along each axis; ``N_i - 1`` cells must be a multiple of ``factor[i]``.
     smoothing
         ``nu``: symmetric Gauss-Seidel sweeps before and after the coarse correction (each >= 0).
     """
@@ -141,9 +90,11 @@ class TwoGrid:
     ) -> None:
         if smoothing < 0:
             raise InputError(f"eval.twogrid_smoothing = {smoothing}: expected sweeps >= 0")
+        if any(int(r) < 1 or (int(n) - 1) % int(r) for n, r in zip(shape, factor, strict=True)):
+            raise InputError(f"corner grid {shape} with coarsening {factor}: expected cells a whole multiple per axis")
         self.A = A.tocsr()
         self.smoothing = int(smoothing)
-        self.P, self.coarse, self.coarse_shape = corner_prolongator(nodes, shape, factor)
+        self.P, self.coarse, self.coarse_shape = trilinear_prolongator(nodes, shape, factor)
         self.R = self.P.T.tocsr()
         Ac = (self.R @ (self.A @ self.P)).tocsr()
         Ac.sort_indices()
@@ -169,16 +120,6 @@ class TwoGrid:
         if self.smoothing:
             gauss_seidel(self.A, x, b, iterations=self.smoothing, sweep="symmetric")
         return x
-
-
-@dataclass(frozen=True)
-class TwoGridCurve:
-    """Potentials ``(D, H, W)`` (volts, corpus gauge, zero in air) after ``cycles[i]`` two-grid cycles, and the
-    seconds each cost from the sample's arrays."""
-
-    cycles: tuple[int, ...]
-    seconds: tuple[float, ...]
-    fields: tuple[np.ndarray, ...]
 
 
 def twogrid_name(coarse_spacing_m: float, warm: bool, cycles: int) -> str:
@@ -218,7 +159,7 @@ def twogrid_curve(
     factor: tuple[int, int, int],
     smoothing: int = 1,
     start: np.ndarray | None = None,
-) -> TwoGridCurve:
+) -> Curve:
     """The two-grid rival's curve on ``sample``: its potential after each count of ``cycles`` (module notes).
 
     Parameters
@@ -254,43 +195,15 @@ def twogrid_curve(
     >>> [bool(np.linalg.norm(v - u) < 1e-6 * np.linalg.norm(u)) for v in c.fields]  # 1 cycle is not enough
     [False, True]
     """
-    counts = tuple(int(c) for c in cycles)
-    if not counts or min(counts) < 1:
-        raise InputError(f"eval.twogrid_cycles = {list(counts)}; expected cycle counts >= 1")
+    counts = step_counts(cycles, "eval.twogrid_cycles", "cycle")
     t0 = time.perf_counter()
-    sigma = np.asarray(sample.sigma, dtype=np.float64)
-    source = np.asarray(sample.source, dtype=np.float64)
-    spacing = tuple(float(v) for v in sample.spacing)
-    mask = check_inputs(sigma, source, spacing)  # type: ignore[arg-type]
-    A, nodes = assemble(sigma, mask, spacing)  # type: ignore[arg-type]
-    shape = tuple(n + 1 for n in mask.shape)
-    tg = TwoGrid(A, nodes, shape, factor, smoothing)  # type: ignore[arg-type]
-    b = load_vector(source, mask, nodes, spacing)  # type: ignore[arg-type]
-    b -= b.sum() / b.size  # the consistent right-hand side, as the solver makes it
-    x = np.zeros(b.size)
-    if start is not None:
-        start = np.asarray(start, dtype=np.float64)
-        if start.shape != mask.shape or not np.all(np.isfinite(start[mask])):
-            raise InputError(f"start has shape {start.shape}: expected finite values on the sample's grid {mask.shape}")
-        x = centres_to_corners(start, nodes, mask)
-    clock: list[float] = []
-    iterates: list[np.ndarray] = []
-    spent = 0.0  # recording the iterates is no part of the rival
+    system = sample_system(sample)
+    tg = TwoGrid(system.A, system.nodes, system.corner_shape, factor, smoothing)
+    x = np.zeros(system.b.size) if start is None else start_corners(start, system)
+    recorder = Recorder()
     for _ in range(max(counts)):
-        tg.cycle(x, b)
-        t = time.perf_counter()
-        clock.append(t - spent)
-        iterates.append(x.copy())
-        spent += time.perf_counter() - t
-    fields, mapping = [], 0.0
-    for c in counts:
-        t = time.perf_counter()
-        u = corners_to_centres(iterates[c - 1], nodes, mask)
-        u[mask] -= u[mask].mean()  # the corpus gauge
-        mapping = time.perf_counter() - t
-        fields.append(u)
-    seconds = tuple(clock[c - 1] - t0 + mapping for c in counts)
-    return TwoGridCurve(counts, seconds, tuple(fields))
+        recorder(tg.cycle(x, system.b))
+    return timed_curve(counts, recorder, system.centres, t0)
 
 
 def convergence_factor(tg: TwoGrid, cycles: int = 12, seed: int = 0) -> float:

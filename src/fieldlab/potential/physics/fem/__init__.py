@@ -1,2 +1,1 @@
-"""The finite-element core: Q1 assembly on voxel grids, multigrid, the solver, coarse transfers and the error
-estimate."""
+"""The finite-element core: Q1 assembly, multigrid, the solver, transfers, the coarse prior and the error estimate."""

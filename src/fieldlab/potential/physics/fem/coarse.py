@@ -51,7 +51,7 @@ from scipy import ndimage
 from fieldlab.errors import ConfigError, InputError
 from fieldlab.potential.physics.fem.solver import SolveInfo, solve_corners
 from fieldlab.potential.physics.fem.transfer import prolong
-from fieldlab.potential.schema import PotentialSample
+from fieldlab.potential.schema import PotentialSample, refinement
 
 #: The parameter every error of this module names.
 PARAM = "model.prior.coarse_spacing_m"
@@ -119,13 +119,13 @@ def coarse_grid(
             + ", ".join(f"{c:.4g}" for c in cells)
             + ") cells; expected a spacing that tiles it with whole cells"
         )
-    if np.any(n % n_c):
+    factor = refinement(tuple(n), tuple(n_c))
+    if factor is None:
         raise ConfigError(
             f"{PARAM} = {h:g} m gives a {'x'.join(map(str, n_c))} coarse grid, of which the sample grid "
             f"{'x'.join(map(str, n))} (D, H, W) is not a whole multiple; expected a spacing that is a whole "
             f"number of voxels ({', '.join(f'{v:.6g}' for v in d)} m along D, H, W)"
         )
-    factor = tuple(int(v) for v in n // n_c)
     dz, dy, dx = (float(v) * r for v, r in zip(d, factor, strict=True))
     return CoarseGrid(tuple(int(c) for c in n_c), factor, (dx, dy, dz))  # type: ignore[arg-type]
 

@@ -40,9 +40,14 @@ SMOOTHERS = {
 
 
 def trilinear_prolongator(
-    active: np.ndarray, shape: tuple[int, int, int]
+    active: np.ndarray, shape: tuple[int, int, int], factor: tuple[int, int, int] = (2, 2, 2)
 ) -> tuple[sp.csr_matrix, np.ndarray, tuple[int, int, int]]:
-    """Trilinear prolongation from the coarse corners of a grid to its ``active`` corners (module notes).
+    """Trilinear prolongation from the corners of a grid of ``factor`` times coarser cells to the ``active`` corners.
+
+    Along an axis coarsened by ``r`` a fine corner ``i`` lies on coarse edge ``j = i // r`` at ``s = (i mod r) / r``
+    and takes ``1 - s`` of coarse corner ``j`` and ``s`` of corner ``j + 1``; the 3D weights are the products. For
+    ``r = 2`` these are the 1D weights of the module notes; a factor 4 is two factor-2 prolongators composed (the hat
+    function of a coarse corner is a sum of fine ones).
 
     Parameters
     ----------
@@ -50,28 +55,40 @@ def trilinear_prolongator(
         Flat indices (increasing) of the fine unknowns in the corner grid of ``shape``.
     shape
         ``(N0, N1, N2)`` corners per axis of the fine grid.
+    factor
+        Fine cells per coarse cell along each axis (each >= 1); where ``N_i - 1`` is not a multiple of it the last
+        coarse cell reaches past the grid (a virtual corner, as the module notes).
 
     Returns
     -------
     P : ``(active.size, coarse.size)`` CSR, rows summing to 1.
     coarse : flat indices (increasing) of the coarse unknowns in the coarse corner grid.
-    coarse_shape : ``(N0 // 2 + 1, N1 // 2 + 1, N2 // 2 + 1)``.
+    coarse_shape : ``ceil((N_i - 1) / factor_i) + 1`` per axis (``N_i // 2 + 1`` for the default factor 2).
+
+    Examples
+    --------
+    >>> P, coarse, cshape = trilinear_prolongator(np.arange(5), (5, 1, 1), (4, 1, 1))  # one coarse cell of 4 fine
+    >>> cshape, P.toarray().tolist()
+    ((2, 1, 1), [[1.0, 0.0], [0.75, 0.25], [0.5, 0.5], [0.25, 0.75], [0.0, 1.0]])
     """
-    coarse_shape = tuple(n // 2 + 1 for n in shape)
-    idx = np.unravel_index(active, shape)
-    lo = [i // 2 for i in idx]  # coarse corner at or below the fine corner, per axis
-    odd = [(i % 2).astype(bool) for i in idx]  # between two coarse corners: weights 1/2, 1/2
-    n = active.size
+    r = tuple(int(v) for v in factor)
+    if len(r) != 3 or min(r) < 1:
+        raise ValueError(f"factor = {factor}; expected three whole numbers of fine cells per coarse cell, each >= 1")
+    coarse_shape = tuple(-(-(int(n) - 1) // f) + 1 for n, f in zip(shape, r, strict=True))
+    idx = np.unravel_index(np.asarray(active), shape)
+    lo = [i // f for i, f in zip(idx, r, strict=True)]  # coarse corner at or below the fine corner, per axis
+    frac = [(i % f) / f for i, f in zip(idx, r, strict=True)]  # where between it and the next one
+    n = np.asarray(active).size
     cols = np.empty((n, 8), dtype=np.int64)  # (fine row, s): s_i = 0 the coarse corner lo_i, 1 lo_i + 1
     vals = np.empty((n, 8))
     for j, s in enumerate(np.ndindex(2, 2, 2)):  # ascending coarse index per row: CSR rows come out sorted
         w = np.ones(n)
         for ax in range(3):
-            w *= np.where(odd[ax], 0.5, 1.0 - s[ax])
+            w *= frac[ax] if s[ax] else 1.0 - frac[ax]
         vals[:, j] = w
         cols[:, j] = np.ravel_multi_index(
             tuple(np.minimum(lo[ax] + s[ax], coarse_shape[ax] - 1) for ax in range(3)), coarse_shape
-        )  # clipped only where the weight is zero (an even fine corner on the last coarse corner)
+        )  # clipped only where the weight is zero (a fine corner on the last coarse corner)
     keep = vals > 0
     used = np.zeros(int(np.prod(coarse_shape)), dtype=bool)
     used[cols[keep]] = True
@@ -86,7 +103,12 @@ def trilinear_prolongator(
 
 class CoarseSolve:
     """The coarsest level's exact solve for pyamg: SuperLU, factored on the first call; the pseudo-inverse if the
-    matrix is singular (the solution of least norm, as pyamg's ``"pinv"``)."""
+    matrix is singular (the solution of least norm, as pyamg's ``"pinv"``).
+
+    The pinned sparse levels of :func:`geometric_hierarchy` come here; the dense, unpinned coarsest level of the
+    matrix-free hierarchy (:mod:`~.matfree`) goes to :meth:`neumann`, the same least-norm solution for its one
+    null space (constants), without LAPACK.
+    """
 
     def __init__(self) -> None:
         self._solve = None
@@ -102,6 +124,32 @@ class CoarseSolve:
                 inverse = pinv(A.toarray())
                 self._solve = inverse.__matmul__
         return self._solve(np.asarray(b, dtype=np.float64))
+
+    @staticmethod
+    def neumann(a: np.ndarray, r: np.ndarray) -> np.ndarray:
+        """The least-norm solution ``pinv(a) r`` of a dense singular Neumann system (a few hundred unknowns, ``r``
+        summing to zero over the active corners, the tissue connected) by Gaussian elimination in plain array
+        operations.
+
+        Corners with no tissue (zero rows) get zero. The constant null space is lifted by ``a + mean(diag) 1 1^T / n``,
+        which leaves the solution of a zero-sum ``r`` unchanged but for a constant, removed at the end. No LAPACK
+        call: on shared cores a threaded BLAS call of this size can wait far longer than it computes.
+        """
+        x = np.zeros(r.size)
+        active = np.flatnonzero(np.diagonal(a) > 0)
+        m = a[np.ix_(active, active)]
+        n = active.size
+        m += np.mean(np.diagonal(m)) / n
+        rhs = r[active] - np.mean(r[active])
+        for j in range(n - 1):  # forward elimination (symmetric positive definite: no pivoting)
+            f = m[j + 1 :, j] / m[j, j]
+            m[j + 1 :, j + 1 :] -= np.multiply.outer(f, m[j, j + 1 :])
+            rhs[j + 1 :] -= f * rhs[j]
+        y = np.zeros(n)
+        for j in range(n - 1, -1, -1):
+            y[j] = (rhs[j] - np.sum(m[j, j + 1 :] * y[j + 1 :])) / m[j, j]
+        x[active] = y - np.mean(y)
+        return x
 
 
 def geometric_hierarchy(

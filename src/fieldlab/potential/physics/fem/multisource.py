@@ -1,6 +1,6 @@
 """One limb, many sources: the Q1 system assembled once and one multigrid hierarchy reused for every right-hand side.
 
-The source enters the finite-element system only through the load vector (:func:`~.solver.load_vector`,
+The source enters the finite-element system only through the load vector (:func:`~.solver.consistent_load`,
 ``b_a = sum_e f_e V_e / 8``); the matrix ``A_ab = sum_e int_e grad(phi_a)^T sigma_e grad(phi_b) dV`` and its
 multigrid hierarchy depend on the conductivity and the grid alone. :class:`LimbSystem` therefore assembles ``A`` and
 builds the hierarchy once and solves ``A u_k = b_k`` for each source ``k`` with the same preconditioned CG and the same
@@ -35,10 +35,10 @@ from fieldlab.potential.physics.fem.solver import (
     assemble,
     build_hierarchy,
     check_inputs,
-    load_vector,
+    consistent_load,
     pinned_cg,
 )
-from fieldlab.potential.physics.fem.transfer import corners_to_centres
+from fieldlab.potential.physics.fem.transfer import corners_to_centres, gauge
 
 
 class LimbSystem:
@@ -105,6 +105,13 @@ class LimbSystem:
             self._build()
         return self._ml
 
+    def rhs(self, source: np.ndarray) -> np.ndarray:
+        """The consistent right-hand side of ``source`` on this limb, checked as the solver checks a sample
+        (:func:`~.solver.check_inputs`, :func:`~.solver.consistent_load`: the per-source half of
+        :func:`~.solver.build_system`)."""
+        check_inputs(self.sigma, source, self.spacing)  # type: ignore[arg-type]
+        return consistent_load(source, self.mask, self.nodes, self.spacing)  # type: ignore[arg-type]
+
     def solve_nodes(
         self, source: np.ndarray, tol: float = 1e-8, maxiter: int = 300, max_attempts: int = 3
     ) -> tuple[np.ndarray, SolveInfo]:
@@ -114,9 +121,7 @@ class LimbSystem:
         every hierarchy build, fallbacks included: :attr:`seconds_shared`).
         """
         t0 = time.perf_counter()
-        check_inputs(self.sigma, source, self.spacing)  # type: ignore[arg-type]
-        b = load_vector(np.asarray(source), self.mask, self.nodes, self.spacing)  # type: ignore[arg-type]
-        b -= b.sum() / b.size  # remove the round-off imbalance so the singular system is consistent
+        b = self.rhs(source)
         bnorm = float(np.linalg.norm(b))
         shared0 = self.seconds_shared
         residual, iterations, tried = np.inf, 0, 0
@@ -142,8 +147,7 @@ class LimbSystem:
         """``(D, H, W)`` potential in volts at voxel centres (zero in air, zero mean over tissue) and its info."""
         x, info = self.solve_nodes(source, tol, maxiter, max_attempts)
         t0 = time.perf_counter()
-        u = corners_to_centres(x, self.nodes, self.mask)
-        u[self.mask] -= u[self.mask].mean()
+        u = gauge(corners_to_centres(x, self.nodes, self.mask), self.mask)
         return u, replace(info, seconds=info.seconds + time.perf_counter() - t0)
 
 

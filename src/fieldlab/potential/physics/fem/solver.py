@@ -20,6 +20,9 @@ the next method before giving up with a :class:`~fieldlab.errors.PhysicsError`. 
 multigrid (``"gmg"``, :mod:`~.multigrid`: trilinear prolongation of the voxel grid, Galerkin coarse operators); the
 fallbacks are pyamg's algebraic multigrid, smoothed aggregation (``"sa"``) then Ruge-Stuben (``"rs"``), which need no
 grid. The gauge is fixed afterwards: zero mean of Phi over tissue voxels.
+
+Every path to the system (this solve, the multi-source solve, the error estimate, the hybrid's sweeps and the
+classical rivals) goes through :func:`build_system`: check, assemble, load vector, consistent right-hand side.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import scipy.sparse as sp
 from fieldlab.errors import InputError, PhysicsError
 from fieldlab.potential.physics.fem.assembly import CORNERS, assemble_stencil, pin_first
 from fieldlab.potential.physics.fem.multigrid import geometric_hierarchy
-from fieldlab.potential.physics.fem.transfer import corners_to_centres
+from fieldlab.potential.physics.fem.transfer import corners_to_centres, gauge
 
 #: Multigrid methods, tried in this order after the configured first choice: geometric (voxel grids), then
 #: algebraic (smoothed aggregation, Ruge-Stuben).
@@ -165,6 +168,97 @@ def load_vector(
     return b.ravel()[nodes]
 
 
+def consistent_load(
+    source: np.ndarray, mask: np.ndarray, nodes: np.ndarray, spacing: tuple[float, float, float]
+) -> np.ndarray:
+    """The right-hand side of the singular Neumann system: :func:`load_vector` less its mean over the unknowns.
+
+    ``A`` has the constants in its null space (``1^T A = 0``), so ``A x = b`` has a solution only if ``1^T b = 0``.
+    :func:`check_inputs` holds the source's net current below 1e-6 of its scale; this removes what is left (the
+    round-off of the sums), so the system the multigrid-CG solves is consistent.
+    """
+    b = load_vector(np.asarray(source), mask, nodes, spacing)
+    b -= b.sum() / b.size
+    return b
+
+
+@dataclass(frozen=True)
+class System:
+    """The Q1 system of one sample, ``A x = b`` over the active voxel corners (:func:`build_system`).
+
+    Attributes
+    ----------
+    A
+        ``(n, n)`` CSR stiffness matrix (:func:`assemble`), symmetric, constants in its null space.
+    b
+        ``(n,)`` consistent right-hand side (:func:`consistent_load`), summing to zero.
+    nodes
+        ``(n,)`` flat indices (increasing) of the unknowns in the ``(D+1, H+1, W+1)`` corner grid.
+    mask
+        ``(D, H, W)`` bool tissue voxels.
+    spacing
+        ``(dx, dy, dz)`` voxel size in metres.
+    """
+
+    A: sp.csr_matrix
+    b: np.ndarray
+    nodes: np.ndarray
+    mask: np.ndarray
+    spacing: tuple[float, float, float]
+
+    def __post_init__(self) -> None:
+        n = self.nodes.size
+        if self.A.shape != (n, n) or self.b.shape != (n,):
+            raise InputError(f"A {self.A.shape} and b {self.b.shape}: expected ({n}, {n}) and ({n},) for {n} nodes")
+
+    @property
+    def corner_shape(self) -> tuple[int, int, int]:
+        """``(D+1, H+1, W+1)``: corners per axis."""
+        return tuple(n + 1 for n in self.mask.shape)  # type: ignore[return-value]
+
+    @property
+    def grid(self) -> tuple[np.ndarray, tuple[int, int, int]]:
+        """``(nodes, corner_shape)``: the voxel grid a geometric hierarchy needs (:func:`build_hierarchy`)."""
+        return self.nodes, self.corner_shape
+
+    def hierarchy(self, method: str = "gmg", seed: int = 0, prolongation: str = "jacobi"):
+        """Multigrid hierarchy of the pinned ``A[1:, 1:]`` (:func:`build_hierarchy`); seed 0 and the first method
+        are the ones the solve tries first."""
+        return build_hierarchy(pin_first(self.A), method, seed, prolongation, grid=self.grid)
+
+    def centres(self, x: np.ndarray) -> np.ndarray:
+        """Corner values over ``nodes`` -> ``(D, H, W)`` potential at voxel centres in the corpus gauge (zero mean
+        over tissue, zero in air)."""
+        return gauge(corners_to_centres(x, self.nodes, self.mask), self.mask)
+
+    def corners(self, x: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Corner values over ``nodes`` -> ``(phi, active)`` on the whole ``(D+1, H+1, W+1)`` corner grid: ``phi``
+        zero and ``active`` false at corners that touch no tissue voxel."""
+        phi = np.zeros(int(np.prod(self.corner_shape)))
+        phi[self.nodes] = x
+        active = np.zeros(phi.size, dtype=bool)
+        active[self.nodes] = True
+        return phi.reshape(self.corner_shape), active.reshape(self.corner_shape)
+
+
+def build_system(sigma: np.ndarray, source: np.ndarray, spacing: tuple[float, float, float]) -> System:
+    """Check the sample (:func:`check_inputs`), assemble ``A`` (:func:`assemble`) and its consistent right-hand side
+    (:func:`consistent_load`): the one way from a sample's arrays to its Q1 system.
+
+    Examples
+    --------
+    >>> sigma = np.zeros((2, 2, 2, 6)); sigma[..., :3] = 1.0
+    >>> f = np.zeros((2, 2, 2)); f[0, 0, 0], f[1, 1, 1] = 1.0, -1.0
+    >>> system = build_system(sigma, f, (1.0, 1.0, 1.0))
+    >>> system.A.shape, system.corner_shape, bool(abs(system.b.sum()) < 1e-15)
+    ((27, 27), (3, 3, 3), True)
+    """
+    mask = check_inputs(sigma, source, spacing)
+    A, nodes = assemble(np.asarray(sigma), mask, spacing)
+    b = consistent_load(source, mask, nodes, spacing)
+    return System(A, b, nodes, mask, tuple(float(v) for v in spacing))  # type: ignore[arg-type]
+
+
 def build_hierarchy(
     Ar: sp.csr_matrix,
     method: str,
@@ -184,6 +278,8 @@ def build_hierarchy(
     """
     import pyamg
 
+    if method not in AMG_METHODS:
+        raise InputError(f"method = {method!r}; expected one of {', '.join(AMG_METHODS)}")
     if prolongation not in PROLONGATIONS:
         raise InputError(f"prolongation = {prolongation!r}; expected one of {', '.join(PROLONGATIONS)}")
     if method == "gmg":
@@ -244,31 +340,29 @@ def _solve_nodes(
     maxiter: int,
     method: str,
     max_attempts: int,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, SolveInfo]:
-    """Check, assemble and solve; return ``(x, nodes, mask, info)``: ``x`` the corner values over ``nodes``
-    (pinned corner 0, no gauge fixed), ``mask`` the tissue voxels, ``info`` with ``seconds`` left at 0."""
+) -> tuple[np.ndarray, System, SolveInfo]:
+    """Build the system and solve it; return ``(x, system, info)``: ``x`` the corner values over ``system.nodes``
+    (pinned corner 0, no gauge fixed), ``info`` with ``seconds`` left at 0."""
     if method not in AMG_METHODS:
         raise InputError(f"method = {method!r}; expected one of {', '.join(AMG_METHODS)}")
-    mask = check_inputs(sigma, source, spacing)
-    A, nodes = assemble(np.asarray(sigma), mask, spacing)
-    grid = (nodes, tuple(n + 1 for n in mask.shape))
-    b = load_vector(np.asarray(source), mask, nodes, spacing)
-    b -= b.sum() / b.size  # remove the round-off imbalance so the singular system is consistent
+    system = build_system(sigma, source, spacing)
+    A, b = system.A, system.b
     bnorm = float(np.linalg.norm(b))
     order = [method] + [m for m in AMG_METHODS if m != method]
     residual, iterations, used = np.inf, 0, order[0]
     for attempt in range(max_attempts):
         used = order[attempt % len(order)]
-        x, iterations = _amg_solve(A, b, used, tol, maxiter, seed=attempt, grid=grid)
+        x, iterations = _amg_solve(A, b, used, tol, maxiter, seed=attempt, grid=system.grid)
         residual = float(np.linalg.norm(b - A @ x)) / bnorm
         if np.isfinite(residual) and residual <= tol:
             break
     else:
         raise PhysicsError(
             f"multigrid-CG did not converge: relative residual {residual:.2e} > tol {tol:.0e} after {max_attempts} "
-            f"attempt(s) ({', '.join(order[a % len(order)] for a in range(max_attempts))}); {nodes.size} unknowns"
+            f"attempt(s) ({', '.join(order[a % len(order)] for a in range(max_attempts))}); {system.nodes.size} "
+            "unknowns"
         )
-    return x, nodes, mask, SolveInfo(residual, iterations, int(nodes.size), 0.0, used, attempt + 1)
+    return x, system, SolveInfo(residual, iterations, int(system.nodes.size), 0.0, used, attempt + 1)
 
 
 def solve_corners(
@@ -292,13 +386,9 @@ def solve_corners(
     info : :class:`SolveInfo`.
     """
     t0 = time.perf_counter()
-    x, nodes, mask, info = _solve_nodes(sigma, source, spacing, tol, maxiter, method, max_attempts)
-    shape = tuple(n + 1 for n in mask.shape)
-    phi = np.zeros(int(np.prod(shape)))
-    phi[nodes] = x
-    active = np.zeros(phi.size, dtype=bool)
-    active[nodes] = True
-    return phi.reshape(shape), active.reshape(shape), replace(info, seconds=time.perf_counter() - t0)
+    x, system, info = _solve_nodes(sigma, source, spacing, tol, maxiter, method, max_attempts)
+    phi, active = system.corners(x)
+    return phi, active, replace(info, seconds=time.perf_counter() - t0)
 
 
 def solve_potential(
@@ -342,7 +432,5 @@ def solve_potential(
     (True, True)
     """
     t0 = time.perf_counter()
-    x, nodes, mask, info = _solve_nodes(sigma, source, spacing, tol, maxiter, method, max_attempts)
-    u = corners_to_centres(x, nodes, mask)
-    u[mask] -= u[mask].mean()
-    return u, replace(info, seconds=time.perf_counter() - t0)
+    x, system, info = _solve_nodes(sigma, source, spacing, tol, maxiter, method, max_attempts)
+    return system.centres(x), replace(info, seconds=time.perf_counter() - t0)
