@@ -172,7 +172,7 @@ def test_stage_writes_every_output_and_appends_the_log(workspace, monkeypatch):
         ("inr.n_training_frames=7", "expected <= 6"),
         ("inr.model=siren_xyz", "inr.model"),
         ("inr.total_steps=0", "inr.total_steps"),
-        ("inr.heldout_every=1", "inr.heldout_every = 1: expected 0 (off) or >= 2"),
+        ("inr.heldout_every=1", "inr.heldout_every = 1: expected 0 (off) or a value >= 2"),
         ("inr.model=pod inr.heldout_particles=0.001", "inr.heldout_particles = 0.001: holds out 0 of 60"),
         ("inr.pod.rank=0", "inr.pod.rank"),
     ],

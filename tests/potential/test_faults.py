@@ -82,11 +82,14 @@ def test_killed_training_resumes_to_the_end(tmp_path):
 SLOW_PRIORS = """
 import runpy, sys, time
 import fieldlab.potential.data.priors as priors
-one = priors._cache_one
-def slow(*args):
-    time.sleep(0.3)
-    return one(*args)
-priors._cache_one = slow
+make = priors._write_into
+def slow(staging):
+    write = make(staging)
+    def slowly(result):
+        time.sleep(0.3)
+        return write(result)
+    return slowly
+priors._write_into = slow
 sys.argv = [{stage!r}]
 runpy.run_path(sys.argv[0], run_name="__main__")
 """

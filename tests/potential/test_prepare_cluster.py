@@ -43,11 +43,28 @@ def digests(root: Path) -> dict[str, str]:
     return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest() for p in files}
 
 
+#: The in-process corpus, made in a fresh interpreter as the ``prepare`` stage makes it: the test process may have
+#: imported a library that switches the FPU to flush denormals to zero (taichi's init does, for the MPM cross-check),
+#: which moves the solver's last bits.
+IN_PROCESS = """
+import json, sys
+sys.path.insert(0, {here!r})
+from test_prepare_cluster import DATA, PHYSICS
+from fieldlab.potential.physics.corpus import generate_corpus
+manifest = generate_corpus(DATA, PHYSICS, seed=3, root={root!r}, progress=False)
+print(json.dumps(manifest["summary"]["workers"]))
+"""
+
+
 @pytest.fixture(scope="module")
 def in_process(tmp_path_factory) -> dict[str, str]:
     root = tmp_path_factory.mktemp("in_process")
-    manifest = generate_corpus(DATA, PHYSICS, seed=3, root=root, progress=False)
-    assert manifest["summary"]["workers"] == 1
+    code = IN_PROCESS.format(here=str(Path(__file__).parent), root=str(root))
+    env = {**os.environ, "PYTHONPATH": str(ROOT / "src")}
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    assert json.loads(proc.stdout) == 1  # one worker: this process
+    manifest = json.loads((root / "manifest.json").read_text())
     found = digests(root)
     assert len(found) == 3 + 2 + 1 + 1 + 1 + 1  # train, val, test, ood, test_2x, train_2x
     assert {r["file"]: r["sha256"] for r in manifest["samples"]} == found

@@ -23,10 +23,11 @@ from __future__ import annotations
 import contextlib
 import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from logging import ERROR
 from pathlib import Path
 from typing import Any
 
-from fieldlab.errors import ConfigError
+from fieldlab.errors import ConfigError, FieldlabError
 
 #: Batch-queue names of ``cluster.address`` -> the ``dask_jobqueue`` class that submits the workers.
 JOBQUEUES = {"slurm": "SLURMCluster", "pbs": "PBSCluster", "lsf": "LSFCluster"}
@@ -89,11 +90,12 @@ def open_client(settings: Any) -> Iterator[Any]:
             yield client
         return
     if address == "local":
-        cluster = LocalCluster(
+        cluster = LocalCluster(  # the workers' warnings (a cancelled task, a restarted worker) stay off stderr
             n_workers=workers,
             threads_per_worker=int(settings.threads_per_worker),
             processes=True,
             dashboard_address=None,
+            silence_logs=ERROR,
         )
     else:
         jobqueue = settings.jobqueue
@@ -117,30 +119,53 @@ def _jobqueue_cluster(address: str, settings: dict[str, Any]) -> Any:
     return getattr(dask_jobqueue, JOBQUEUES[address])(**settings)
 
 
-def _task(fn: Callable[[Any], Any], item: Any) -> Any:
-    """``fn(item)`` with one BLAS thread: the same floating point on any worker (module notes)."""
+def _task(fn: Callable[[Any], Any], item: Any) -> tuple[bool, Any]:
+    """``(True, fn(item))`` with one BLAS thread: the same floating point on any worker (module notes).
+
+    A :class:`~fieldlab.errors.FieldlabError` (bad input, a physics check) comes back as ``(False, error)``: the
+    caller raises it as its one ``error:`` line, and the worker does not log it as a crashed task.
+    """
     from fieldlab.core.threads import blas_threads
 
-    with blas_threads():
-        return fn(item)
+    try:
+        with blas_threads():
+            return True, fn(item)
+    except FieldlabError as exc:
+        return False, exc
+
+
+def _value(result: tuple[bool, Any]) -> Any:
+    ok, value = result
+    if not ok:
+        raise value
+    return value
 
 
 def map_tasks(
-    fn: Callable[[Any], Any], items: Sequence[Any], client: Any = None, progress: bool = False, desc: str = ""
+    fn: Callable[[Any], Any],
+    items: Sequence[Any],
+    client: Any = None,
+    progress: bool = False,
+    desc: str = "",
+    consume: Callable[[Any], Any] | None = None,
 ) -> list[Any]:
     """``[fn(x) for x in items]`` on ``client`` (``None``: in this process), in the order of ``items``.
 
-    ``fn`` must be importable by the workers (a module-level function) and each item picklable. An exception in a
-    task is raised here (the other tasks are cancelled); a task whose worker died is rerun by the scheduler.
+    ``fn`` must be importable by the workers (a module-level function) and each item picklable. With ``consume``,
+    each value is handed to ``consume`` here, in the caller's process, as soon as it arrives (e.g. to write it), and
+    what ``consume`` returns is kept instead: a value is never held longer than needed, and nothing is written by a
+    task the caller has given up on. An exception in a task is raised here (the tasks not yet run are cancelled); a
+    task whose worker died is rerun by the scheduler.
     """
     from tqdm import tqdm
 
+    keep = consume if consume is not None else (lambda value: value)
     bar = tqdm(total=len(items), desc=desc, disable=not progress, unit="task")
     try:
         if client is None:
             out = []
             for item in items:
-                out.append(_task(fn, item))
+                out.append(keep(_value(_task(fn, item))))
                 bar.update()
             return out
         from distributed import as_completed
@@ -150,7 +175,8 @@ def map_tasks(
         results: list[Any] = [None] * len(futures)
         try:
             for future in as_completed(futures):
-                results[index[future.key]] = future.result()
+                results[index[future.key]] = keep(_value(future.result()))
+                future.release()
                 bar.update()
         except BaseException:
             client.cancel(futures)

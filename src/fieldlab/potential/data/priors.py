@@ -33,6 +33,7 @@ import os
 import shutil
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from typing import Any
 import numpy as np
 
 from fieldlab.config import PriorConfig, SolverConfig, to_dict
-from fieldlab.core.cluster import map_tasks, remove_partial
+from fieldlab.core.cluster import map_tasks
 from fieldlab.core.io import load_npz, save_npz, write_json
 from fieldlab.errors import ConfigError, InputError, PhysicsError
 from fieldlab.potential.data.prior import free_space_prior
@@ -156,7 +157,8 @@ def build_cache(
     """Write the coarse_fem prior of every sample of ``data_root`` under ``prior.root`` and return the manifest.
 
     One task per sample (:func:`~fieldlab.core.cluster.map_tasks`) on the Dask ``client`` (``None``: in this
-    process), each writing its prior atomically into the staging folder. For any other kind only a manifest saying
+    process) computes its prior; this process writes each into the staging folder as it arrives, so a task given up
+    on (after another's error) writes nothing. For any other kind only a manifest saying
     so is written. Each sample's error is re-raised with its file name; nothing under ``prior.root`` changes then.
     """
     data_root, root = Path(data_root), Path(prior.root)
@@ -176,10 +178,8 @@ def build_cache(
     os.umask(umask)
     os.chmod(tmp, 0o777 & ~umask)  # mkdtemp makes a 0700 folder; give the usual permissions
     try:
-        manifest["samples"] = map_tasks(
-            _cache_task, [(f, tmp, prior, solver) for f in files], client, progress, "priors"
-        )
-        remove_partial(sorted({tmp / f.parent.name for f in files}))  # what a worker killed mid-write left
+        tasks = [(f, prior, solver) for f in files]
+        manifest["samples"] = map_tasks(_cache_task, tasks, client, progress, "priors", consume=_write_into(tmp))
         manifest["summary"] = _summary(manifest["samples"])
         write_json(tmp / "manifest.json", manifest)
         _swap_in(tmp, root)
@@ -189,13 +189,10 @@ def build_cache(
     return manifest
 
 
-def _cache_task(args: tuple[Path, Path, PriorConfig, SolverConfig]) -> dict[str, Any]:
-    """:func:`_cache_one` of one ``(file, staging folder, prior, solver)`` (a task of :func:`build_cache`)."""
-    return _cache_one(*args)
-
-
-def _cache_one(f: Path, out: Path, prior: PriorConfig, solver: SolverConfig) -> dict[str, Any]:
-    """Compute, time and write the prior of one corpus file; return its manifest record."""
+def _cache_task(args: tuple[Path, PriorConfig, SolverConfig]) -> tuple[str, dict[str, np.ndarray], dict[str, Any]]:
+    """The prior of one corpus file ``(file, prior, solver)``, computed and timed (a task of :func:`build_cache`):
+    its cache name, the arrays of its cache file and its manifest record."""
+    f, prior, solver = args
     try:
         sample = load_sample(f)
         t0 = time.perf_counter()
@@ -206,14 +203,24 @@ def _cache_one(f: Path, out: Path, prior: PriorConfig, solver: SolverConfig) -> 
     except (ConfigError, InputError, PhysicsError) as exc:
         raise type(exc)(f"{f}: {exc}") from None
     name = f"{f.parent.name}/{f.name}"
-    save_npz(
-        out / name,
-        prior=np.asarray(value, dtype=np.float32),
-        seconds=np.float64(seconds),
-        coarse_spacing_m=np.float64(prior.coarse_spacing_m),
-        sample_hash=np.str_(sample_hash(sample)),
-    )
-    return {"file": name, "grid": list(sample.shape), "coarse_grid": list(grid.shape), "seconds": seconds}
+    arrays = {
+        "prior": np.asarray(value, dtype=np.float32),
+        "seconds": np.float64(seconds),
+        "coarse_spacing_m": np.float64(prior.coarse_spacing_m),
+        "sample_hash": np.str_(sample_hash(sample)),
+    }
+    return name, arrays, {"file": name, "grid": list(sample.shape), "coarse_grid": list(grid.shape), "seconds": seconds}
+
+
+def _write_into(staging: Path) -> Callable[[tuple[str, dict[str, np.ndarray], dict[str, Any]]], dict[str, Any]]:
+    """Write one task's prior into ``staging`` (here, in the stage's process); keep its manifest record."""
+
+    def write(result: tuple[str, dict[str, np.ndarray], dict[str, Any]]) -> dict[str, Any]:
+        name, arrays, record = result
+        save_npz(staging / name, **arrays)
+        return record
+
+    return write
 
 
 def remove_stale_staging(root: Path) -> list[Path]:
