@@ -63,6 +63,26 @@ def test_guarded_runs_the_stage_with_one_blas_thread(no_user_setting):
 
 
 def test_the_user_s_setting_wins(monkeypatch):
+    """OPENBLAS_NUM_THREADS=2 gives a run two threads, even where the libraries run with one now."""
     monkeypatch.setenv("OPENBLAS_NUM_THREADS", "2")
-    with threadpool_limits(limits=2, user_api="blas"), blas_threads():
-        assert all(n == 2 for n in blas_counts())
+    with threadpool_limits(limits=1, user_api="blas"), blas_threads():
+        assert blas_counts() and all(n == 2 for n in blas_counts())
+
+
+def test_a_cluster_started_in_the_process_does_not_change_a_run_s_threads(monkeypatch):
+    """Starting a LocalCluster sets OMP_NUM_THREADS=1 and OPENBLAS_NUM_THREADS=1 in this process (Dask's nanny)
+    after OpenBLAS has loaded; a run afterwards still computes with one BLAS thread, as one before it did."""
+    from fieldlab.config import ClusterConfig
+    from fieldlab.core.cluster import open_client
+
+    for name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_"):
+        monkeypatch.setenv(name, "")  # recorded, so what the nanny sets is undone after the test
+        monkeypatch.delenv(name)
+    with threadpool_limits(limits=2, user_api="blas"):
+        with blas_threads():
+            before = blas_counts()
+        with open_client(ClusterConfig(address="local", workers=1)):
+            pass
+        with blas_threads():
+            after = blas_counts()
+    assert before == after and all(n == 1 for n in after)
