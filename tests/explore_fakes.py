@@ -9,7 +9,8 @@ from pathlib import Path
 
 import yaml
 
-from fieldlab.config import Config, ExploreConfig, ExploreRanges
+from fieldlab.config import ClusterConfig, Config, ExploreConfig, ExploreRanges
+from fieldlab.explore.agents import Context, Proposal
 from fieldlab.explore.journal import FAILED, OK, Node
 
 #: the stage: reads inr from --params (default params.yaml), writes metrics/inr.json; fails for wide networks
@@ -45,7 +46,7 @@ stages:
     cmd: python stages/inr_block.py
     deps: [stages/inr_block.py]
     params: [seed, inr]
-    metrics: [{metrics/inr.json: {cache: true}}]
+    metrics: [{metrics/inr.json: {cache: false}}]
 """
 
 
@@ -73,10 +74,11 @@ def make_workspace(root: Path, dvc: bool) -> Path:
     return root
 
 
-def small_config(**explore: object) -> Config:
-    """Config with small ranges for fast tests."""
+def small_config(cluster: ClusterConfig | None = None, **explore: object) -> Config:
+    """Config with small ranges for fast tests (``cluster``: where the rounds run, default this machine)."""
     ranges = ExploreRanges(total_steps=(100, 5000))
-    return Config(explore=ExploreConfig(ranges=ranges, time_budget_s=1e6, **explore))
+    cluster = cluster or ClusterConfig(address="")
+    return Config(explore=ExploreConfig(ranges=ranges, time_budget_s=1e6, **explore), cluster=cluster)
 
 
 def node(id: int, parent: int | None, r2: float | None, params: dict | None = None, **kw: object) -> Node:
@@ -86,3 +88,30 @@ def node(id: int, parent: int | None, r2: float | None, params: dict | None = No
     kw.setdefault("block", 1)
     kw.setdefault("iteration", id)
     return Node(id=id, parent=parent, params=p, metrics=metrics, status=FAILED if r2 is None else OK, **kw)
+
+
+class ScriptedAgent:
+    """Proposals fixed per (block, iteration), whatever the results: the same study for any ``explore.parallel``.
+
+    Iteration 1 is the root (``BASE_INR``); iteration i > 1 is a child of iteration max(1, i - 2) of the block (run
+    before any round of two that holds i) with ``lr`` and ``omega`` moved by i; iteration 3 asks for a network the
+    fake stage refuses (a failed node) and iteration 4 repeats its parent, iteration 2 (a robustness test: another
+    seed).
+    """
+
+    def __init__(self, n_iter_block: int) -> None:
+        self.n_iter_block = n_iter_block
+
+    def propose(self, ctx: Context) -> Proposal:
+        b, i = ctx.block, ctx.iteration
+        if i == 1:
+            return Proposal(None, dict(BASE_INR), "root", "", "scripted root")
+        parent_id = (b - 1) * self.n_iter_block + max(1, i - 2)
+        parent = next((n for n in ctx.nodes if n.id == parent_id), None)
+        if parent is None:
+            raise AssertionError(f"iteration {i}: parent node {parent_id} has not run yet")
+        if i == 4:
+            return Proposal(parent_id, dict(parent.params), "robustness-test", "none (repeat)", "scripted repeat")
+        params = {**parent.params, "lr": 1e-4 * 2.0 ** (i % 3 - 1), "omega": 30.0 + i}
+        params["hidden_features"] = 2048 if i == 3 else BASE_INR["hidden_features"]
+        return Proposal(parent_id, params, "exploit", f"scripted move {i}", "scripted")

@@ -11,7 +11,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--blocks", type=int, default=None, help="number of blocks (default: explore.n_blocks)")
     parser.add_argument("--iters", type=int, default=None, help="iterations per block (default: explore.n_iter_block)")
     parser.add_argument("--out", default="experiments/explore", help="output directory (journal, memory, pictures)")
-    parser.add_argument("--no-dvc", action="store_true", help="run the stage in a subprocess instead of dvc exp run")
+    parser.add_argument(
+        "--no-dvc",
+        action="store_true",
+        help="run the stage in a subprocess instead of dvc exp run (explore.parallel > 1: k at once, on this machine)",
+    )
     parser.add_argument("--resume", action="store_true", help="continue the study recorded in --out")
     parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="overrides of explore.* (e.g. ucb_c)")

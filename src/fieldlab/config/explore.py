@@ -59,6 +59,7 @@ class ExploreConfig:
     fill_budget: bool = spec(True, doc="every fit runs the steps that fill time_budget_s (false: only capped)")
     n_blocks: int = spec(2, ge=1)
     n_iter_block: int = spec(8, ge=1)
+    parallel: int = spec(1, ge=1, doc="fits proposed and run at once per round (1: one after another)")
     next_block: Literal["field", "frames", "none"] = spec("field", doc="rotate Jp->F->S->C, raise frames, or keep")
     frames_schedule: tuple[int, ...] = spec((48, 100, 200, 500), ge=1)
     stage: str = spec("inr_block", doc="DVC stage run by `dvc exp run`")

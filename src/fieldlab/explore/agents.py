@@ -25,6 +25,12 @@ Strategies, tried in this order at every iteration after a block's root (the fir
     another one (``switch-param``).
 
 Every choice draws from ``numpy_rng(seed, block, iteration)``, so a resumed study repeats the decision exactly.
+
+With ``explore.parallel = k`` a round's k proposals are drawn one after another before any of them runs; those
+already drawn are *pending* (``Context.pending``): virtual visits in the UCB (:mod:`fieldlab.explore.ucb`), their
+strategies count as used (one robustness test, one probe, one recombination or explore move per round at most)
+and their configs as seen, so the k differ, and each is still a child of a node of the block the serial rules
+could have chosen.
 Only keys that the config's model reads are mutated (:func:`fieldlab.explore.keys.mutable_keys`; ``ngp.*`` keys
 are nested). ``total_steps`` is finally set from the time budget (:func:`~fieldlab.explore.cost.budget_steps`, from
 the measured cost law of a training step): with ``explore.fill_budget`` (the default) every fit gets the steps that
@@ -87,7 +93,8 @@ class Proposal:
 
 @dataclass(frozen=True)
 class Context:
-    """What an agent sees: the current block's nodes and every earlier node (for the cost history)."""
+    """What an agent sees: the current block's nodes, every earlier node (for the cost history) and the round's
+    proposals not yet run (``pending``, empty in a serial study)."""
 
     block: int
     iteration: int
@@ -95,6 +102,12 @@ class Context:
     ucb_c: float
     nodes: list[Node]
     history: list[Node] = field(default_factory=list)
+    pending: tuple[Proposal, ...] = ()
+
+    @property
+    def pending_parents(self) -> list[int | None]:
+        """The parents of the pending proposals: the virtual visits of :func:`~fieldlab.explore.ucb.ucb_scores`."""
+        return [p.parent for p in self.pending]
 
 
 def branching_rate(nodes: list[Node]) -> float:
@@ -158,7 +171,7 @@ class RuleAgent:
         rng = numpy_rng(self.seed, ctx.block, ctx.iteration)
         measured = machine_rate(self._past(ctx)) is not None
         self._fixed = ("total_steps",) if self.fill_budget and measured else ()
-        seen = [n.params for n in ctx.nodes]
+        seen = [n.params for n in ctx.nodes] + [p.params for p in ctx.pending]
         for draw in range(MAX_REDRAWS):
             prop = self.fit_budget(self._choose(ctx, rng), ctx)
             if prop.strategy == "robustness-test" or prop.params not in seen:
@@ -177,11 +190,12 @@ class RuleAgent:
             last = nodes[-1]
             new, desc = self._mutate(last.params, rng, None, ctx)
             return Proposal(last.id, new, "exploit", desc, "no successful node in this block yet; mutate the last")
-        scores = ucb_scores(nodes, ctx.ucb_c)
+        scores = ucb_scores(nodes, ctx.ucb_c, ctx.pending_parents)
         by_id = {n.id: n for n in nodes}
         best_ucb = by_id[scores[0].node]
         last = nodes[-1]
-        strategies = [n.strategy for n in nodes]
+        drawn = [p.strategy for p in ctx.pending]  # strategies of the round's pending proposals
+        strategies = [n.strategy for n in nodes] + drawn
 
         good = [n for n in ok if n.r2 >= GOOD]
         if len(nodes) >= 3 and "robustness-test" not in strategies and good:
@@ -192,7 +206,7 @@ class RuleAgent:
 
         tail = nodes[-3:]
         strong_tail = len(tail) == 3 and all(n.r2 is not None and n.r2 >= PROBE_R2 for n in tail)
-        if strong_tail and "failure-probe" not in [n.strategy for n in tail]:
+        if strong_tail and "failure-probe" not in [n.strategy for n in tail] + drawn:
             key = str(rng.choice(self._keys(best_ucb.params)))
             if key == "model":
                 new, desc = self._switch(best_ucb.params, rng, ctx)
@@ -218,7 +232,7 @@ class RuleAgent:
                 return Proposal(better.id, new, "recombine", desc, why)
 
         streak = 0
-        for n in reversed(nodes):
+        for n in reversed(nodes if "explore" not in drawn else []):  # a drawn explore move ends the streak
             if n.strategy == "explore" or n.r2 is None or n.r2 < SUCCESS_R2:
                 break
             streak += 1

@@ -44,15 +44,17 @@ def render_prompt(cfg: ExploreConfig, ctx: Context, memory: str, scores: str) ->
     """Instructions, memory, last metrics, UCB scores and block info, in that order."""
     last = ctx.nodes[-1] if ctx.nodes else None
     last_metrics = json.dumps(last.metrics if last else {}, indent=1, default=str)
-    return "\n\n".join(
-        [
-            instructions(cfg),
-            "# Memory\n\n" + memory,
-            f"# Last result (node {last.id if last else '-'}, status {last.status if last else '-'})\n\n{last_metrics}",
-            "# ucb_scores.txt\n\n" + (scores or "(empty)"),
-            f"# Block\n\nblock {ctx.block}, iteration {ctx.iteration} of {ctx.n_iter_block}, ucb_c {ctx.ucb_c:.3g}",
-        ]
-    )
+    parts = [
+        instructions(cfg),
+        "# Memory\n\n" + memory,
+        f"# Last result (node {last.id if last else '-'}, status {last.status if last else '-'})\n\n{last_metrics}",
+        "# ucb_scores.txt\n\n" + (scores or "(empty)"),
+        f"# Block\n\nblock {ctx.block}, iteration {ctx.iteration} of {ctx.n_iter_block}, ucb_c {ctx.ucb_c:.3g}",
+    ]
+    if ctx.pending:  # explore.parallel > 1: proposals of this round that run together with this one
+        lines = [f"- parent {p.parent}: {p.strategy}: {p.mutation or '-'}" for p in ctx.pending]
+        parts.append("# Already proposed in this round (not run yet; propose something else)\n\n" + "\n".join(lines))
+    return "\n\n".join(parts)
 
 
 def _tag(text: str, name: str) -> str | None:
@@ -75,7 +77,7 @@ class CommandAgent:
         self.last_report: guard.GuardReport | None = None
 
     def propose(self, ctx: Context, baseline: dict[str, Any], memory: str, scores: str) -> Proposal:
-        ok = [s for s in ucb_scores(ctx.nodes, ctx.ucb_c)]
+        ok = ucb_scores(ctx.nodes, ctx.ucb_c, ctx.pending_parents)
         by_id = {n.id: n for n in ctx.nodes}
         parent = by_id[ok[0].node] if ok else ctx.nodes[-1]
         params_path = self.workspace / self.params_file

@@ -1,7 +1,9 @@
 """Ways to run one INR fit: a git-linked ``dvc exp run``, or the stage command in a fresh subprocess (``--no-dvc``).
 
 Both take the full ``inr`` section of the configuration (and optionally another top-level ``seed``, for a
-robustness repeat) and return the stage's metrics or the error text.
+robustness repeat) and return the stage's metrics or the error text. The runners of a round of several fits at
+once (``explore.parallel > 1``) build on these: :mod:`fieldlab.explore.batch` (this machine) and
+:mod:`fieldlab.explore.remote` (a Dask cluster).
 
 ``dvc exp run -S inr.lr=1e-05`` writes ``lr: 1e-05`` into params.yaml, which a plain YAML 1.1 reader
 (``yaml.safe_load``) reads back as the *string* ``'1e-05'`` (the project's loader,
@@ -43,13 +45,22 @@ class RunResult:
     command: list[str] = field(default_factory=list)
 
 
-def _die_with_parent() -> None:  # pragma: no cover - runs in the child
+@dataclass(frozen=True)
+class Job:
+    """One fit of a round: experiment name, full ``inr`` params and the seed of a robustness repeat (else ``None``)."""
+
+    name: str
+    inr: dict[str, Any]
+    seed: int | None = None
+
+
+def die_with_parent() -> None:  # pragma: no cover - runs in the child
     """Linux: have the child get SIGTERM when the driver dies, so a killed study leaves no orphan fit behind."""
     if sys.platform.startswith("linux"):
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG = 1
 
 
-def _tail(text: str, n: int = 20) -> str:
+def tail(text: str, n: int = 20) -> str:
     return "\n".join(text.strip().splitlines()[-n:])
 
 
@@ -67,6 +78,28 @@ def params_text(baseline: dict[str, Any], inr: dict[str, Any], seed: int | None 
     if seed is not None:
         full["seed"] = seed
     return yaml.safe_dump(full, sort_keys=False)
+
+
+def set_args(baseline: dict[str, Any], inr: dict[str, Any], seed: int | None = None) -> list[str]:
+    """The ``-S`` arguments of ``dvc exp run`` for ``inr`` (and ``seed``) over the ``baseline`` params: every value
+    that differs from the baseline and survives DVC's rewrite (:func:`dvc_safe`), nested keys dotted.
+
+    Examples
+    --------
+    >>> set_args({"inr": {"lr": 1e-4, "ngp": {"levels": 16}}}, {"lr": 1e-5, "ngp": {"levels": 18}}, seed=3)
+    ['-S', 'inr.ngp.levels=18', '-S', 'seed=3']
+    """
+    base = flatten(baseline.get("inr") or {})
+    changed = {k: v for k, v in flatten(inr).items() if base.get(k) != v and dvc_safe(v)}
+    sets = [a for k, v in changed.items() for a in ("-S", f"inr.{k}={json.dumps(v)}")]
+    if seed is not None:
+        sets += ["-S", f"seed={int(seed)}"]
+    return sets
+
+
+def dvc_env() -> dict[str, str]:
+    """This environment with the running interpreter's folder first on PATH (``python`` and ``dvc`` of the venv)."""
+    return {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
 
 
 def dvc_safe(value: Any) -> bool:
@@ -107,22 +140,37 @@ class SubprocessRunner:
         self.metrics_file = metrics_file
         self.baseline = baseline
 
+    def command(self, params_file: str) -> list[str]:
+        """The stage command reading ``params_file`` (``python``: the running interpreter)."""
+        cmd = [*shlex.split(self.stage_cmd), "--params", params_file]
+        if cmd[0] == "python":
+            cmd[0] = sys.executable
+        return cmd
+
+    def write_params(self, name: str, inr: dict[str, Any], seed: int | None = None) -> str:
+        """A temporary params file of the fit (the caller removes it)."""
+        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix=f"{name}-", delete=False) as fh:
+            fh.write(params_text(self.baseline, inr, seed))
+        return fh.name
+
     def run(self, name: str, inr: dict[str, Any], seed: int | None = None) -> RunResult:
         metrics_path = self.workspace / self.metrics_file
         metrics_path.unlink(missing_ok=True)
-        with tempfile.NamedTemporaryFile("w", suffix=".yaml", prefix=f"{name}-", delete=False) as fh:
-            fh.write(params_text(self.baseline, inr, seed))
-        cmd = [*shlex.split(self.stage_cmd), "--params", fh.name]
-        if cmd[0] == "python":
-            cmd[0] = sys.executable
+        params_file = self.write_params(name, inr, seed)
+        cmd = self.command(params_file)
         try:
             proc = subprocess.run(
-                cmd, cwd=self.workspace, capture_output=True, text=True, check=False, preexec_fn=_die_with_parent
+                cmd, cwd=self.workspace, capture_output=True, text=True, check=False, preexec_fn=die_with_parent
             )
         finally:
-            os.unlink(fh.name)
-        if proc.returncode != 0:
-            return RunResult(None, f"exit {proc.returncode}: {_tail(proc.stderr or proc.stdout)}", command=cmd)
+            os.unlink(params_file)
+        return self.result(proc.returncode, proc.stdout, proc.stderr, metrics_path, cmd)
+
+    @staticmethod
+    def result(returncode: int, stdout: str, stderr: str, metrics_path: Path, cmd: list[str]) -> RunResult:
+        """The outcome of a finished stage process: its metrics, or the exit status and the tail of its output."""
+        if returncode != 0:
+            return RunResult(None, f"exit {returncode}: {tail(stderr or stdout)}", command=cmd)
         metrics, why = read_metrics(metrics_path)
         return RunResult(metrics, why, command=cmd)
 
@@ -154,36 +202,42 @@ class DvcRunner:
     def run(self, name: str, inr: dict[str, Any], seed: int | None = None) -> RunResult:
         self._drop_existing(name)
         (self.repo / "params.yaml").write_text(params_text(self.baseline, inr, seed))
-        base = flatten(self.baseline.get("inr") or {})
-        changed = {k: v for k, v in flatten(inr).items() if base.get(k) != v and dvc_safe(v)}
-        sets = [a for k, v in changed.items() for a in ("-S", f"inr.{k}={json.dumps(v)}")]
-        if seed is not None:
-            sets += ["-S", f"seed={int(seed)}"]
-        cmd = [self.dvc, "exp", "run", "-n", name, *sets, self.stage]
-        env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+        cmd = [self.dvc, "exp", "run", "-n", name, *set_args(self.baseline, inr, seed), self.stage]
         try:
             proc = subprocess.run(
-                cmd, cwd=self.repo, capture_output=True, text=True, check=False, env=env, preexec_fn=_die_with_parent
-            )
+                cmd, cwd=self.repo, capture_output=True, text=True, check=False, env=dvc_env(),
+                preexec_fn=die_with_parent,
+            )  # fmt: skip
         finally:
             self.reset_params()
         if proc.returncode != 0:
-            return RunResult(None, f"exit {proc.returncode}: {_tail(proc.stderr or proc.stdout)}", name, "", cmd)
+            return RunResult(None, f"exit {proc.returncode}: {tail(proc.stderr or proc.stdout)}", name, "", cmd)
         metrics, commit, why = self.exp_metrics(name)
         local, _ = read_metrics(self.repo / self.metrics_file)  # the run just applied to the workspace
         if metrics is not None and local is not None and local["final_r2"] == metrics["final_r2"]:
             metrics = {**local, **metrics}  # dvc exp show drops list values (e.g. per-component ssim)
         return RunResult(metrics, why, name, commit, cmd)
 
-    def exp_metrics(self, name: str) -> tuple[dict[str, Any] | None, str, str]:
-        """(metrics, commit, error) of experiment ``name`` from ``dvc exp show --json``."""
-        proc = subprocess.run(
-            [self.dvc, "exp", "show", "--json"], cwd=self.repo, capture_output=True, text=True, check=False
-        )
+    def exp_show(self, timeout_s: float | None = None) -> tuple[list[dict[str, Any]] | None, str]:
+        """The rows of ``dvc exp show --json``, or ``None`` and why not (within ``timeout_s`` unless ``None``)."""
+        try:
+            proc = subprocess.run([self.dvc, "exp", "show", "--json"], cwd=self.repo, capture_output=True, text=True,
+                                  check=False, timeout=timeout_s)  # fmt: skip
+        except subprocess.TimeoutExpired:
+            return None, f"dvc exp show --json gave no answer within {timeout_s:g} s"
         try:
             rows = json.loads(proc.stdout)
         except json.JSONDecodeError:
-            return None, "", f"dvc exp show --json failed: {_tail(proc.stderr, 3)}"
+            return None, f"dvc exp show --json failed: {tail(proc.stderr, 3)}"
+        return rows, ""
+
+    def exp_metrics(self, name: str) -> tuple[dict[str, Any] | None, str, str]:
+        """(metrics, commit, error) of experiment ``name`` from ``dvc exp show --json``."""
+        rows, why = self.exp_show()
+        return (None, "", why) if rows is None else self.metrics_in(rows, name)
+
+    def metrics_in(self, rows: list[dict[str, Any]], name: str) -> tuple[dict[str, Any] | None, str, str]:
+        """(metrics, commit, error) of experiment ``name`` in the rows of ``dvc exp show --json``."""
         for row in rows:
             for exp in row.get("experiments") or []:
                 for rev in exp.get("revs") or []:
@@ -197,3 +251,18 @@ class DvcRunner:
                         return None, rev.get("rev", ""), why
                     return data, rev.get("rev", ""), ""
         return None, "", f"experiment {name} not found in dvc exp show"
+
+    def committed_metrics(self, rows: list[dict[str, Any]], name: str) -> RunResult:
+        """Experiment ``name``'s outcome from the rows of ``dvc exp show --json``, its metrics completed by the file as
+        the experiment committed it (``cache: false``; exp show drops list values such as per-component ssim)."""
+        metrics, rev, why = self.metrics_in(rows, name)
+        if metrics is not None and rev:
+            shown = subprocess.run(["git", "show", f"{rev}:{self.metrics_file}"], cwd=self.repo,
+                                   capture_output=True, text=True, check=False)  # fmt: skip
+            try:
+                full = json.loads(shown.stdout) if shown.returncode == 0 else None
+            except json.JSONDecodeError:
+                full = None
+            if isinstance(full, dict) and full.get("final_r2") == metrics["final_r2"]:
+                metrics = {**full, **metrics}
+        return RunResult(metrics, why, name, rev)

@@ -7,11 +7,16 @@ For node k of a block with N nodes,
 where R2_k is the node's ``final_r2``, n_k counts its visits (the node itself plus all its descendants in the
 block, failed ones included) and c is ``explore.ucb_c`` (UCB1 uses c = sqrt(2)). Failed nodes count towards N and
 towards their ancestors' visits but get no score: they cannot be a parent.
+
+A round of ``explore.parallel = k`` proposals is chosen before any of them has run: each proposal already made in
+the round is a *pending* node, a virtual visit (it counts in N and in the visits of its parent and the parent's
+ancestors, like a failed node, and has no R2), so the next proposal's UCB favours another branch.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from fieldlab.explore.journal import Node
@@ -45,7 +50,7 @@ def visits(nodes: list[Node]) -> dict[int, int]:
     return count
 
 
-def ucb_scores(nodes: list[Node], c: float) -> list[Score]:
+def ucb_scores(nodes: list[Node], c: float, pending: Sequence[int | None] = ()) -> list[Score]:
     """Scores of the successful nodes of one block, highest first (ties: lower id first).
 
     Parameters
@@ -54,6 +59,8 @@ def ucb_scores(nodes: list[Node], c: float) -> list[Score]:
         All nodes of the block (failed ones included: they count in N and in the visits).
     c
         Exploration constant, >= 0.
+    pending
+        The parents of the round's pending proposals (virtual visits, module notes); empty for a serial study.
 
     Examples
     --------
@@ -63,11 +70,21 @@ def ucb_scores(nodes: list[Node], c: float) -> list[Score]:
     >>> kid = Node(id=2, parent=1, block=1, iteration=2, params={}, metrics={"final_r2": 0.997})
     >>> [s.line() for s in ucb_scores([root, kid], 1.414)][0]
     'Node 2: UCB=2.174, parent=1, visits=1, R2=0.997'
+
+    A pending child of node 2: N = 3, n_root = 3, n_child = 2, so node 2's bonus shrinks.
+
+    >>> [s.line() for s in ucb_scores([root, kid], 1.414, pending=[2])][0]
+    'Node 2: UCB=2.045, parent=1, visits=2, R2=0.997'
     """
     if not nodes:
         return []
-    n_total = len(nodes)
+    n_total = len(nodes) + len(pending)
     n_visits = visits(nodes)
+    parent = {n.id: n.parent for n in nodes}
+    for k in pending:  # a virtual visit of the pending node's parent and of its ancestors
+        while k is not None and k in n_visits:
+            n_visits[k] += 1
+            k = parent[k]
     log_n = math.log(n_total)
     scores = [
         Score(n.id, n.parent, n_visits[n.id], n.r2, n.r2 + c * math.sqrt(log_n / n_visits[n.id]))
