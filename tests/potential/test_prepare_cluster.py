@@ -16,6 +16,7 @@ import subprocess
 import sys
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -205,3 +206,25 @@ def test_where_work_runs_is_no_stage_s_dvc_param():
         key if isinstance(key, str) else next(iter(key)) for stage in stages.values() for key in stage.get("params", [])
     }
     assert listed and not any(k == "cluster" or k.startswith("cluster.") for k in listed)
+
+
+def test_a_local_cluster_says_nothing_when_the_dashboard_port_is_taken(capfd):
+    """Another cluster on the machine holds Dask's default dashboard port (8787): a stage's LocalCluster takes any
+    free port and writes nothing to stderr (a stage's bad input must stay one error line)."""
+    import socket
+
+    held = socket.socket()
+    try:
+        held.bind(("", 8787))
+        held.listen()
+    except OSError:
+        pass  # already taken by something else: the condition holds
+    try:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with open_client(LOCAL) as client:
+                assert map_tasks(abs, [-1, -2], client) == [1, 2]
+    finally:
+        held.close()
+    assert [str(w.message) for w in caught] == []  # a stage would print each on stderr
+    assert capfd.readouterr().err == ""

@@ -94,7 +94,7 @@ def open_client(settings: Any) -> Iterator[Any]:
             n_workers=workers,
             threads_per_worker=int(settings.threads_per_worker),
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # any free port: a second cluster on the machine is no conflict
             silence_logs=ERROR,
         )
     else:
