@@ -1,5 +1,6 @@
 """Benchmark: where the FEM solve's time goes, the earlier path (pairwise assembly + pyamg smoothed aggregation)
-against the fast core (stencil assembly + geometric multigrid), at the base grid and at 2x.
+against the fast core (stencil assembly + geometric multigrid) and the matrix-free core (compiled stencils, Galerkin
+levels, coloured Gauss-Seidel), at the base grid and at 2x.
 
 For each grid (one limb of ``params.yaml``'s corpus, train sample 0 by default: 116k unknowns at base, 897k at 2x;
 rasterised as the corpus does) and each path, interleaved, median of
@@ -8,13 +9,25 @@ rasterised as the corpus does) and each path, interleaved, median of
 - ``assembly_s``: the Q1 matrix and its pinned submatrix ``A[1:, 1:]``;
 - ``setup_s``: the multigrid hierarchy (earlier: ``pyamg.smoothed_aggregation_solver``, Jacobi prolongator,
   seed 0; fast: :func:`~fieldlab.potential.physics.fem.multigrid.geometric_hierarchy`);
+
+  the matrix-free contenders (:mod:`~fieldlab.potential.physics.fem.mfsolve`) pay in ``assembly_s`` the compiled
+  stencil, its load vector and the pin, and in ``setup_s`` the Galerkin levels: ``mf`` (float32 cycles, CG from
+  zero), ``mf_float64`` (the same in float64: what float32 changes), ``fmg`` (CG from full multigrid, whose cost
+  ``start_s`` is part of ``setup_s``; ``to_target_iterations`` counts CG iterations after it, 0 if the start is
+  enough);
 - ``iteration_s``: one preconditioned CG iteration (median over the first ``--iterations``);
 - ``to_target``: CG iterations and seconds (assembly + setup + CG) until the potential at the voxel centres, in the
   corpus gauge, is within ``--target`` relative L2 of the converged one over the evaluation's loss mask (muscle
   minus balls of ``loss.singularity_radius`` base voxels around the poles);
 - ``full_s``: the whole solve from the sample's arrays (checks, assembly, load vector, hierarchy, CG to the
-  tolerance, true residual, voxel centres, gauge); earlier at tol 1e-8 (its default), fast at the label tolerance
-  ``physics.solver.tol`` and at 1e-8.
+  tolerance, true residual, voxel centres, gauge); earlier at tol 1e-8 (its default), fast (``gmg``), ``mf`` and
+  ``fmg`` at the label tolerance ``physics.solver.tol`` and at 1e-8;
+- at 2x, ``nested``: the sample restricted to the base grid, solved (matrix-free, full multigrid + CG to the label
+  tolerance), prolonged to the 2x corners, then CG on the 2x system
+  (:func:`~fieldlab.potential.physics.fem.stencil_solve.nested`), each piece timed from the 2x arrays.
+
+``label_agreement``: the matrix-free solves at the label tolerance against the ``gmg`` solve at the label tolerance
+and against the converged reference.
 
 Then, once per grid, the effect of the CG tolerance on the labels: rel L2 against a 1e-10 solve for tolerances
 1e-4 .. 1e-8 (fast path), beside the discretisation error (the limb solved at the base spacing, its Q1 field on the 2x
@@ -41,6 +54,7 @@ from fieldlab.potential.data import masking
 from fieldlab.potential.evaluation.classical.coarser import solve_at_spacing
 from fieldlab.potential.physics.corpus import SPLIT_STREAM
 from fieldlab.potential.physics.fem.assembly import assemble_pairwise, assemble_stencil, pin_first
+from fieldlab.potential.physics.fem.mfsolve import Hierarchy, pcg, pinned_system
 from fieldlab.potential.physics.fem.multigrid import geometric_hierarchy
 from fieldlab.potential.physics.fem.solver import (
     build_hierarchy,
@@ -50,6 +64,7 @@ from fieldlab.potential.physics.fem.solver import (
     pinned_cg,
     solve_potential,
 )
+from fieldlab.potential.physics.fem.stencil_solve import nested
 from fieldlab.potential.physics.fem.transfer import corners_to_centres
 from fieldlab.potential.physics.phantom import rasterise
 from fieldlab.potential.physics.sampling import sample_limb
@@ -119,6 +134,62 @@ def staged(
     }
 
 
+def staged_stencil(
+    sigma: np.ndarray, source: np.ndarray, mask: np.ndarray, K: np.ndarray, spacing, dtype, start: bool, iterations: int
+) -> dict:
+    """The matrix-free core: stencil, load and pin (``assembly_s``), Galerkin levels and, with ``start``, full
+    multigrid (``setup_s``), then ``iterations`` CG iterations; the iterates as pinned node vectors."""
+    t0 = time.perf_counter()
+    op, b, nodes, packed, _, _ = pinned_system(sigma, source, mask, K, spacing)
+    t1 = time.perf_counter()
+    h = Hierarchy(op, dtype)
+    t_levels = time.perf_counter()
+    x = h.nested(b) if start else op.layout.zeros()
+    x[packed[0]] = 0.0
+    t2 = time.perf_counter()
+    iterates, stamps = [], [time.perf_counter()]
+
+    def record(v: np.ndarray, _rnorm: float) -> None:
+        stamps.append(time.perf_counter())
+        iterates.append(v.copy())
+
+    first = x.copy()
+    pcg(h, b, x, 1e-14, iterations, record)
+    pinned = [v[packed][1:] - v[packed][0] for v in iterates]
+    run = {
+        "assembly_s": t1 - t0,
+        "setup_s": t2 - t1,
+        "stamps": np.array(stamps) - stamps[0],
+        "iterates": pinned,
+        "nodes": nodes,
+    }
+    if start:
+        run["start"] = first[packed][1:] - first[packed][0]
+        run["start_s"] = t2 - t_levels
+    return run
+
+
+#: Matrix-free contenders: (float type of the V-cycle, start from full multigrid).
+STENCIL_PATHS = {"mf": (np.float32, False), "mf_float64": (np.float64, False), "fmg": (np.float32, True)}
+
+
+def score(run: dict, ref: np.ndarray, evalmask: np.ndarray, mask: np.ndarray, target: float) -> dict:
+    """One timed run: errors of its iterates (a start first, if any) and the time and CG iterations to ``target``."""
+    has_start = "start" in run
+    iterates = ([run["start"]] if has_start else []) + run["iterates"]
+    errors = [rel_l2(centres(x, run["nodes"], mask), ref, evalmask) for x in iterates]
+    hit = next((k for k, e in enumerate(errors) if e <= target), None)
+    count = None if hit is None else hit + (0 if has_start else 1)  # CG iterations after the start
+    return {
+        "assembly_s": run["assembly_s"],
+        "setup_s": run["setup_s"],
+        "iteration_s": float(np.median(np.diff(run["stamps"]))),
+        "errors": errors,
+        "to_target_iterations": count,
+        "to_target_s": None if count is None else run["assembly_s"] + run["setup_s"] + float(run["stamps"][count]),
+    } | ({"start_s": run["start_s"]} if has_start else {})
+
+
 PATHS = {
     "earlier": (
         assemble_pairwise,
@@ -142,33 +213,29 @@ def bench_grid(r, factor: int, cfg, args) -> tuple[dict, np.ndarray]:
     spacing = tuple(float(s) for s in r.spacing)
     mask = r.mask
     K = element_matrices(spacing)
+    base_h = spacing[2] * factor  # the base grid's cell, where nested iteration starts at 2x
     evalmask = loss_mask(r, cfg.physics.conductivity.muscle, cfg.loss.singularity_radius, factor)
     ref, ref_info = solve_potential(r.sigma, r.source, spacing, REFERENCE_TOL)
     _, nodes = assemble_stencil(r.sigma, mask, K)
     b = load_vector(r.source, mask, nodes, spacing)
     b -= b.sum() / b.size
-    runs: dict[str, list[dict]] = {name: [] for name in PATHS}
-    full: dict[str, list[float]] = {"earlier_tol1e-8": [], "fast_label_tol": [], "fast_tol1e-8": []}
+    runs: dict[str, list[dict]] = {name: [] for name in (*PATHS, *STENCIL_PATHS)}
+    full: dict[str, list[float]] = {"earlier_tol1e-8": []}
+    full |= {f"{m}_{t}": [] for m in ("fast", "mf", "fmg") for t in ("label_tol", "tol1e-8")}
+    nested_runs: list = []
     for _ in range(args.repeats):
         for name, (asm, pin, setup) in PATHS.items():
             run = staged(r.sigma, b, mask, K, asm, pin, setup, args.iterations)
-            errors = [rel_l2(centres(x, run["nodes"], mask), ref, evalmask) for x in run["iterates"]]
-            hit = next((k for k, e in enumerate(errors) if e <= args.target), None)
-            runs[name].append(
-                {
-                    "assembly_s": run["assembly_s"],
-                    "setup_s": run["setup_s"],
-                    "iteration_s": float(np.median(np.diff(run["stamps"]))),
-                    "errors": errors,
-                    "to_target_iterations": None if hit is None else hit + 1,
-                    "to_target_s": None
-                    if hit is None
-                    else run["assembly_s"] + run["setup_s"] + float(run["stamps"][hit + 1]),
-                }
-            )
+            runs[name].append(score(run, ref, evalmask, mask, args.target))
+        for name, (dtype, start) in STENCIL_PATHS.items():
+            run = staged_stencil(r.sigma, r.source, mask, K, spacing, dtype, start, args.iterations)
+            runs[name].append(score(run, ref, evalmask, mask, args.target))
         full["earlier_tol1e-8"].append(earlier_solve(r.sigma, r.source, spacing, 1e-8))
-        full["fast_label_tol"].append(solve_potential(r.sigma, r.source, spacing, label_tol)[1].seconds)
-        full["fast_tol1e-8"].append(solve_potential(r.sigma, r.source, spacing, 1e-8)[1].seconds)
+        for m, method in (("fast", "gmg"), ("mf", "mf"), ("fmg", "fmg")):
+            for t, tol in (("label_tol", label_tol), ("tol1e-8", 1e-8)):
+                full[f"{m}_{t}"].append(solve_potential(r.sigma, r.source, spacing, tol, method=method)[1].seconds)
+        if factor > 1:
+            nested_runs.append(nested(r.sigma, r.source, spacing, base_h, steps=tuple(range(5)), coarse_tol=label_tol))
     row: dict = {"grid": list(mask.shape), "unknowns": int(nodes.size), "reference": ref_info.to_dict()}
     for name, rs in runs.items():
         hits = [x["to_target_s"] for x in rs]
@@ -179,7 +246,9 @@ def bench_grid(r, factor: int, cfg, args) -> tuple[dict, np.ndarray]:
             "to_target_iterations": rs[0]["to_target_iterations"],
             "to_target_s": None if None in hits else float(np.median(hits)),
             "rel_l2_per_iteration": [float(f"{e:.3g}") for e in rs[0]["errors"]],
-        }
+        } | ({"start_s": float(np.median([x["start_s"] for x in rs]))} if "start_s" in rs[0] else {})
+    if nested_runs:
+        row["nested"] = nested_row(nested_runs, ref, evalmask, args.target)
     row["full_s"] = {k: float(np.median(v)) for k, v in full.items()}
     row["speedup"] = {
         "to_target": row["earlier"]["to_target_s"] / row["fast"]["to_target_s"]
@@ -187,6 +256,23 @@ def bench_grid(r, factor: int, cfg, args) -> tuple[dict, np.ndarray]:
         else None,
         "full_label_tol_vs_earlier": row["full_s"]["earlier_tol1e-8"] / row["full_s"]["fast_label_tol"],
     }
+    for name in STENCIL_PATHS:
+        if row[name]["to_target_s"] and row["fast"]["to_target_s"]:
+            row["speedup"][f"to_target_{name}_vs_fast"] = row["fast"]["to_target_s"] / row[name]["to_target_s"]
+    for name in ("mf", "fmg"):
+        row["speedup"][f"full_label_tol_{name}_vs_fast"] = (
+            row["full_s"]["fast_label_tol"] / row["full_s"][f"{name}_label_tol"]
+        )
+    row["label_agreement"] = {}
+    gmg_label, _ = solve_potential(r.sigma, r.source, spacing, label_tol, method="gmg")
+    for method in ("mf", "fmg"):
+        u, info = solve_potential(r.sigma, r.source, spacing, label_tol, method=method)
+        row["label_agreement"][method] = {
+            "iterations": info.iterations,
+            "residual": info.residual,
+            "rel_l2_vs_gmg_label_tol": rel_l2(u, gmg_label, evalmask),
+            "rel_l2_vs_reference": rel_l2(u, ref, evalmask),
+        }
     row["tolerance"] = []
     for tol in TOLERANCES:
         u, info = solve_potential(r.sigma, r.source, spacing, tol)
@@ -195,6 +281,21 @@ def bench_grid(r, factor: int, cfg, args) -> tuple[dict, np.ndarray]:
             | {"rel_l2_vs_reference": rel_l2(u, ref, evalmask)}
         )
     return row, ref
+
+
+def nested_row(runs: list, ref: np.ndarray, evalmask: np.ndarray, target: float) -> dict:
+    """Nested iteration from the restricted sample: errors per fine CG iteration, time to ``target`` and the pieces
+    (medians over the repeats)."""
+    errors = [rel_l2(u, ref, evalmask) for u in runs[0].fields]
+    hit = next((k for k, e in enumerate(errors) if e <= target), None)
+    pieces = {k: float(np.median([run.pieces[k] for run in runs])) for k in runs[0].pieces if k != "step_s"}
+    return {
+        "to_target_iterations": hit,
+        "to_target_s": None if hit is None else float(np.median([run.seconds[hit] for run in runs])),
+        "rel_l2_per_iteration": [float(f"{e:.3g}") for e in errors],
+        "seconds_per_iteration": [float(np.median([run.seconds[k] for run in runs])) for k in range(len(errors))],
+        "pieces": pieces,
+    }
 
 
 def main() -> None:

@@ -100,11 +100,12 @@ def test_off_diagonal_element_matrix_entries_derived_by_hand(channel, a, b, want
     assert K[channel, b, a] == pytest.approx(want, abs=1e-14)
 
 
-@pytest.mark.parametrize("method", ["gmg", "sa"])
+@pytest.mark.parametrize("method", ["gmg", "sa", "mf", "fmg"])
 def test_manufactured_solution_converges_at_second_order(method):
     """u = cos(pi x/Lx) cos(pi y/Ly) cos(pi z/Lz) on a box with zero normal flux and sigma = diag(1, 2.5, 0.4):
     f = (sx (pi/Lx)^2 + sy (pi/Ly)^2 + sz (pi/Lz)^2) u. Q1 elements give O(h^2) at the voxel centres; the
-    observed order over three grids must be 2 +- 0.25, with the geometric and the algebraic multigrid."""
+    observed order over three grids must be 2 +- 0.25, with the geometric and the algebraic multigrid, and the
+    matrix-free multigrid on stencils from zero and from nested iteration."""
     diag = (1.0, 2.5, 0.4)
     errors = []
     for n in (8, 16, 32):
@@ -118,7 +119,7 @@ def test_manufactured_solution_converges_at_second_order(method):
     assert np.all(np.abs(orders - 2.0) < 0.25), (errors, orders)
 
 
-@pytest.mark.parametrize("method", ["gmg", "sa"])
+@pytest.mark.parametrize("method", ["gmg", "sa", "mf"])
 @pytest.mark.parametrize("channels", [MUSCLE, ROTATED], ids=["diagonal", "rotated"])
 def test_point_source_matches_anisotropic_formula(channels, method):
     """A bipole (poles 8 h apart along z) in a 64x32x32 box vs the sum over poles of
@@ -167,7 +168,8 @@ def bipole(shape, a, b):
     return f
 
 
-def test_reciprocity_green():
+@pytest.mark.parametrize("method", ["gmg", "mf"])
+def test_reciprocity_green(method):
     """Green's reciprocity: the work of bipole B in the field of bipole A equals that of A in the field of B,
     sum f_B u_A dV = sum f_A u_B dV (the FEM matrix is symmetric and the load is P^T f dV)."""
     sigma = limb_like()
@@ -176,8 +178,8 @@ def test_reciprocity_green():
     shape = sigma.shape[:3]
     fa = bipole(shape, (5, 8, 6), (9, 5, 9))
     fb = bipole(shape, (15, 10, 8), (20, 6, 6))
-    ua, _ = solve_potential(sigma, fa, (1e-3, 1e-3, 1e-3), tol=1e-10)
-    ub, _ = solve_potential(sigma, fb, (1e-3, 1e-3, 1e-3), tol=1e-10)
+    ua, _ = solve_potential(sigma, fa, (1e-3, 1e-3, 1e-3), tol=1e-10, method=method)
+    ub, _ = solve_potential(sigma, fb, (1e-3, 1e-3, 1e-3), tol=1e-10, method=method)
     wab, wba = float((fb * ua).sum()), float((fa * ub).sum())
     assert abs(wab - wba) <= 1e-7 * abs(wab)
     assert abs(wab) > 0

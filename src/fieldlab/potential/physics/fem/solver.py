@@ -41,6 +41,9 @@ from fieldlab.potential.physics.fem.transfer import corners_to_centres, gauge
 #: Multigrid methods, tried in this order after the configured first choice: geometric (voxel grids), then
 #: algebraic (smoothed aggregation, Ruge-Stuben).
 AMG_METHODS = ("gmg", "sa", "rs")
+#: Matrix-free multigrid-CG on stencils (:mod:`~.mfsolve`), from zero or from nested iteration; a failed check falls
+#: back to :data:`AMG_METHODS` in order.
+STENCIL_METHODS = ("mf", "fmg")
 #: Smoothers of the SA tentative prolongator (:func:`build_hierarchy`); the single-source solve uses the first.
 PROLONGATIONS = ("jacobi", "energy")
 
@@ -270,21 +273,26 @@ def build_hierarchy(
     """Multigrid hierarchy (a ``pyamg.MultilevelSolver``) of the pinned matrix ``Ar = A[1:, 1:]``.
 
     ``method`` is ``"gmg"`` (geometric: trilinear prolongation of the voxel grid and Galerkin coarse operators,
-    :func:`~.multigrid.geometric_hierarchy`; needs ``grid = (nodes, corner_shape)`` from :func:`assemble`),
-    ``"sa"`` (smoothed aggregation) or ``"rs"`` (Ruge-Stuben). ``seed`` seeds the random vectors pyamg's algebraic
+    :func:`~.multigrid.geometric_hierarchy`; needs ``grid = (nodes, corner_shape)`` from :func:`assemble`), ``"mf"``
+    / ``"fmg"`` (the same levels as stencils, :class:`~.stencil_solve.PinnedMultilevel`; ``grid`` too), ``"sa"``
+    (smoothed aggregation) or ``"rs"`` (Ruge-Stuben). ``seed`` seeds the random vectors pyamg's algebraic
     setups draw for their spectral radius estimates, so the same matrix and seed give the same hierarchy (the
     geometric one draws none). ``prolongation`` smooths the SA tentative prolongator: ``"jacobi"`` (pyamg's default)
     or ``"energy"`` (energy minimisation; ignored by ``"gmg"`` and ``"rs"``).
     """
     import pyamg
 
-    if method not in AMG_METHODS:
-        raise InputError(f"method = {method!r}; expected one of {', '.join(AMG_METHODS)}")
+    if method not in AMG_METHODS + STENCIL_METHODS:
+        raise InputError(f"method = {method!r}; expected one of {', '.join(AMG_METHODS + STENCIL_METHODS)}")
     if prolongation not in PROLONGATIONS:
         raise InputError(f"prolongation = {prolongation!r}; expected one of {', '.join(PROLONGATIONS)}")
-    if method == "gmg":
+    if method in ("gmg", *STENCIL_METHODS):
         if grid is None:
-            raise InputError("method = 'gmg' needs grid = (nodes, corner_shape); expected the voxel grid of A")
+            raise InputError(f"method = {method!r} needs grid = (nodes, corner_shape); expected the voxel grid of A")
+        if method != "gmg":
+            from fieldlab.potential.physics.fem.stencil_solve import PinnedMultilevel
+
+            return PinnedMultilevel(Ar, grid[0], grid[1], nested=method == "fmg")
         return geometric_hierarchy(Ar, grid[0], grid[1])
     # pyamg draws random vectors (spectral radius estimates) from NumPy's legacy global RNG: seed it, then restore.
     state = np.random.get_state()  # noqa: NPY002
@@ -343,17 +351,21 @@ def _solve_nodes(
 ) -> tuple[np.ndarray, System, SolveInfo]:
     """Build the system and solve it; return ``(x, system, info)``: ``x`` the corner values over ``system.nodes``
     (pinned corner 0, no gauge fixed), ``info`` with ``seconds`` left at 0."""
-    if method not in AMG_METHODS:
-        raise InputError(f"method = {method!r}; expected one of {', '.join(AMG_METHODS)}")
-    system = build_system(sigma, source, spacing)
-    A, b = system.A, system.b
-    bnorm = float(np.linalg.norm(b))
+    if method not in AMG_METHODS + STENCIL_METHODS:
+        raise InputError(f"method = {method!r}; expected one of {', '.join(AMG_METHODS + STENCIL_METHODS)}")
+    system = None if method in STENCIL_METHODS else build_system(sigma, source, spacing)
     order = [method] + [m for m in AMG_METHODS if m != method]
     residual, iterations, used = np.inf, 0, order[0]
     for attempt in range(max_attempts):
         used = order[attempt % len(order)]
-        x, iterations = _amg_solve(A, b, used, tol, maxiter, seed=attempt, grid=system.grid)
-        residual = float(np.linalg.norm(b - A @ x)) / bnorm
+        if used in STENCIL_METHODS:  # no sparse matrix unless the stencil solve fails its check
+            from fieldlab.potential.physics.fem.stencil_solve import solve_sample
+
+            x, system, iterations, residual = solve_sample(sigma, source, spacing, tol, maxiter, used == "fmg")
+        else:
+            system = system if system is not None and sp.issparse(system.A) else build_system(sigma, source, spacing)
+            x, iterations = _amg_solve(system.A, system.b, used, tol, maxiter, seed=attempt, grid=system.grid)
+            residual = float(np.linalg.norm(system.b - system.A @ x)) / float(np.linalg.norm(system.b))
         if np.isfinite(residual) and residual <= tol:
             break
     else:
@@ -414,8 +426,8 @@ def solve_potential(
     tol
         Required true relative residual ``||b - A u|| / ||b||`` of the assembled system.
     maxiter, method, max_attempts
-        CG iteration cap, first multigrid method (``"gmg"``, ``"sa"`` or ``"rs"``; the others follow in the order of
-        :data:`AMG_METHODS` as fallbacks) and how many hierarchies to try.
+        CG iteration cap, first multigrid method (``"gmg"``, ``"sa"``, ``"rs"``, or ``"mf"`` / ``"fmg"`` on stencils;
+        the others of :data:`AMG_METHODS` follow in order as fallbacks) and how many hierarchies to try.
 
     Returns
     -------
