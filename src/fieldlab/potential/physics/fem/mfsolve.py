@@ -17,10 +17,8 @@ kept for CG. Everything that decides the answer is float64: CG's operator produc
 products, the true residual that is checked against ``tol`` (tests: float32 and float64 cycles need the same CG
 iterations and give the same potential to 1e-9; bench/solver.py: the same errors at every iteration).
 
-Threads: the kernels run on numba's threads (capped by ``OMP_NUM_THREADS`` when set), and on one thread for levels
-below :data:`PARALLEL_MIN` values (:func:`kernel_threads`). On cores that other processes also use, OpenMP's
-spinning barriers can make every parallel region wait for a descheduled thread; ``OMP_WAIT_POLICY=passive`` (set
-before the process starts) avoids it.
+Threads: every kernel runs on contiguous blocks of planes on :func:`~.stencil.kernel_threads` threads (one below
+:data:`~.stencil.PARALLEL_MIN` values), :func:`~.stencil.split`.
 
 Nested iteration (:meth:`Hierarchy.nested`, full multigrid): ``b`` restricted to every level, the coarsest solved,
 then on each finer level the coarser solution prolonged and improved by ``cycles`` V-cycles, up to the finest; CG
@@ -34,9 +32,7 @@ above ``0.5 tol``: the stopping rule of :func:`~.solver.pinned_cg`, so the label
 from __future__ import annotations
 
 import math
-import os
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numba
@@ -45,7 +41,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from fieldlab.potential.physics.fem.assembly import OFFSETS
 from fieldlab.potential.physics.fem.multigrid import CoarseSolve
-from fieldlab.potential.physics.fem.stencil import Stencil, build, load
+from fieldlab.potential.physics.fem.stencil import Stencil, build, load, split
 from fieldlab.potential.physics.fem.stencil_mg import galerkin, prolong_add, restrict, smooth
 
 #: Coarsening stops at this many active corners (as :func:`~.multigrid.geometric_hierarchy`).
@@ -59,51 +55,38 @@ SWEEPS = (1, 2)
 #: discretisation error of a manufactured solution from 16 to 48 cells (the cycle contracts by ~0.63); with two it
 #: stays within 1.04-1.08x.
 NESTED_CYCLES = 2
-#: Kernels on levels with fewer packed values run on one thread: a parallel region costs more than it saves there,
-#: and on cores shared with other processes every region can wait for a descheduled thread.
-PARALLEL_MIN = 50_000
 
 
-@contextmanager
-def kernel_threads(size: int) -> Iterator[None]:
-    """The compiled kernels inside the block use one thread when a level holds fewer than :data:`PARALLEL_MIN`
-    packed values, else numba's thread count capped by ``OMP_NUM_THREADS`` when set (Dask's worker processes set it
-    to 1: two workers on two cores must not run four threads); restored afterwards."""
-    threads = numba.get_num_threads()
-    cap = os.environ.get("OMP_NUM_THREADS", "")
-    limit = min(threads, int(cap)) if cap.isdigit() and int(cap) > 0 else threads
-    numba.set_num_threads(limit if size >= PARALLEL_MIN else 1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(threads)
-
-
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def dot(a, b):  # pragma: no cover - compiled
-    """``a . b`` of two packed vectors."""
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _dot(a, b, m0, m1):  # pragma: no cover - compiled
     acc = 0.0
-    for m in numba.prange(a.size):
+    for m in range(m0, m1):
         acc += a[m] * b[m]
     return acc
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _cg_update(x, r, p, q, alpha):  # pragma: no cover - compiled
-    """``x += alpha p``, ``r -= alpha q``; returns ``||r||^2``."""
+def dot(a: np.ndarray, b: np.ndarray) -> float:
+    """``a . b`` of two packed vectors."""
+    return float(split(_dot, a.size, 0, a.size, a, b))
+
+
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _cg_update(x, r, p, q, alpha, m0, m1):  # pragma: no cover - compiled
+    """``x += alpha p``, ``r -= alpha q`` on ``m0 <= m < m1``; returns that part of ``||r||^2``."""
     acc = 0.0
-    for m in numba.prange(x.size):
+    for m in range(m0, m1):
         x[m] += alpha * p[m]
         r[m] -= alpha * q[m]
         acc += r[m] * r[m]
     return acc
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _direction(p, z, beta):  # pragma: no cover - compiled
-    """``p = z + beta p``."""
-    for m in numba.prange(p.size):
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _direction(p, z, beta, m0, m1):  # pragma: no cover - compiled
+    """``p = z + beta p`` on ``m0 <= m < m1``."""
+    for m in range(m0, m1):
         p[m] = z[m] + beta * p[m]
+    return 0.0
 
 
 class Hierarchy:
@@ -132,8 +115,7 @@ class Hierarchy:
         self.sweeps = sweeps
         ops = [fine]
         while np.count_nonzero(ops[-1].S[0]) > max_coarse:
-            with kernel_threads(ops[-1].layout.size):
-                coarse = galerkin(ops[-1])
+            coarse = galerkin(ops[-1])
             if np.count_nonzero(coarse.S[0]) > 0.9 * np.count_nonzero(ops[-1].S[0]):  # too thin to coarsen
                 break
             ops.append(coarse)
@@ -164,17 +146,15 @@ class Hierarchy:
         op, inv, x, b = self.cycle_ops[level], self.inv_diag[level], self.x[level], self.rhs[level]
         sweeps = self.sweeps[min(level, 1)]
         coarse = self.ops[level + 1].layout
-        with kernel_threads(op.layout.size):
-            x.fill(0.0)
-            for s in range(sweeps):  # forward, backward, forward, ...
-                smooth(op, inv, b, x, s % 2 == 0, self.longest[level])
-            op.residual(b, x, self.res[level])
-            restrict(op.layout, self.res[level], coarse, self.rhs[level + 1])
+        x.fill(0.0)
+        for s in range(sweeps):  # forward, backward, forward, ...
+            smooth(op, inv, b, x, s % 2 == 0, self.longest[level])
+        op.residual(b, x, self.res[level])
+        restrict(op.layout, self.res[level], coarse, self.rhs[level + 1])
         self._vcycle(level + 1)
-        with kernel_threads(op.layout.size):
-            prolong_add(coarse, self.x[level + 1], op.layout, x)
-            for s in range(sweeps - 1, -1, -1):  # the adjoint: the same sweeps reversed, each the other way
-                smooth(op, inv, b, x, s % 2 == 1, self.longest[level])
+        prolong_add(coarse, self.x[level + 1], op.layout, x)
+        for s in range(sweeps - 1, -1, -1):  # the adjoint: the same sweeps reversed, each the other way
+            smooth(op, inv, b, x, s % 2 == 1, self.longest[level])
 
     def cycle(self, r: np.ndarray, z: np.ndarray, level: int = 0) -> None:
         """``z = B r`` on ``level``: one V-cycle from zero for ``A_level z = r`` (float64 in and out)."""
@@ -184,10 +164,6 @@ class Hierarchy:
 
     def nested(self, b: np.ndarray, cycles: int = NESTED_CYCLES) -> np.ndarray:
         """Full multigrid (module notes): an approximate solution of ``A x = b`` on the finest level, float64."""
-        with kernel_threads(self.ops[0].layout.size):
-            return self._nested(b, cycles)
-
-    def _nested(self, b: np.ndarray, cycles: int) -> np.ndarray:
         rhs = [b]
         for level in range(len(self.ops) - 1):
             coarse = self.ops[level + 1].layout.zeros()
@@ -219,26 +195,25 @@ def pcg(
 ) -> int:
     """Preconditioned CG on the finest level of ``h`` from ``x`` (updated in place) until ``||r|| <= tol ||b||`` or
     ``maxiter`` iterations; ``callback(x, ||r||)`` after each. Returns the iterations."""
-    op = h.ops[0]
-    with kernel_threads(op.layout.size):
-        target = tol * math.sqrt(dot(b, b))
-        r, z, q = op.layout.zeros(), op.layout.zeros(), op.layout.zeros()
-        rr = op.residual(b, x, r)
-        if math.sqrt(rr) <= target or maxiter < 1:
-            return 0
+    op, size = h.ops[0], b.size
+    target = tol * math.sqrt(dot(b, b))
+    r, z, q = op.layout.zeros(), op.layout.zeros(), op.layout.zeros()
+    rr = op.residual(b, x, r)
+    if math.sqrt(rr) <= target or maxiter < 1:
+        return 0
+    h.cycle(r, z)
+    p = z.copy()
+    rz = dot(r, z)
+    for it in range(1, maxiter + 1):
+        alpha = rz / op.matvec(p, q)
+        rr = split(_cg_update, size, 0, size, x, r, p, q, alpha)
+        if callback is not None:
+            callback(x, math.sqrt(rr))
+        if math.sqrt(rr) <= target or it == maxiter or not math.isfinite(rr):  # a breakdown is the caller's to see
+            return it
         h.cycle(r, z)
-        p = z.copy()
-        rz = dot(r, z)
-        for it in range(1, maxiter + 1):
-            alpha = rz / op.matvec(p, q)
-            rr = _cg_update(x, r, p, q, alpha)
-            if callback is not None:
-                callback(x, math.sqrt(rr))
-            if math.sqrt(rr) <= target or it == maxiter or not math.isfinite(rr):  # a breakdown is the caller's to see
-                return it
-            h.cycle(r, z)
-            rz, rz_old = dot(r, z), rz
-            _direction(p, z, rz / rz_old)
+        rz, rz_old = dot(r, z), rz
+        split(_direction, size, 0, size, p, z, rz / rz_old)
     return maxiter
 
 
@@ -319,15 +294,14 @@ def solve_grid(
 ) -> GridSolve:
     """Solve the Q1 system of a checked sample (``mask`` from :func:`~.solver.check_inputs`, ``K`` from
     :func:`~.solver.element_matrices`) by multigrid-CG on stencils, from zero or from nested iteration."""
-    with kernel_threads(int(np.count_nonzero(mask))):  # a small sample runs on one thread throughout
-        op, b, nodes, packed, row, b0 = pinned_system(sigma, source, mask, K, spacing)
-        h = Hierarchy(op, dtype)
-        x = h.nested(b) if nested else op.layout.zeros()
-        x[packed[0]] = 0.0
-        iterations = refined_cg(h, b, x, tol, maxiter)
-        x[packed[0]] = 0.0
-        pinned = pinned_row(op, nodes, row)
-        residual = true_residual(op, b, x, packed, pinned, b0)
+    op, b, nodes, packed, row, b0 = pinned_system(sigma, source, mask, K, spacing)
+    h = Hierarchy(op, dtype)
+    x = h.nested(b) if nested else op.layout.zeros()
+    x[packed[0]] = 0.0
+    iterations = refined_cg(h, b, x, tol, maxiter)
+    x[packed[0]] = 0.0
+    pinned = pinned_row(op, nodes, row)
+    residual = true_residual(op, b, x, packed, pinned, b0)
     b_nodes = b[packed]
     b_nodes[0] = b0
     return GridSolve(x[packed], b_nodes, nodes, residual, iterations, operator(op, packed, pinned))

@@ -19,18 +19,22 @@ half ``q = index - 13``):
 
 the layout of :func:`~.assembly.stencil_arrays`, packed. Corners that touch no tissue have a zero row and column.
 
-Kernels (``numba``, compiled on first use and cached on disk next to this module)
-----------------------------------------------------------------------------------
+Kernels (``numba``, compiled on first use and cached on disk next to this module; :func:`split` runs them on
+contiguous blocks of planes on several threads)
+----------------------------------------------------------------------------------------------------------------
 - :func:`build`: ``A[n, n + o] = sum_{a : c_a + o in {0,1}^3} sum_c sigma_{n - c_a, c} K[c, a, b(a, o)]``, the
   gather form of the element sum of :mod:`~.assembly` (each corner visits its eight voxels), float64;
 - :meth:`Stencil.matvec`: ``y = A x``, 27 products per corner, and :meth:`Stencil.residual`: ``r = b - A x`` with
-  ``||r||^2`` in the same pass; both parallel over planes of rows;
+  ``||r||^2`` in the same pass;
 - :func:`load`: ``b_n = sum_{e at n} f_e V_e / 8`` less its mean over the active corners (the consistent load of
   :func:`~.solver.consistent_load`).
 """
 
 from __future__ import annotations
 
+import os
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import numba
@@ -45,6 +49,49 @@ HALF = np.ascontiguousarray(OFFSETS[CENTRE:])
 HALF_W = HALF[:, 2].astype(np.uint64)
 #: Bits ``(d, h, w)`` of the eight local corners of a voxel (:data:`~.assembly.CORNERS`).
 BITS = np.ascontiguousarray(CORNERS)
+#: Kernels on arrays of fewer values run on the caller's thread alone: there a second thread costs more than it saves.
+PARALLEL_MIN = 50_000
+
+_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
+_pool_lock = threading.Lock()
+
+
+def kernel_threads() -> int:
+    """Threads the kernels use on large arrays: the cores, capped by ``OMP_NUM_THREADS`` when it is set (Dask's
+    worker processes set it to 1, so two workers on two cores run two threads, not four)."""
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cap = os.environ.get("OMP_NUM_THREADS", "")
+    return max(1, min(cores, int(cap))) if cap.isdigit() and int(cap) > 0 else cores
+
+
+def _executor(workers: int) -> ThreadPoolExecutor:
+    """The process's worker threads (a new pool after a fork: a forked child inherits no threads)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool[0] != os.getpid() or _pool[1] < workers:
+            pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="fieldlab-stencil")
+            _pool = (os.getpid(), workers, pool)
+        return _pool[2]
+
+
+def split(kernel, size: int, start: int, stop: int, *args) -> float:
+    """``kernel(*args, i0, i1)`` over ``start <= i < stop`` cut into :func:`kernel_threads` contiguous parts (one
+    when ``size < PARALLEL_MIN``): the first part on the caller's thread, the others on worker threads; returns the
+    sum of the parts' results in part order (deterministic for a given thread count).
+
+    The kernels are compiled without the GIL (``nogil``). A caller that waits for a part blocks rather than spins, so
+    on cores that other processes also use a descheduled worker costs the wait, not a spinning core (OpenMP's
+    parallel loops were 1.5-10x slower than one thread there, measured; these stay faster).
+    """
+    parts = max(1, min(kernel_threads() if size >= PARALLEL_MIN else 1, stop - start))
+    if parts == 1:
+        return kernel(*args, start, stop)
+    bounds = [start + (stop - start) * p // parts for p in range(parts + 1)]
+    futures = [_executor(parts - 1).submit(kernel, *args, bounds[p], bounds[p + 1]) for p in range(1, parts)]
+    total = kernel(*args, bounds[0], bounds[1])
+    for future in futures:
+        total += future.result()
+    return total
 
 
 def padded_rows(corners: tuple[int, ...]) -> tuple[int, int]:
@@ -141,6 +188,11 @@ class Layout:
         np.maximum.at(hi, (i + 1, j + 1), k + 2)
         return cls.from_ranges(corners, lo, hi)
 
+    @property
+    def rows(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``(lo, hi, ptr)``: what a kernel reads of the layout."""
+        return self.lo, self.hi, self.ptr
+
     def index(self, nodes: np.ndarray) -> np.ndarray:
         """Packed indices of the corners of flat (unpadded) indices ``nodes``; each must lie in an active range."""
         i, j, k = np.unravel_index(np.asarray(nodes), self.corners)
@@ -186,23 +238,25 @@ def pair_table(K: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return q, k, count
 
 
-@numba.njit(parallel=True, cache=True)
-def _channels(sigma, out):  # pragma: no cover - compiled
-    """``out[c, vz, vy, vx + 1] = sigma[vz, vy, vx, c]`` (channel-major, a zero column at both ends of a row)."""
-    D, H, W = sigma.shape[0], sigma.shape[1], sigma.shape[2]
-    for vz in numba.prange(D):
+@numba.njit(nogil=True, cache=True)
+def _channels(sigma, out, v0, v1):  # pragma: no cover - compiled
+    """``out[c, vz, vy, vx + 1] = sigma[vz, vy, vx, c]`` for planes ``v0 <= vz < v1`` (channel-major, a zero column
+    at both ends of a row)."""
+    H, W = sigma.shape[1], sigma.shape[2]
+    for vz in range(v0, v1):
         for vy in range(H):
             for vx in range(W):
                 for c in range(6):
                     out[c, vz, vy, vx + 1] = sigma[vz, vy, vx, c]
+    return 0.0
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _build(sig, channels, pq, pk, count, lo, hi, ptr, S):  # pragma: no cover - compiled
-    """``S[q][n] += sum_c K[c, a, b] sigma[n - c_a, c]`` over the ``(a, b)`` pairs of each offset; ``sig`` is
-    channel-major with a zero column at both ends of a row (:func:`_channels`)."""
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _build(sig, channels, pq, pk, count, lo, hi, ptr, S, i0, i1):  # pragma: no cover - compiled
+    """``S[q][n] += sum_c K[c, a, b] sigma[n - c_a, c]`` over the ``(a, b)`` pairs of each offset, planes
+    ``i0 <= i < i1``; ``sig`` is channel-major with a zero column at both ends of a row (:func:`_channels`)."""
     D, H = sig.shape[1], sig.shape[2]
-    for i in numba.prange(1, lo.shape[0] - 1):
+    for i in range(i0, i1):
         for j in range(1, lo.shape[1] - 1):
             p0 = ptr[i, j]
             start, stop = p0 + lo[i, j], p0 + hi[i, j]
@@ -218,14 +272,16 @@ def _build(sig, channels, pq, pk, count, lo, hi, ptr, S):  # pragma: no cover - 
                         row = sig[c, vz, vy]
                         for m in range(start, stop):
                             out[m] += coef * row[m - shift]
+    return 0.0
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _apply(S, b, x, y, lo, hi, ptr, residual):  # pragma: no cover - compiled
-    """``y = b - A x`` (``residual``; returns ``y . y``) or ``y = A x`` (returns ``x . y``) over the active ranges."""
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _apply(S, b, x, y, lo, hi, ptr, residual, i0, i1):  # pragma: no cover - compiled
+    """``y = b - A x`` (``residual``; returns ``y . y``) or ``y = A x`` (returns ``x . y``) over the active ranges
+    of planes ``i0 <= i < i1``."""
     sign = -1.0 if residual else 1.0
     acc = 0.0
-    for i in numba.prange(1, lo.shape[0] - 1):
+    for i in range(i0, i1):
         part = 0.0
         for j in range(1, lo.shape[1] - 1):
             p0 = ptr[i, j]
@@ -250,11 +306,11 @@ def _apply(S, b, x, y, lo, hi, ptr, residual):  # pragma: no cover - compiled
     return acc
 
 
-@numba.njit(parallel=True, cache=True)
-def _load(source, mask, scale, lo, hi, ptr, b):  # pragma: no cover - compiled
-    """``b_n = scale * sum_{tissue voxels e at n} f_e`` over the active ranges."""
+@numba.njit(nogil=True, cache=True)
+def _load(source, mask, scale, lo, hi, ptr, b, i0, i1):  # pragma: no cover - compiled
+    """``b_n = scale * sum_{tissue voxels e at n} f_e`` over the active ranges of planes ``i0 <= i < i1``."""
     D, H, W = mask.shape
-    for i in numba.prange(1, lo.shape[0] - 1):
+    for i in range(i0, i1):
         for j in range(1, lo.shape[1] - 1):
             for k in range(np.int64(lo[i, j]), np.int64(hi[i, j])):
                 s = 0.0
@@ -263,6 +319,7 @@ def _load(source, mask, scale, lo, hi, ptr, b):  # pragma: no cover - compiled
                     if 0 <= vz < D and 0 <= vy < H and 0 <= vx < W and mask[vz, vy, vx]:
                         s += source[vz, vy, vx]
                 b[np.int64(ptr[i, j]) + k] = scale * s
+    return 0.0
 
 
 @dataclass(frozen=True)
@@ -280,12 +337,12 @@ class Stencil:
     def matvec(self, x: np.ndarray, y: np.ndarray) -> float:
         """``y = A x`` on the active ranges (``y`` is left as it is outside them); returns ``x . A x``."""
         L = self.layout
-        return float(_apply(self.S, y, x, y, L.lo, L.hi, L.ptr, False))
+        return float(split(_apply, L.size, 1, L.lo.shape[0] - 1, self.S, y, x, y, L.lo, L.hi, L.ptr, False))
 
     def residual(self, b: np.ndarray, x: np.ndarray, r: np.ndarray) -> float:
         """``r = b - A x`` on the active ranges; returns ``||r||^2``."""
         L = self.layout
-        return float(_apply(self.S, b, x, r, L.lo, L.hi, L.ptr, True))
+        return float(split(_apply, L.size, 1, L.lo.shape[0] - 1, self.S, b, x, r, L.lo, L.hi, L.ptr, True))
 
     def active(self) -> np.ndarray:
         """``(N0, N1, N2)`` bool: the corners with a row (a positive diagonal)."""
@@ -329,17 +386,18 @@ def build(sigma: np.ndarray, mask: np.ndarray, K: np.ndarray) -> Stencil:
     >>> sigma = np.zeros((2, 2, 2, 6)); sigma[..., :3] = 1.0
     >>> op = build(sigma, np.ones((2, 2, 2), dtype=bool), element_matrices((1.0, 1.0, 1.0)))
     >>> x = op.layout.zeros(); x[op.S[0] > 0] = 1.0  # a constant carries no current
-    >>> y = op.layout.zeros(); _ = op.matvec(x, y); float(np.abs(y).max()) < 1e-15
+    >>> y = op.layout.zeros(); _ = op.matvec(x, y); float(np.abs(y).max()) < 1e-14
     True
     """
     layout = Layout.from_mask(mask)
     D, H, W = mask.shape
     sig = np.zeros((6, D, H, W + 2))
-    _channels(np.asarray(sigma), sig)
+    split(_channels, mask.size, 0, D, np.asarray(sigma), sig)
     channels = 3 if not sig[3:].any() else 6  # axis-aligned tensors: the off-diagonal channels add nothing
     S = np.zeros((14, layout.size))
     pq, pk, count = pair_table(np.asarray(K, dtype=np.float64))
-    _build(sig, channels, pq, pk, count, layout.lo, layout.hi, layout.ptr, S)
+    L = layout
+    split(_build, L.size, 1, L.lo.shape[0] - 1, sig, channels, pq, pk, count, L.lo, L.hi, L.ptr, S)
     return Stencil(S, layout)
 
 
@@ -348,7 +406,9 @@ def load(op: Stencil, source: np.ndarray, mask: np.ndarray, spacing: tuple[float
     ``n``, less its mean over the active corners (:func:`~.solver.consistent_load`)."""
     L = op.layout
     b = L.zeros()
-    _load(np.ascontiguousarray(source), np.ascontiguousarray(mask), float(np.prod(spacing)) / 8.0, L.lo, L.hi, L.ptr, b)
+    scale = float(np.prod(spacing)) / 8.0
+    f, tissue = np.ascontiguousarray(source), np.ascontiguousarray(mask)
+    split(_load, L.size, 1, L.lo.shape[0] - 1, f, tissue, scale, *L.rows, b)
     active = op.S[0] > 0
     b[active] -= b[active].sum() / np.count_nonzero(active)
     return b

@@ -43,7 +43,7 @@ from __future__ import annotations
 import numba
 import numpy as np
 
-from fieldlab.potential.physics.fem.stencil import HALF, HALF_W, Layout, Stencil, padded_rows
+from fieldlab.potential.physics.fem.stencil import HALF, HALF_W, Layout, Stencil, padded_rows, split
 
 #: ``w1(d)`` at ``d + 1`` for ``d`` in ``{-1, 0, 1}``: the 1D trilinear weights.
 W1 = np.array([0.5, 1.0, 0.5])
@@ -73,11 +73,11 @@ def coarse_layout(fine: Layout) -> Layout:
     return Layout.from_ranges(corners, lo, hi)  # type: ignore[arg-type]
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _galerkin(Sf, flo, fhi, fptr, clo, chi, cptr, longest, Sc):  # pragma: no cover - compiled
-    """``Sc = P^T Sf P`` on the coarse active ranges (module notes), a coarse row at a time."""
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _galerkin(Sf, flo, fhi, fptr, clo, chi, cptr, longest, Sc, c0, c1):  # pragma: no cover - compiled
+    """``Sc = P^T Sf P`` on the coarse active ranges of planes ``c0 <= I < c1`` (module notes), a row at a time."""
     two = np.uint64(2)
-    for ci in numba.prange(1, clo.shape[0] - 1):
+    for ci in range(c0, c1):
         buf = np.empty((125, longest))
         for cj in range(1, clo.shape[1] - 1):
             a, b = clo[ci, cj], chi[ci, cj]
@@ -124,6 +124,7 @@ def _galerkin(Sf, flo, fhi, fptr, clo, chi, cptr, longest, Sc):  # pragma: no co
                             row = buf[(ez + 2) * 25 + (ey + 2) * 5 + (ex + 2)]
                             for m in range(n):
                                 out[start + m] += w * row[m]
+    return 0.0
 
 
 def galerkin(fine: Stencil) -> Stencil:
@@ -143,62 +144,63 @@ def galerkin(fine: Stencil) -> Stencil:
     layout = coarse_layout(fine.layout)
     S = np.zeros((14, layout.size))
     longest = int(np.max(np.where(layout.hi > layout.lo, layout.hi - layout.lo, 0)))
-    F = fine.layout
-    _galerkin(fine.S, F.lo, F.hi, F.ptr, layout.lo, layout.hi, layout.ptr, max(longest, 1), S)
+    planes = layout.lo.shape[0] - 1
+    split(_galerkin, fine.layout.size, 1, planes, fine.S, *fine.layout.rows, *layout.rows, max(longest, 1), S)
     return Stencil(S, layout)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _sweep(S, inv_diag, b, x, lo, hi, ptr, longest, forward):  # pragma: no cover - compiled
-    """One Gauss-Seidel sweep over the eight colours, forward or backward (module notes)."""
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _sweep(S, inv_diag, b, x, lo, hi, ptr, longest, forward, pz, i0, i1):  # pragma: no cover - compiled
+    """The four colours of the planes of parity ``pz`` in ``i0 <= i < i1`` of one Gauss-Seidel sweep, forward or
+    backward (module notes)."""
     one = np.uint64(1)
-    for phase in range(2):
-        pz = (1 - phase) if forward else phase  # forward: odd padded planes (even corners) first
-        plane0 = 1 if pz == 1 else 2
-        planes = max(0, (lo.shape[0] - plane0) // 2)
-        for t in numba.prange(planes):
-            i = plane0 + 2 * t
-            buf = np.empty(longest, dtype=x.dtype)
-            for rphase in range(2):
-                py = (1 - rphase) if forward else rphase
-                for j in range(2 - py, lo.shape[1] - 1, 2):
-                    first, stop_k = lo[i, j], hi[i, j]
-                    if first >= stop_k:
-                        continue
-                    p0 = ptr[i, j]
-                    start, stop = p0 + first, p0 + stop_k
+    buf = np.empty(longest, dtype=x.dtype)
+    for i in range(i0, i1):
+        if i % 2 != pz:
+            continue
+        for rphase in range(2):
+            py = (1 - rphase) if forward else rphase
+            for j in range(2 - py, lo.shape[1] - 1, 2):
+                first, stop_k = lo[i, j], hi[i, j]
+                if first >= stop_k:
+                    continue
+                p0 = ptr[i, j]
+                start, stop = p0 + first, p0 + stop_k
+                for m in range(start, stop):
+                    buf[m - start] = b[m]
+                for q in range(2, 14):  # every neighbour outside the row
+                    dz, dy = HALF[q, 0], HALF[q, 1]
+                    up = ptr[i + dz, j + dy] + HALF_W[q] - p0
+                    down = ptr[i - dz, j - dy] - HALF_W[q] - p0
+                    sq = S[q]
                     for m in range(start, stop):
-                        buf[m - start] = b[m]
-                    for q in range(2, 14):  # every neighbour outside the row
-                        dz, dy = HALF[q, 0], HALF[q, 1]
-                        up = ptr[i + dz, j + dy] + HALF_W[q] - p0
-                        down = ptr[i - dz, j - dy] - HALF_W[q] - p0
-                        sq = S[q]
-                        for m in range(start, stop):
-                            buf[m - start] -= sq[m] * x[m + up] + sq[m + down] * x[m + down]
-                    s1 = S[1]  # the row's own neighbours (0, 0, +-1)
-                    for kphase in range(2):
-                        px = (1 - kphase) if forward else kphase
-                        k0 = first + ((np.uint64(px) + first) & one)  # first padded k of the range with parity px
-                        for k in range(k0, stop_k, np.uint64(2)):
-                            m = p0 + k
-                            x[m] = (buf[k - first] - s1[m] * x[m + one] - s1[m - one] * x[m - one]) * inv_diag[m]
+                        buf[m - start] -= sq[m] * x[m + up] + sq[m + down] * x[m + down]
+                s1 = S[1]  # the row's own neighbours (0, 0, +-1)
+                for kphase in range(2):
+                    px = (1 - kphase) if forward else kphase
+                    k0 = first + ((np.uint64(px) + first) & one)  # first padded k of the range with parity px
+                    for k in range(k0, stop_k, np.uint64(2)):
+                        m = p0 + k
+                        x[m] = (buf[k - first] - s1[m] * x[m + one] - s1[m - one] * x[m - one]) * inv_diag[m]
+    return 0.0
 
 
 def smooth(op: Stencil, inv_diag: np.ndarray, b: np.ndarray, x: np.ndarray, forward: bool, longest: int) -> None:
     """One Gauss-Seidel sweep of ``A x = b`` in place (module notes); ``inv_diag`` is ``1 / A[n, n]`` (0 where the
     diagonal is 0), ``longest`` the longest active range of ``op``'s rows; every array of one float type."""
     L = op.layout
-    _sweep(op.S, inv_diag, b, x, L.lo, L.hi, L.ptr, longest, forward)
+    for phase in range(2):  # planes of one parity at a time (forward: odd padded planes, the even corners, first)
+        pz = (1 - phase) if forward else phase
+        split(_sweep, L.size, 1, L.lo.shape[0] - 1, op.S, inv_diag, b, x, *L.rows, longest, forward, pz)
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _restrict(rf, flo, fhi, fptr, rc, clo, chi, cptr, longest):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _restrict(rf, flo, fhi, fptr, rc, clo, chi, cptr, longest, c0, c1):  # pragma: no cover - compiled
     """``rc = P^T rf`` on the coarse active ranges: the nine fine rows of a coarse row summed with their weights
     ``w1(dz) w1(dy)`` into a fine-row buffer, then ``rc[K] = t[2 K - 1] + (t[2 K - 2] + t[2 K]) / 2``."""
     two = np.uint64(2)
-    for ci in numba.prange(1, clo.shape[0] - 1):
-        t = np.empty(2 * longest + 3, dtype=rc.dtype)
+    t = np.empty(2 * longest + 3, dtype=rc.dtype)
+    for ci in range(c0, c1):
         for cj in range(1, clo.shape[1] - 1):
             a, b = clo[ci, cj], chi[ci, cj]
             if a >= b:
@@ -220,21 +222,22 @@ def _restrict(rf, flo, fhi, fptr, rc, clo, chi, cptr, longest):  # pragma: no co
             for k in range(a, b):
                 m = two * (k - a)  # t index of fine 2 K - 2
                 rc[out + k] = t[m + np.uint64(1)] + 0.5 * (t[m] + t[m + two])
+    return 0.0
 
 
 def restrict(fine: Layout, rf: np.ndarray, coarse: Layout, rc: np.ndarray) -> None:
     """``rc = P^T rf`` (full weighting) from the packed ``fine`` vector to the packed ``coarse`` one."""
     longest = int(np.max(np.where(coarse.hi > coarse.lo, coarse.hi - coarse.lo, 0)))
-    _restrict(rf, fine.lo, fine.hi, fine.ptr, rc, coarse.lo, coarse.hi, coarse.ptr, max(longest, 1))
+    split(_restrict, fine.size, 1, coarse.lo.shape[0] - 1, rf, *fine.rows, rc, *coarse.rows, max(longest, 1))
 
 
-@numba.njit(parallel=True, cache=True, fastmath=True)
-def _prolong(xc, clo, chi, cptr, xf, flo, fhi, fptr, longest):  # pragma: no cover - compiled
+@numba.njit(nogil=True, cache=True, fastmath=True)
+def _prolong(xc, clo, chi, cptr, xf, flo, fhi, fptr, longest, i0, i1):  # pragma: no cover - compiled
     """``xf += P xc`` on the fine active ranges: the (one, two or four) coarse rows of a fine row interpolated into a
     coarse-row buffer ``t``, then ``xf[2 K - 1] += t[K]`` and ``xf[2 K] += (t[K] + t[K + 1]) / 2``."""
     one, two = np.uint64(1), np.uint64(2)
-    for i in numba.prange(1, flo.shape[0] - 1):
-        t = np.empty(longest + 2, dtype=xf.dtype)
+    t = np.empty(longest + 2, dtype=xf.dtype)
+    for i in range(i0, i1):
         ni = 1 if i % 2 == 1 else 2
         for j in range(1, flo.shape[1] - 1):
             fl, fh = flo[i, j], fhi[i, j]
@@ -258,9 +261,10 @@ def _prolong(xc, clo, chi, cptr, xf, flo, fhi, fptr, longest):  # pragma: no cov
                 xf[out + two * k - one] += t[k - c0]
             for k in range((fl + one) // two, (fh + one) // two):  # even fine 2 K in range: (t[K] + t[K + 1]) / 2
                 xf[out + two * k] += 0.5 * (t[k - c0] + t[k - c0 + one])
+    return 0.0
 
 
 def prolong_add(coarse: Layout, xc: np.ndarray, fine: Layout, xf: np.ndarray) -> None:
     """``xf += P xc`` (trilinear) from the packed ``coarse`` vector to the packed ``fine`` one."""
     longest = int(np.max(np.where(fine.hi > fine.lo, fine.hi - fine.lo, 0)))
-    _prolong(xc, coarse.lo, coarse.hi, coarse.ptr, xf, fine.lo, fine.hi, fine.ptr, longest + 3)
+    split(_prolong, fine.size, 1, fine.lo.shape[0] - 1, xc, *coarse.rows, xf, *fine.rows, longest + 3)

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 
 from fieldlab.errors import InputError
 from fieldlab.potential.physics.fem.coarse import restrict
-from fieldlab.potential.physics.fem.mfsolve import Hierarchy, dot, kernel_threads, pcg, pinned_system, solve_grid
+from fieldlab.potential.physics.fem.mfsolve import Hierarchy, dot, pcg, pinned_system, solve_grid
 from fieldlab.potential.physics.fem.solver import System, check_inputs, element_matrices
 from fieldlab.potential.physics.fem.stencil import Layout, Stencil
 from fieldlab.potential.physics.fem.stencil_mg import coarse_layout, prolong_add
@@ -134,13 +134,8 @@ def nested(
     """
     if accel not in ("cg", "v") or not steps or min(steps) < 0:
         raise InputError(f"accel = {accel!r}, steps = {steps}; expected 'cg' or 'v' and step counts >= 0")
-    with kernel_threads(np.asarray(source).size):
-        return _nested(
-            np.asarray(sigma), np.asarray(source), tuple(float(v) for v in spacing), h, steps, accel, coarse_tol
-        )
-
-
-def _nested(sigma, source, spacing, h, steps, accel, coarse_tol) -> NestedRun:
+    sigma, source = np.asarray(sigma), np.asarray(source)
+    spacing = tuple(float(v) for v in spacing)  # type: ignore[assignment]
     t0 = time.perf_counter()
     mask = check_inputs(sigma, source, spacing)
     problem = restrict(sigma, source, mask, spacing, h)  # type: ignore[arg-type]
@@ -223,8 +218,7 @@ class PinnedMultilevel:
     """
 
     def __init__(self, Ar: sp.csr_matrix, nodes: np.ndarray, corners: tuple[int, int, int], nested: bool = False):
-        with kernel_threads(nodes.size):
-            self._build(Ar, nodes, corners)
+        self._build(Ar, nodes, corners)
         self.levels = self.hierarchy.levels
         self.nested = nested
 
@@ -249,8 +243,7 @@ class PinnedMultilevel:
     ) -> np.ndarray:
         """pyamg's ``MultilevelSolver.solve`` for the pinned system: CG (``accel="cg"``) or V-cycles (``None``) to
         ``||b - Ar x|| < tol ||b||``; ``residuals`` receives ``||r||`` from the start, ``callback`` each iterate."""
-        with kernel_threads(self.packed.size):
-            return self._solve(b, x0, tol, maxiter, accel, residuals, callback)
+        return self._solve(b, x0, tol, maxiter, accel, residuals, callback)
 
     def _solve(self, b, x0, tol, maxiter, accel, residuals, callback) -> np.ndarray:
         h, L = self.hierarchy, self.hierarchy.ops[0].layout
