@@ -23,9 +23,12 @@ ratios reported (the seconds are context: they are this machine's):
     ``OMP_NUM_THREADS=1`` for the whole study. The thread count is the user's to set, for the serial and the
     parallel study alike: a fit's last digits depend on it, so the runners never change it.
 
-Run (about 50 minutes on 2 cores)::
+Run (about two hours on 2 cores)::
 
-    python bench/cluster.py --repeats 3
+    python bench/cluster.py --repeats 3 --work /tmp/bench-cluster
+
+Every finished run (one contender of one repeat) is recorded in ``<work>/records.jsonl``: the same command after
+an interruption goes on with the runs not recorded yet (``starts`` in the JSON counts the commands that took part).
 """
 
 from __future__ import annotations
@@ -64,29 +67,55 @@ def digest(root: Path) -> str:
     return h.hexdigest()
 
 
-def bench_prepare(repeats: int, tmp: Path) -> dict[str, Any]:
+class Records:
+    """The finished runs of a bench folder, one JSON line each, keyed by part / contender / repeat."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        lines = path.read_text().splitlines() if path.is_file() else []
+        self.done = {r["key"]: r for r in map(json.loads, lines)}
+
+    def add(self, key: str, record: dict[str, Any]) -> dict[str, Any]:
+        record = {"key": key, **record}
+        with open(self.path, "a") as fh:
+            fh.write(json.dumps(record) + "\n")
+        self.done[key] = record
+        return record
+
+
+def prepare_run(data: DataConfig, cfg: Config, root: Path, workers: int) -> dict[str, Any]:
+    """One corpus: its seconds (the cluster's start-up and shut-down apart) and the hash of its samples."""
+    if workers == 0:
+        t0 = time.perf_counter()
+        generate_corpus(data, cfg.physics, cfg.seed, root, progress=False, client=None)
+        record = {"run_s": time.perf_counter() - t0, "startup_s": 0.0}
+    else:
+        t0 = time.perf_counter()
+        with open_client(ClusterConfig(address="local", workers=workers)) as client:
+            t1 = time.perf_counter()
+            generate_corpus(data, cfg.physics, cfg.seed, root, progress=False, client=client)
+            t2 = time.perf_counter()
+        record = {"run_s": t2 - t1, "startup_s": (t1 - t0) + (time.perf_counter() - t2)}
+    record["hash"] = digest(root)
+    shutil.rmtree(root)
+    return record
+
+
+def bench_prepare(repeats: int, tmp: Path, records: Records) -> dict[str, Any]:
     data = DataConfig(n_train=16, n_val=2, n_test=2, test_2x=True, n_ood=0, n_train_2x=2, n_val_2x=0, ood_2x=False)
     cfg = Config()
     times: dict[str, list[float]] = {"in_process": [], "w1": [], "w2": [], "w1_startup": [], "w2_startup": []}
     hashes = set()
     for rep in range(repeats):
         for name, workers in (("in_process", 0), ("w1", 1), ("w2", 2)):
-            root = tmp / f"corpus-{name}-{rep}"
-            if workers == 0:
-                t0 = time.perf_counter()
-                generate_corpus(data, cfg.physics, cfg.seed, root, progress=False, client=None)
-                times[name].append(time.perf_counter() - t0)
-            else:
-                t0 = time.perf_counter()
-                with open_client(ClusterConfig(address="local", workers=workers)) as client:
-                    t1 = time.perf_counter()
-                    generate_corpus(data, cfg.physics, cfg.seed, root, progress=False, client=client)
-                    t2 = time.perf_counter()
-                t3 = time.perf_counter()
-                times[name].append(t2 - t1)
-                times[f"{name}_startup"].append((t1 - t0) + (t3 - t2))  # start-up and shut-down
-            hashes.add(digest(root))
-            shutil.rmtree(root)
+            key = f"prepare/{name}/{rep}"
+            if key not in records.done:
+                records.add(key, prepare_run(data, cfg, tmp / key.replace("/", "-"), workers))
+            record = records.done[key]
+            times[name].append(record["run_s"])
+            if workers:
+                times[f"{name}_startup"].append(record["startup_s"])  # start-up and shut-down
+            hashes.add(record["hash"])
     med = {k: statistics.median(v) for k, v in times.items()}
     out: dict[str, Any] = {
         "corpus": {"grid": list(data.grid), "limbs": [data.n_train, data.n_val, data.n_test], "limbs_2x": 4},
@@ -158,19 +187,27 @@ def summarise(recs: list[dict[str, Any]], k: int) -> dict[str, Any]:
     }
 
 
-def bench_explore(repeats: int, tmp: Path, no_dvc: bool) -> dict[str, Any]:
+def bench_explore(repeats: int, tmp: Path, no_dvc: bool, log: Records) -> dict[str, Any]:
     env = {**os.environ, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}", "DVC_NO_ANALYTICS": "1"}
-    repo = make_clone(tmp, env)
+    repo = tmp / "repo"
+    if "explore/clone" not in log.done:
+        shutil.rmtree(repo, ignore_errors=True)
+        make_clone(tmp, env)
+        log.add("explore/clone", {})
     records: dict[tuple[str, int], list[dict[str, Any]]] = {(t, k): [] for t in THREADS for k in (1, 2)}
     for rep in range(repeats):
         for threads, extra in THREADS.items():
             for k in (1, 2):
-                shutil.rmtree(repo / ".dvc" / "cache" / "runs", ignore_errors=True)
-                out = tmp / f"explore-{threads}-k{k}-{rep}"
-                cmd = [str(BIN / "fieldlab"), "explore", "--out", str(out), *STUDY, f"explore.parallel={k}"]
-                t0 = time.perf_counter()
-                run([*cmd, *(["--no-dvc"] if no_dvc else [])], repo, {**env, **extra})
-                records[threads, k].append(study_record(out, time.perf_counter() - t0))
+                key = f"explore/{threads}/k{k}/{rep}"
+                if key not in log.done:
+                    shutil.rmtree(repo / ".dvc" / "cache" / "runs", ignore_errors=True)
+                    out = tmp / key.replace("/", "-")
+                    shutil.rmtree(out, ignore_errors=True)  # what an interrupted command left
+                    cmd = [str(BIN / "fieldlab"), "explore", "--out", str(out), *STUDY, f"explore.parallel={k}"]
+                    t0 = time.perf_counter()
+                    run([*cmd, *(["--no-dvc"] if no_dvc else [])], repo, {**env, **extra})
+                    log.add(key, study_record(out, time.perf_counter() - t0))
+                records[threads, k].append(log.done[key])
     result: dict[str, Any] = {
         "study": "2 blocks x 4 iterations, time_budget_s 20, total_steps [100, 1000], baseline siren_txy",
         "runner": "stage processes (--no-dvc)" if no_dvc else "dvc exp run; k = 2: dvc queue start --jobs 2",
@@ -194,13 +231,20 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--only", choices=("prepare", "explore"), default=None, help="run one of the two")
     parser.add_argument("--no-dvc", action="store_true", help="explore through stage processes, not DVC")
+    parser.add_argument("--work", default=None, help="folder of the runs (default: a new temporary one, removed)")
     args = parser.parse_args()
-    result: dict[str, Any] = {"cpus": os.cpu_count()}
-    with tempfile.TemporaryDirectory(prefix="fieldlab-bench-cluster-") as tmp:
-        if args.only in (None, "prepare"):
-            result["prepare"] = bench_prepare(args.repeats, Path(tmp))
-        if args.only in (None, "explore"):
-            result["explore"] = bench_explore(args.repeats, Path(tmp), args.no_dvc)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="fieldlab-bench-cluster-"))
+    work.mkdir(parents=True, exist_ok=True)
+    records = Records(work / "records.jsonl")
+    starts = sum(key.startswith("start/") for key in records.done) + 1
+    records.add(f"start/{starts}", {"time": time.time()})
+    result: dict[str, Any] = {"cpus": os.cpu_count(), "starts": starts}
+    if args.only in (None, "prepare"):
+        result["prepare"] = bench_prepare(args.repeats, work, records)
+    if args.only in (None, "explore"):
+        result["explore"] = bench_explore(args.repeats, work, args.no_dvc, records)
+    if not args.work:
+        shutil.rmtree(work)
     print(json.dumps(result, indent=1))
 
 

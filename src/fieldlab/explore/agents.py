@@ -31,6 +31,7 @@ already drawn are *pending* (``Context.pending``): virtual visits in the UCB (:m
 strategies count as used (one robustness test, one probe, one recombination or explore move per round at most)
 and their configs as seen, so the k differ, and each is still a child of a node of the block the serial rules
 could have chosen.
+
 Only keys that the config's model reads are mutated (:func:`fieldlab.explore.keys.mutable_keys`; ``ngp.*`` keys
 are nested). ``total_steps`` is finally set from the time budget (:func:`~fieldlab.explore.cost.budget_steps`, from
 the measured cost law of a training step): with ``explore.fill_budget`` (the default) every fit gets the steps that
