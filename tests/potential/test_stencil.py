@@ -274,3 +274,22 @@ def test_nested_iteration_from_the_restricted_sample(limb):
     assert all(b < 0.3 * a for a, b in itertools.pairwise(errors)), errors
     fixed = sum(run.pieces[k] for k in ("restrict_s", "coarse_solve_s", "fine_setup_s", "prolong_s", "centres_s"))
     np.testing.assert_allclose(run.seconds, fixed + np.array(run.pieces["step_s"]), rtol=1e-12)
+
+
+@pytest.mark.parametrize("method", ["mf", "fmg"])
+def test_labels_are_the_same_bytes_on_any_number_of_threads(monkeypatch, limb, method):
+    """The kernels cut every loop into as many parts as there are threads; a reduction (CG's inner products, the
+    residual norms) sums fixed blocks in order, so a solve on one thread and on several gives the same bytes (a label
+    must not depend on the worker that made it). Every array is cut (no serial threshold) and the pool is asked for
+    three threads: on one core it still runs three parts."""
+    from fieldlab.potential.physics.fem import stencil
+
+    r = rasterise(*limb, (48, 24, 24), 2)
+    monkeypatch.setattr(stencil, "PARALLEL_MIN", 0)
+    runs = []
+    for threads in (1, 3):
+        monkeypatch.setattr(stencil, "kernel_threads", lambda threads=threads: threads)
+        u, info = solve_potential(r.sigma, r.source, r.spacing, 1e-8, method=method)
+        runs.append((u, info.iterations))
+    assert runs[0][1] == runs[1][1]
+    assert runs[0][0].tobytes() == runs[1][0].tobytes()

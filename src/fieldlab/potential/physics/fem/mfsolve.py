@@ -41,7 +41,7 @@ from scipy.sparse.linalg import LinearOperator
 
 from fieldlab.potential.physics.fem.assembly import OFFSETS
 from fieldlab.potential.physics.fem.multigrid import CoarseSolve
-from fieldlab.potential.physics.fem.stencil import Stencil, build, load, split
+from fieldlab.potential.physics.fem.stencil import CHUNK, Stencil, build, load, split
 from fieldlab.potential.physics.fem.stencil_mg import galerkin, prolong_add, restrict, smooth
 
 #: Coarsening stops at this many active corners (as :func:`~.multigrid.geometric_hierarchy`).
@@ -58,27 +58,38 @@ NESTED_CYCLES = 2
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def _dot(a, b, m0, m1):  # pragma: no cover - compiled
-    acc = 0.0
-    for m in range(m0, m1):
-        acc += a[m] * b[m]
-    return acc
+def _dot(a, b, partial, c0, c1):  # pragma: no cover - compiled
+    """``partial[c] = sum a[m] b[m]`` over block ``c`` (:data:`~.stencil.CHUNK` values) for ``c0 <= c < c1``."""
+    for c in range(c0, c1):
+        acc = 0.0
+        for m in range(c * CHUNK, min((c + 1) * CHUNK, a.size)):
+            acc += a[m] * b[m]
+        partial[c] = acc
+    return 0.0
+
+
+def _chunks(size: int) -> np.ndarray:
+    return np.zeros(-(-size // CHUNK))
 
 
 def dot(a: np.ndarray, b: np.ndarray) -> float:
-    """``a . b`` of two packed vectors."""
-    return float(split(_dot, a.size, 0, a.size, a, b))
+    """``a . b`` of two packed vectors (the same bytes on any number of threads, :func:`~.stencil.split`)."""
+    partial = _chunks(a.size)
+    split(_dot, a.size, 0, partial.size, a, b, partial)
+    return float(partial.sum())
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def _cg_update(x, r, p, q, alpha, m0, m1):  # pragma: no cover - compiled
-    """``x += alpha p``, ``r -= alpha q`` on ``m0 <= m < m1``; returns that part of ``||r||^2``."""
-    acc = 0.0
-    for m in range(m0, m1):
-        x[m] += alpha * p[m]
-        r[m] -= alpha * q[m]
-        acc += r[m] * r[m]
-    return acc
+def _cg_update(x, r, p, q, alpha, partial, c0, c1):  # pragma: no cover - compiled
+    """``x += alpha p``, ``r -= alpha q`` on blocks ``c0 <= c < c1``; ``partial[c]`` = block ``c``'s ``||r||^2``."""
+    for c in range(c0, c1):
+        acc = 0.0
+        for m in range(c * CHUNK, min((c + 1) * CHUNK, x.size)):
+            x[m] += alpha * p[m]
+            r[m] -= alpha * q[m]
+            acc += r[m] * r[m]
+        partial[c] = acc
+    return 0.0
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
@@ -206,7 +217,9 @@ def pcg(
     rz = dot(r, z)
     for it in range(1, maxiter + 1):
         alpha = rz / op.matvec(p, q)
-        rr = split(_cg_update, size, 0, size, x, r, p, q, alpha)
+        partial = _chunks(size)
+        split(_cg_update, size, 0, partial.size, x, r, p, q, alpha, partial)
+        rr = float(partial.sum())
         if callback is not None:
             callback(x, math.sqrt(rr))
         if math.sqrt(rr) <= target or it == maxiter or not math.isfinite(rr):  # a breakdown is the caller's to see

@@ -51,6 +51,8 @@ HALF_W = HALF[:, 2].astype(np.uint64)
 BITS = np.ascontiguousarray(CORNERS)
 #: Kernels on arrays of fewer values run on the caller's thread alone: there a second thread costs more than it saves.
 PARALLEL_MIN = 50_000
+#: Values per partial sum of a reduction over a packed vector (:func:`split`).
+CHUNK = 4096
 
 _pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, workers, pool)
 _pool_lock = threading.Lock()
@@ -74,10 +76,13 @@ def _executor(workers: int) -> ThreadPoolExecutor:
         return _pool[2]
 
 
-def split(kernel, size: int, start: int, stop: int, *args) -> float:
+def split(kernel, size: int, start: int, stop: int, *args) -> None:
     """``kernel(*args, i0, i1)`` over ``start <= i < stop`` cut into :func:`kernel_threads` contiguous parts (one
-    when ``size < PARALLEL_MIN``): the first part on the caller's thread, the others on worker threads; returns the
-    sum of the parts' results in part order (deterministic for a given thread count).
+    when ``size < PARALLEL_MIN``): the first part on the caller's thread, the others on worker threads.
+
+    A kernel that reduces writes one partial sum per fixed block of its range (a plane, :data:`CHUNK` values) and
+    the caller sums the partials in order: the same bytes on any number of threads (a label must not depend on the
+    machine that made it; tested).
 
     The kernels are compiled without the GIL (``nogil``). A caller that waits for a part blocks rather than spins, so
     on cores that other processes also use a descheduled worker costs the wait, not a spinning core (OpenMP's
@@ -85,13 +90,13 @@ def split(kernel, size: int, start: int, stop: int, *args) -> float:
     """
     parts = max(1, min(kernel_threads() if size >= PARALLEL_MIN else 1, stop - start))
     if parts == 1:
-        return kernel(*args, start, stop)
+        kernel(*args, start, stop)
+        return
     bounds = [start + (stop - start) * p // parts for p in range(parts + 1)]
     futures = [_executor(parts - 1).submit(kernel, *args, bounds[p], bounds[p + 1]) for p in range(1, parts)]
-    total = kernel(*args, bounds[0], bounds[1])
+    kernel(*args, bounds[0], bounds[1])
     for future in futures:
-        total += future.result()
-    return total
+        future.result()
 
 
 def padded_rows(corners: tuple[int, ...]) -> tuple[int, int]:
@@ -276,11 +281,10 @@ def _build(sig, channels, pq, pk, count, lo, hi, ptr, S, i0, i1):  # pragma: no 
 
 
 @numba.njit(nogil=True, cache=True, fastmath=True)
-def _apply(S, b, x, y, lo, hi, ptr, residual, i0, i1):  # pragma: no cover - compiled
-    """``y = b - A x`` (``residual``; returns ``y . y``) or ``y = A x`` (returns ``x . y``) over the active ranges
-    of planes ``i0 <= i < i1``."""
+def _apply(S, b, x, y, lo, hi, ptr, residual, partial, i0, i1):  # pragma: no cover - compiled
+    """``y = b - A x`` (``residual``; ``partial[i]`` = plane ``i``'s part of ``y . y``) or ``y = A x`` (of
+    ``x . y``) over the active ranges of planes ``i0 <= i < i1``."""
     sign = -1.0 if residual else 1.0
-    acc = 0.0
     for i in range(i0, i1):
         part = 0.0
         for j in range(1, lo.shape[1] - 1):
@@ -302,8 +306,8 @@ def _apply(S, b, x, y, lo, hi, ptr, residual, i0, i1):  # pragma: no cover - com
                     y[m] += sign * (sq[m] * x[m + up] + sq[m + down] * x[m + down])
             for m in range(start, stop):
                 part += y[m] * (y[m] if residual else x[m])
-        acc += part
-    return acc
+        partial[i] = part
+    return 0.0
 
 
 @numba.njit(nogil=True, cache=True)
@@ -337,12 +341,16 @@ class Stencil:
     def matvec(self, x: np.ndarray, y: np.ndarray) -> float:
         """``y = A x`` on the active ranges (``y`` is left as it is outside them); returns ``x . A x``."""
         L = self.layout
-        return float(split(_apply, L.size, 1, L.lo.shape[0] - 1, self.S, y, x, y, L.lo, L.hi, L.ptr, False))
+        partial = np.zeros(L.lo.shape[0])
+        split(_apply, L.size, 1, L.lo.shape[0] - 1, self.S, y, x, y, L.lo, L.hi, L.ptr, False, partial)
+        return float(partial.sum())
 
     def residual(self, b: np.ndarray, x: np.ndarray, r: np.ndarray) -> float:
         """``r = b - A x`` on the active ranges; returns ``||r||^2``."""
         L = self.layout
-        return float(split(_apply, L.size, 1, L.lo.shape[0] - 1, self.S, b, x, r, L.lo, L.hi, L.ptr, True))
+        partial = np.zeros(L.lo.shape[0])
+        split(_apply, L.size, 1, L.lo.shape[0] - 1, self.S, b, x, r, L.lo, L.hi, L.ptr, True, partial)
+        return float(partial.sum())
 
     def active(self) -> np.ndarray:
         """``(N0, N1, N2)`` bool: the corners with a row (a positive diagonal)."""
