@@ -95,9 +95,10 @@ class SolverConfig:
 
     tol: float = spec(1e-8, gt=0, lt=1, doc="true relative residual ||b - A u|| / ||b||")
     maxiter: int = spec(300, ge=1)
-    # gmg: geometric multigrid of the voxel grid (trilinear prolongation, Galerkin coarse operators); sa / rs:
+    # fmg / mf: matrix-free multigrid-CG on the 27-point stencils (numba), from full multigrid / from zero; gmg:
+    # geometric multigrid of the assembled matrix (trilinear prolongation, Galerkin coarse operators); sa / rs:
     # pyamg's algebraic multigrid. The others follow as fallbacks in the order gmg, sa, rs.
-    method: Literal["gmg", "sa", "rs"] = "gmg"
+    method: Literal["fmg", "mf", "gmg", "sa", "rs"] = "fmg"
     attempts: int = spec(3, ge=1, doc="hierarchies tried (the method, then the others of gmg / sa / rs) before failing")
     # SA prolongation smoother: jacobi (pyamg's default) or energy (energy minimisation: cheaper setup and fewer CG
     # iterations on this system); energy, like data.sources_per_limb > 1, solves through one shared hierarchy per limb.
@@ -283,11 +284,17 @@ class EvalConfig:
     rival_iterations: tuple[int, ...] = spec(
         (1, 2, 3, 4, 5, 6, 8), ge=1, doc="multigrid-CG on the sample's system stopped after these iterations ([]: none)"
     )
-    # preconditioners of that rival (potential/rivals.py): geometric MG, pyamg SA with Jacobi / energy prolongation
-    rival_methods: tuple[Literal["gmg", "sa_jacobi", "sa_energy"], ...] = ("gmg", "sa_energy")
+    # preconditioners of that rival (potential/rivals.py): mf (multigrid-CG on stencils, the corpus's solver),
+    # geometric MG on the assembled matrix, pyamg SA with Jacobi / energy prolongation
+    rival_methods: tuple[Literal["mf", "gmg", "sa_jacobi", "sa_energy"], ...] = ("mf", "gmg", "sa_energy")
     rival_repeats: int = spec(3, ge=1, doc="timed runs of each rival per sample, interleaved; the median is reported")
     # the preconditioners of that rival at 2x (SA's set-up on the 1 mm system costs ~4x gmg's and is dominated)
-    rival_methods_x2: tuple[Literal["gmg", "sa_jacobi", "sa_energy"], ...] = ("gmg",)
+    rival_methods_x2: tuple[Literal["mf", "gmg", "sa_jacobi", "sa_energy"], ...] = ("mf", "gmg")
+    nested_iterations: tuple[int, ...] = spec(
+        (0, 1, 2, 3),
+        ge=0,
+        doc="nested iteration at 2x: the training-grid solve prolonged, then these fine CG iterations",
+    )
     twogrid_cycles: tuple[int, ...] = spec(
         (1, 2, 4, 8), ge=1, doc="two-grid cycles (smoothing + exact coarse correction) of that rival ([]: none)"
     )

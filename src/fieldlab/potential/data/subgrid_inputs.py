@@ -31,6 +31,7 @@ import torch
 
 from fieldlab.errors import InputError
 from fieldlab.potential.physics.fem.coarse import coarse_fem_prior
+from fieldlab.potential.physics.fem.solver import DEFAULT_METHOD
 from fieldlab.potential.schema import PotentialSample, refinement
 
 #: Off-diagonal channels (xy, xz, yz) and the diagonal pair each is normalised by.
@@ -60,7 +61,7 @@ def fold_factor(shape: tuple[int, ...], grid: tuple[int, int, int]) -> int:
     return factor[0]
 
 
-def coarse_start(sample: PotentialSample, factor: int, tol: float, method: str = "gmg") -> np.ndarray:
+def coarse_start(sample: PotentialSample, factor: int, tol: float, method: str = DEFAULT_METHOD) -> np.ndarray:
     """The start (module notes): ``(D, H, W)`` volts on the sample's grid, corpus gauge (zero mean over tissue)."""
     spacing = float(np.max(np.asarray(sample.spacing, dtype=np.float64))) * factor
     start, _ = coarse_fem_prior(sample, spacing, tol=tol, method=method, partial_volume=True)

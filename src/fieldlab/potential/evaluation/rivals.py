@@ -40,12 +40,14 @@ def split_rivals(cfg: Config, ds: PotentialDataset, prior_cost: Callable[[int], 
     - the two-grid cycle after ``eval.twogrid_cycles`` (``eval.twogrid_smoothing`` sweeps, the exact correction on
       the ``eval.twogrid_coarse_m`` grid; :mod:`~fieldlab.potential.evaluation.classical.twogrid`);
     - on the 2x split, multigrid-CG (``eval.rival_methods_x2``) on the sample restricted to ``data.grid`` and
-      prolonged back (``cg_<method>_r<N>mm_k<k>``).
+      prolonged back (``cg_<method>_r<N>mm_k<k>``), and nested iteration from ``data.grid``
+      (``nested_<N>mm_k<k>`` after ``eval.nested_iterations`` fine CG iterations).
 
     The CG and two-grid rivals run cold and, for a model with a prior, warm-started from that prior (paying its
     seconds). Empty without iterations and cycles."""
     e = cfg.eval
-    if not (e.rival_iterations and (e.rival_methods or e.rival_methods_x2)) and not e.twogrid_cycles:
+    cg = e.rival_iterations and (e.rival_methods or e.rival_methods_x2)
+    if not cg and not e.twogrid_cycles and not e.nested_iterations:
         return {}
     samples = [ds.sample(i) for i in range(len(ds))]
     grid = tuple(int(n) for n in cfg.data.grid)
@@ -69,6 +71,7 @@ def split_rivals(cfg: Config, ds: PotentialDataset, prior_cost: Callable[[int], 
         twogrid=twogrid,
         training_grid=grid if fine else None,  # type: ignore[arg-type]
         restricted_methods=e.rival_methods_x2,
+        nested_iterations=e.nested_iterations,
     )
 
 

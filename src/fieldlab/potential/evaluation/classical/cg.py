@@ -45,6 +45,7 @@ from fieldlab.potential.evaluation.classical.curve import (
     step_counts,
     timed_curve,
 )
+from fieldlab.potential.evaluation.classical.stencil_rivals import mf_cg_curve, nested_curve, nested_name
 from fieldlab.potential.evaluation.classical.twogrid import twogrid_curve, twogrid_factor, twogrid_name
 from fieldlab.potential.evaluation.front import spread
 from fieldlab.potential.metrics import field_relative_l2
@@ -213,8 +214,10 @@ def restricted_cg_curve(
     return timed_curve(counts, recorder, to_field, t0)
 
 
-#: ``eval.rival_methods`` -> (multigrid method, SA prolongation smoother) of :func:`cg_curve`.
+#: ``eval.rival_methods`` -> (multigrid method, SA prolongation smoother) of :func:`cg_curve` on the assembled system.
 RIVAL_METHODS = {"gmg": ("gmg", "jacobi"), "sa_jacobi": ("sa", "jacobi"), "sa_energy": ("sa", "energy")}
+#: ``eval.rival_methods`` entry of multigrid-CG on stencils (:func:`~.stencil_rivals.mf_cg_curve`), the corpus's solver.
+STENCIL_RIVAL = "mf"
 
 
 @dataclass(frozen=True)
@@ -304,6 +307,7 @@ def rival_front(
     twogrid: TwoGridSpec | None = None,
     training_grid: tuple[int, int, int] | None = None,
     restricted_methods: tuple[str, ...] = ("gmg",),
+    nested_iterations: tuple[int, ...] = (),
 ) -> dict[str, dict[str, float]]:
     """Every rival's point on ``samples`` (:func:`curve_front`: ``{name: {rel_l2, rel_l2_max, rel_l2_spread, seconds,
     seconds_spread}}``), rel L2 over each sample's ``masks[i]`` against its ``u``, seconds the median over
@@ -315,7 +319,9 @@ def rival_front(
       the samples whose grid the coarse spacing tiles with cells of more than one voxel (others get no such point);
     - with ``training_grid``, on a sample that is a whole refinement of it (2x), multigrid-CG with each of
       ``restricted_methods`` on the sample restricted to that grid (:func:`restricted_cg_curve`,
-      :func:`restricted_name`).
+      :func:`restricted_name`; the assembled methods), and nested iteration from that grid after each of
+      ``nested_iterations`` fine CG iterations (:func:`~.stencil_rivals.nested_curve`,
+      :func:`~.stencil_rivals.nested_name`).
 
     With ``priors`` the CG and two-grid rivals also run warm, started from the sample's prior, whose
     ``prior_seconds`` they pay.
@@ -325,11 +331,11 @@ def rival_front(
     InputError
         An unknown method, ``repeats < 1`` or no samples.
     """
-    unknown = [m for m in (*methods, *restricted_methods) if m not in RIVAL_METHODS]
+    unknown = [m for m in (*methods, *restricted_methods) if m not in (*RIVAL_METHODS, STENCIL_RIVAL)]
     if unknown or repeats < 1 or not samples:
         raise InputError(
             f"eval.rival_methods = {list(methods)}, repeats {repeats}, {len(samples)} sample(s): expected methods of "
-            f"{', '.join(RIVAL_METHODS)}, repeats >= 1 and at least one sample"
+            f"{', '.join((STENCIL_RIVAL, *RIVAL_METHODS))}, repeats >= 1 and at least one sample"
         )
     counts = _counts(iterations) if iterations else ()  # no iterations: no CG points, cold or restricted
     variants: list[list[Variant]] = []
@@ -342,7 +348,10 @@ def rival_front(
             warm = start is not None
             for m in methods if counts else ():
                 names = tuple(rival_name(m, warm, k) for k in counts)
-                run = _bind(cg_curve, sample, counts, *RIVAL_METHODS[m], start=start)
+                if m == STENCIL_RIVAL:
+                    run = _bind(mf_cg_curve, sample, counts, start=start)
+                else:
+                    run = _bind(cg_curve, sample, counts, *RIVAL_METHODS[m], start=start)
                 runs.append(Variant(names, run, cost))
             factor = None if twogrid is None else twogrid_factor(sample, twogrid.coarse_spacing_m)
             if twogrid is not None and factor is not None:
@@ -350,10 +359,15 @@ def rival_front(
                 names = tuple(twogrid_name(twogrid.coarse_spacing_m, warm, c) for c in cycles)
                 run = _bind(twogrid_curve, sample, cycles, factor, twogrid.smoothing, start=start)
                 runs.append(Variant(names, run, cost))
-        h = None if training_grid is None or not counts else training_spacing(sample, training_grid)
-        for m in restricted_methods if h is not None else ():
+        h = None if training_grid is None else training_spacing(sample, training_grid)
+        for m in restricted_methods if h is not None and counts else ():
+            if m == STENCIL_RIVAL:
+                continue  # on stencils, the route through the training grid is nested iteration
             names = tuple(restricted_name(m, h, k) for k in counts)  # type: ignore[arg-type]
             runs.append(Variant(names, _bind(restricted_cg_curve, sample, h, counts, *RIVAL_METHODS[m])))
+        if h is not None and nested_iterations:
+            names = tuple(nested_name(h, int(k)) for k in nested_iterations)
+            runs.append(Variant(names, _bind(nested_curve, sample, h, tuple(nested_iterations))))
         variants.append(runs)
     return curve_front(samples, masks, variants, repeats)
 

@@ -49,7 +49,7 @@ import numpy as np
 from scipy import ndimage
 
 from fieldlab.errors import ConfigError, InputError
-from fieldlab.potential.physics.fem.solver import SolveInfo, solve_corners
+from fieldlab.potential.physics.fem.solver import DEFAULT_METHOD, SolveInfo, solve_corners
 from fieldlab.potential.physics.fem.transfer import prolong
 from fieldlab.potential.schema import PotentialSample, refinement
 
@@ -210,7 +210,7 @@ def coarse_fem_prior(
     *,
     tol: float = 1e-8,
     maxiter: int = 300,
-    method: str = "gmg",
+    method: str = DEFAULT_METHOD,
     max_attempts: int = 3,
     partial_volume: bool = False,
 ) -> tuple[np.ndarray, SolveInfo]:

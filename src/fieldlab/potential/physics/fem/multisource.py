@@ -30,7 +30,9 @@ from fieldlab.errors import InputError, PhysicsError
 from fieldlab.potential.physics.fem.assembly import pin_first
 from fieldlab.potential.physics.fem.solver import (
     AMG_METHODS,
+    DEFAULT_METHOD,
     PROLONGATIONS,
+    STENCIL_METHODS,
     SolveInfo,
     assemble,
     build_hierarchy,
@@ -51,8 +53,9 @@ class LimbSystem:
     spacing
         ``(dx, dy, dz)`` voxel size in metres.
     method
-        First multigrid method, ``"gmg"`` (geometric, the default), ``"sa"`` or ``"rs"``; the fallbacks follow in
-        the order of :data:`~.solver.AMG_METHODS`.
+        First multigrid method: ``"fmg"`` (the default) or ``"mf"``, the stencil levels of the assembled matrix
+        (:class:`~.stencil_solve.PinnedMultilevel`, from full multigrid or from zero), ``"gmg"`` (geometric),
+        ``"sa"`` or ``"rs"``; the fallbacks follow in the order of :data:`~.solver.AMG_METHODS`.
     prolongation
         SA prolongation smoother, ``"jacobi"`` (the single-source solve's) or ``"energy"``
         (:func:`~.solver.build_hierarchy`); used only by an ``"sa"`` hierarchy.
@@ -66,10 +69,14 @@ class LimbSystem:
     """
 
     def __init__(
-        self, sigma: np.ndarray, spacing: tuple[float, float, float], method: str = "gmg", prolongation: str = "jacobi"
+        self,
+        sigma: np.ndarray,
+        spacing: tuple[float, float, float],
+        method: str = DEFAULT_METHOD,
+        prolongation: str = "jacobi",
     ) -> None:
-        if method not in AMG_METHODS:
-            raise InputError(f"method = {method!r}; expected one of {', '.join(AMG_METHODS)}")
+        if method not in AMG_METHODS + STENCIL_METHODS:
+            raise InputError(f"method = {method!r}; expected one of {', '.join(AMG_METHODS + STENCIL_METHODS)}")
         if prolongation not in PROLONGATIONS:
             raise InputError(f"prolongation = {prolongation!r}; expected one of {', '.join(PROLONGATIONS)}")
         self.prolongation = prolongation
@@ -172,7 +179,7 @@ def solve_potential_many(
     tol: float = 1e-8,
     *,
     maxiter: int = 300,
-    method: str = "gmg",
+    method: str = DEFAULT_METHOD,
     max_attempts: int = 3,
     prolongation: str = "jacobi",
 ) -> MultiSolve:

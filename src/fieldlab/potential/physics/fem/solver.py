@@ -16,13 +16,17 @@ Solve
 The Neumann matrix is singular (constants). The null space is removed by pinning one corner (its row and column
 are dropped), the compatible right-hand side is solved by CG preconditioned with multigrid, the true residual
 ``||b - A u|| / ||b||`` of the full system is checked against ``tol``, and on failure the hierarchy is rebuilt with
-the next method before giving up with a :class:`~fieldlab.errors.PhysicsError`. The first method is geometric
-multigrid (``"gmg"``, :mod:`~.multigrid`: trilinear prolongation of the voxel grid, Galerkin coarse operators); the
-fallbacks are pyamg's algebraic multigrid, smoothed aggregation (``"sa"``) then Ruge-Stuben (``"rs"``), which need no
-grid. The gauge is fixed afterwards: zero mean of Phi over tissue voxels.
+the next method before giving up with a :class:`~fieldlab.errors.PhysicsError`. The first method
+(:data:`DEFAULT_METHOD`) is ``"fmg"``: the same Q1 system as 27-point stencils built by compiled kernels from the
+voxel tensors, Galerkin coarse stencils, multigrid-CG started from full multigrid, no sparse matrix
+(:mod:`~.stencil_solve`); ``"mf"`` starts CG from zero. The fallbacks are geometric multigrid of the assembled matrix
+(``"gmg"``, :mod:`~.multigrid`: trilinear prolongation of the voxel grid, Galerkin coarse operators), then pyamg's
+algebraic multigrid, smoothed aggregation (``"sa"``) then Ruge-Stuben (``"rs"``), which need no grid. The gauge is
+fixed afterwards: zero mean of Phi over tissue voxels.
 
-Every path to the system (this solve, the multi-source solve, the error estimate, the hybrid's sweeps and the
-classical rivals) goes through :func:`build_system`: check, assemble, load vector, consistent right-hand side.
+Every path to an assembled system (the sparse methods, the multi-source solve, the error estimate, the hybrid's
+sweeps and the classical rivals on it) goes through :func:`build_system`: check, assemble, load vector, consistent
+right-hand side.
 """
 
 from __future__ import annotations
@@ -44,6 +48,10 @@ AMG_METHODS = ("gmg", "sa", "rs")
 #: Matrix-free multigrid-CG on stencils (:mod:`~.mfsolve`), from zero or from nested iteration; a failed check falls
 #: back to :data:`AMG_METHODS` in order.
 STENCIL_METHODS = ("mf", "fmg")
+#: The solve every caller gets unless it names another (``physics.solver.method``'s default): multigrid-CG on
+#: stencils from full multigrid, the fastest at both grids (bench/solver.py), with labels within the label tolerance of
+#: the geometric-multigrid solve.
+DEFAULT_METHOD = "fmg"
 #: Smoothers of the SA tentative prolongator (:func:`build_hierarchy`); the single-source solve uses the first.
 PROLONGATIONS = ("jacobi", "energy")
 
@@ -384,7 +392,7 @@ def solve_corners(
     tol: float = 1e-8,
     *,
     maxiter: int = 300,
-    method: str = "gmg",
+    method: str = DEFAULT_METHOD,
     max_attempts: int = 3,
 ) -> tuple[np.ndarray, np.ndarray, SolveInfo]:
     """The same solve as :func:`solve_potential`, returned where the unknowns live: on the voxel corners.
@@ -410,7 +418,7 @@ def solve_potential(
     tol: float = 1e-8,
     *,
     maxiter: int = 300,
-    method: str = "gmg",
+    method: str = DEFAULT_METHOD,
     max_attempts: int = 3,
 ) -> tuple[np.ndarray, SolveInfo]:
     """Solve ``-div(sigma grad Phi) = f`` in tissue with zero normal current at the air boundary.
