@@ -14,7 +14,11 @@ them alike. Run it with one BLAS/OpenMP thread: the corpus spreads limbs over ``
 label's cost is its one-core cost (with two threads, idle BLAS threads spinning between calls are billed as CPU time).
 Prints one JSON object.
 
-    OMP_NUM_THREADS=1 PYTHONPATH=src flock /tmp/fieldlab-cpu.lock python bench/labels.py [--limbs 2] [--k 1 4 8]
+Each row also splits the wall time of its labels into drawing and rasterising, the solve and the compressed write
+(``wall_share``): what a label costs besides its solve.
+
+    OMP_NUM_THREADS=1 PYTHONPATH=src flock /tmp/fieldlab-cpu.lock python bench/labels.py [--limbs 2] [--k 1 4 8] \
+        [--methods fmg gmg]
 """
 
 from __future__ import annotations
@@ -55,11 +59,17 @@ def label_limb(root: Path, seed: int, index: int, grid: tuple[int, int, int], ph
         solved = [solve_sample(seed, "train", index, grid, 1, physics)]
     else:
         solved = solve_limb(seed, "train", index, grid, 1, physics, k)
+    w1 = time.perf_counter()
     for j, (sample, _info, _limb) in enumerate(solved):
         save_npz(root / sample_name(index, j, k), **sample.to_arrays())
+    wall = time.perf_counter() - w0
+    solve = sum(info.seconds for _s, info, _l in solved)
     return {
         "cpu_s": time.process_time() - c0,
-        "wall_s": time.perf_counter() - w0,
+        "wall_s": wall,
+        "solve_s": solve,  # the solver's own clock (checks, assembly or stencil, hierarchy, CG, map to centres)
+        "write_s": time.perf_counter() - w1,  # the compressed .npz
+        "draw_rasterise_s": w1 - w0 - solve,  # drawing the limb and its poles, rasterising (sub-sampled voxels)
         "samples": len(solved),
         "iterations": [info.iterations for _s, info, _l in solved],
         "methods": sorted({info.method for _s, info, _l in solved}),
@@ -71,11 +81,16 @@ def main() -> None:
     parser.add_argument("--limbs", type=int, default=2, help="limbs per case (train indices 0..limbs-1)")
     parser.add_argument("--k", type=int, nargs="+", default=[1, 4, 8], help="sources per limb, fast core")
     parser.add_argument("--params", default="params.yaml")
+    parser.add_argument("--methods", nargs="+", default=None, help="fast cases' solver methods (default: params')")
     args = parser.parse_args()
     cfg = load_config(args.params)
     fast, grid = cfg.physics, cfg.data.grid
     earlier = replace(fast, solver=replace(fast.solver, method="sa", tol=1e-8, prolongation="jacobi"))
-    cases = {"earlier_k1": (1, earlier)} | {f"fast_k{k}": (k, fast) for k in args.k}
+    methods = args.methods or [fast.solver.method]
+    cases = {"earlier_k1": (1, earlier)}
+    for m in methods:
+        physics = replace(fast, solver=replace(fast.solver, method=m))
+        cases |= {f"{m}_k{k}" if args.methods else f"fast_k{k}": (k, physics) for k in args.k}
     runs: dict[str, list[dict]] = {c: [] for c in cases}
     with tempfile.TemporaryDirectory() as tmp:
         for index in range(args.limbs):
@@ -95,6 +110,7 @@ def main() -> None:
             "wall_s_per_sample": wall / n,
             "samples_per_cpu_hour": 3600.0 * n / cpu,
             "cg_iterations_mean": sum(sum(r["iterations"]) for r in rs) / n,
+            "wall_share": {p: sum(r[f"{p}_s"] for r in rs) / wall for p in ("draw_rasterise", "solve", "write")},
         }
     baseline = rows["earlier_k1"]["samples_per_cpu_hour"]
     for row in rows.values():

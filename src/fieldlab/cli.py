@@ -19,6 +19,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "simulate-potential": ("fieldlab.commands.simulate_potential", "generate the potential corpus (FEM)"),
     "models": ("fieldlab.commands.models", "describe the operator models (--summary)"),
     "train": ("fieldlab.commands.train", "train the operator model of model.backbone"),
+    "eval-rivals": ("fieldlab.commands.eval_rivals", "run the classical rivals once (eval-sr reads them)"),
     "eval-sr": ("fieldlab.commands.eval_sr", "evaluate at base and 2x resolution (zero-shot)"),
     "predict": ("fieldlab.commands.predict", "predict the potential of your own samples, with an error estimate"),
     "simulate-mpm": ("fieldlab.commands.simulate_mpm", "simulate an MLS-MPM scene and write its fields"),

@@ -86,7 +86,9 @@ def test_zero_model_has_relative_error_one_at_both_resolutions(root, tmp_path):
     # the tiny corpus has no continuous limbs: no classical front, only the two-grid twin (the prior + sweeps) and the
     # solver stopped early (each preconditioner, cold and warm from the prior, each iteration count)
     twins = ["free_space_sgs128", "free_space_sgs32", "free_space_sgs64"]
-    rivals = [f"cg_{m}{w}_k{k}" for m in ("gmg", "sa_energy") for w in ("", "_warm") for k in (1, 2, 3, 4, 5, 6, 8)]
+    rivals = [
+        f"cg_{m}{w}_k{k}" for m in ("mf", "gmg", "sa_energy") for w in ("", "_warm") for k in (1, 2, 3, 4, 5, 6, 8)
+    ]
     assert sorted(out["baselines"]) == sorted(twins + rivals)
     assert set(out["baselines"]["free_space_sgs32"]) == {"base", "x2"}
     assert set(out["baselines"]["cg_gmg_warm_k2"]) == {"base", "x2"}

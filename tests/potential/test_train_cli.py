@@ -48,11 +48,16 @@ eval: {{figures: 1}}
     assert ckpt["model_config"]["backbone"] == "fno"  # the section as configured; the trained backbone is separate
     assert ckpt["backbone"] == backbone
 
+    assert main(["eval-sr", "--params", str(params), f"model.backbone={backbone}"]) == 2  # no rivals yet: one error
+    assert "eval_rivals" in capsys.readouterr().err
+    assert main(["eval-rivals", "--params", str(params)]) == 0
+    assert (tmp_path / "data" / "rivals" / "rivals.json").is_file()
     assert main(["eval-sr", "--params", str(params), f"model.backbone={backbone}"]) == 0
     result = json.loads((tmp_path / "metrics" / "eval_sr.json").read_text())
     assert result["backbone"] == backbone
     assert result["ratio_x2_base"] == pytest.approx(result["x2"]["rel_l2"] / result["base"]["rel_l2"])
     assert "x2_restricted" in result  # every backbone is also evaluated through the training grid at 2x
+    assert set(result["timing_check"]) == {"base", "x2"}  # the cached rivals' yardstick, re-timed
     assert (tmp_path / "plots" / "eval_sr" / f"{backbone}_x2_0000.png").is_file()
     printed = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert printed["backbone"] == backbone

@@ -11,6 +11,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--checkpoint", default=None, help="default: <log.root>/<backbone>/checkpoints/best.pt")
     parser.add_argument("--metrics", default="metrics/eval_sr.json", help="output JSON")
     parser.add_argument("--figures", default="plots/eval_sr", help="folder for the error-map figures")
+    parser.add_argument("--rivals", default=None, help="the classical rivals (default: eval.rivals_file)")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="dotted overrides, as dvc exp run -S")
 
 
@@ -24,7 +25,10 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_config(args.params, args.overrides)
     backbone = args.backbone or cfg.model.backbone
     ckpt = Path(args.checkpoint or Path(cfg.log.root) / backbone / "checkpoints" / "best.pt")
-    result = run_eval(cfg, ckpt, args.metrics, args.figures, backbone=backbone)  # another backbone's: an error
+    rivals = args.rivals or cfg.eval.rivals_file
+    result = run_eval(
+        cfg, ckpt, args.metrics, args.figures, backbone=backbone, rivals_file=rivals
+    )  # another backbone's: an error
     keys = ("backbone", "ratio_x2_base")
     print(json.dumps({**{k: result[k] for k in keys}, "base": result["base"]["rel_l2"], "x2": result["x2"]["rel_l2"]}))
     return 0

@@ -295,6 +295,12 @@ class EvalConfig:
         ge=0,
         doc="nested iteration at 2x: the training-grid solve prolonged, then these fine CG iterations",
     )
+    rivals_file: str = "data/rivals/rivals.json"  # the eval_rivals stage's output (keep in sync with dvc.yaml)
+    yardstick_iterations: int = spec(
+        2,
+        ge=1,
+        doc="eval_sr re-times multigrid-CG on stencils stopped after these iterations against the cached rivals",
+    )
     twogrid_cycles: tuple[int, ...] = spec(
         (1, 2, 4, 8), ge=1, doc="two-grid cycles (smoothing + exact coarse correction) of that rival ([]: none)"
     )

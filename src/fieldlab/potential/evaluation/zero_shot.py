@@ -58,7 +58,14 @@ from fieldlab.potential import metrics
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
 from fieldlab.potential.evaluation.classical.baselines import base_spacing, prior_seconds
 from fieldlab.potential.evaluation.front import default_points, split_fronts, spread
-from fieldlab.potential.evaluation.rivals import split_front, split_rivals, twogrid_prefix
+from fieldlab.potential.evaluation.rivals import (
+    read_rivals,
+    rival_splits,
+    split_front,
+    split_rivals,
+    twogrid_prefix,
+    yardstick_check,
+)
 from fieldlab.potential.evaluation.subgrid import subgrid_split
 from fieldlab.potential.evaluation.summary import (
     defined_everywhere,
@@ -235,10 +242,13 @@ def evaluate_sr(
     model_factory=None,
     backbone: str | None = None,
     with_front: bool = True,
+    rivals_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """Evaluate ``checkpoint`` on ``eval.splits`` (base, 2x) of ``data.root``; return the ``eval_sr.json`` dict.
 
     ``with_front=False`` skips the classical front (a caller that compares several checkpoints computes it once).
+    With ``rivals_file`` (the eval_rivals stage's output) the classical rivals and front are read from it, checked
+    against this run (:func:`~.rivals.read_rivals`), and one yardstick is re-timed here (``timing_check``).
 
     ``backbone``, when given, must be the checkpoint's (see :func:`load_trained`).
     """
@@ -260,6 +270,11 @@ def evaluate_sr(
     twogrid_front: dict[str, dict[str, Any]] = {}
     subgrid = load_subgrid(subgrid_checkpoint(cfg), device) if cfg.subgrid.enabled else None
     plain = {**kw, "prior_cache": None, "prior_core_m": None}  # the corrector takes no prior: masks only
+    rivals = None
+    if rivals_file is not None:
+        names = {k: [f.name for f in split_files(cfg.data.root, s)] for k, s in rival_splits(cfg).items()}
+        rivals = read_rivals(rivals_file, prior, names, cfg, [float(v) for v in ref])
+    checks: dict[str, Any] = {}
 
     def corrected(files: list[Path], tag: str) -> None:
         """``<tag>_subgrid``: the sub-grid corrector on the fine ``files`` (median of ``eval.rival_repeats``)."""
@@ -311,6 +326,9 @@ def evaluate_sr(
             refined(ds, key, cost, train_grid if key == "x2" else None)
         if key == "x2" and subgrid is not None:  # fine accuracy from the coarse solve and the fine arrays
             corrected(ds.files, "x2")
+        if rivals is not None:  # the cached rivals: one yardstick re-timed in this process
+            checks[key] = yardstick_check(cfg, ds, key, rivals["baselines"])
+            continue
         if with_front:
             for name, point in split_front(cfg, ds, key).items():
                 front.setdefault(name, {})[key] = point
@@ -323,7 +341,7 @@ def evaluate_sr(
         out["ood"], samples["ood"] = ood_summary(rows, seconds, ood_shifts(cfg.data.root)), rows
         if sweeps:
             refined(ds, "ood", cost, None)
-        if with_front:  # the FEM on coarser grids does not care whether a limb is out of distribution
+        if with_front and rivals is None:  # the FEM on coarser grids does not care whether a limb is ood
             for name, point in split_front(cfg, ds, "ood").items():
                 front.setdefault(name, {})["ood"] = point
         out["ratio_ood_base"] = out["ood"]["rel_l2"] / out["base"]["rel_l2"]
@@ -340,6 +358,10 @@ def evaluate_sr(
         out["solver_seconds"] = solver
     if sweeps:
         out["refine_sweeps"] = sweeps
+    for name, points in (rivals or {}).get("baselines", {}).items():
+        front.setdefault(name, {}).update(points)
+    if checks:
+        out["timing_check"] = checks
     front.update(twogrid_front)  # model-independent given the prior: kept even without the front
     if front:
         out["baselines"] = front
@@ -359,6 +381,7 @@ def run_eval(
     metrics_json: str | Path,
     figures_dir: str | Path,
     backbone: str | None = None,
+    rivals_file: str | Path | None = None,
 ) -> dict[str, Any]:
     """:func:`evaluate_sr`, then write ``metrics_json``; figures, ``per_sample.json`` and the accuracy-time front
     (``front_base.csv``, ``front_x2.csv``, ``front.png``: :func:`~.front_plot.write_front_plots`) go to
@@ -371,7 +394,7 @@ def run_eval(
     from fieldlab.potential.evaluation.front_plot import write_front_plots
 
     with atomic_dir(figures_dir) as staging:
-        result = evaluate_sr(cfg, checkpoint, staging, backbone=backbone)
+        result = evaluate_sr(cfg, checkpoint, staging, backbone=backbone, rivals_file=rivals_file)
         write_json(Path(staging) / "per_sample.json", result.pop("samples"))
         write_front_plots(result, staging)
     write_json(metrics_json, result)

@@ -216,7 +216,10 @@ def pcg(
     p = z.copy()
     rz = dot(r, z)
     for it in range(1, maxiter + 1):
-        alpha = rz / op.matvec(p, q)
+        pap = op.matvec(p, q)
+        if not pap > 0.0:  # the preconditioned residual vanished (float32 cycles underflow near an exact solve)
+            return it - 1
+        alpha = rz / pap
         partial = _chunks(size)
         split(_cg_update, size, 0, partial.size, x, r, p, q, alpha, partial)
         rr = float(partial.sum())

@@ -16,13 +16,11 @@ Solve
 The Neumann matrix is singular (constants). The null space is removed by pinning one corner (its row and column
 are dropped), the compatible right-hand side is solved by CG preconditioned with multigrid, the true residual
 ``||b - A u|| / ||b||`` of the full system is checked against ``tol``, and on failure the hierarchy is rebuilt with
-the next method before giving up with a :class:`~fieldlab.errors.PhysicsError`. The first method
-(:data:`DEFAULT_METHOD`) is ``"fmg"``: the same Q1 system as 27-point stencils built by compiled kernels from the
-voxel tensors, Galerkin coarse stencils, multigrid-CG started from full multigrid, no sparse matrix
-(:mod:`~.stencil_solve`); ``"mf"`` starts CG from zero. The fallbacks are geometric multigrid of the assembled matrix
-(``"gmg"``, :mod:`~.multigrid`: trilinear prolongation of the voxel grid, Galerkin coarse operators), then pyamg's
-algebraic multigrid, smoothed aggregation (``"sa"``) then Ruge-Stuben (``"rs"``), which need no grid. The gauge is
-fixed afterwards: zero mean of Phi over tissue voxels.
+the next method before giving up with a :class:`~fieldlab.errors.PhysicsError`. The first method, ``"fmg"``, solves
+the same Q1 system as 27-point stencils from the voxel tensors with Galerkin coarse stencils, CG started from full
+multigrid, no sparse matrix (:mod:`~.stencil_solve`; ``"mf"`` from zero). The fallbacks are geometric multigrid of
+the assembled matrix (``"gmg"``, :mod:`~.multigrid`), then pyamg's smoothed aggregation (``"sa"``) and Ruge-Stuben
+(``"rs"``). The gauge is fixed afterwards: zero mean of Phi over tissue voxels.
 
 Every path to an assembled system (the sparse methods, the multi-source solve, the error estimate, the hybrid's
 sweeps and the classical rivals on it) goes through :func:`build_system`: check, assemble, load vector, consistent
@@ -42,15 +40,11 @@ from fieldlab.potential.physics.fem.assembly import CORNERS, assemble_stencil, p
 from fieldlab.potential.physics.fem.multigrid import geometric_hierarchy
 from fieldlab.potential.physics.fem.transfer import corners_to_centres, gauge
 
-#: Multigrid methods, tried in this order after the configured first choice: geometric (voxel grids), then
-#: algebraic (smoothed aggregation, Ruge-Stuben).
+#: Multigrid methods of the assembled matrix, the fallbacks in this order: geometric, algebraic (SA, Ruge-Stuben).
 AMG_METHODS = ("gmg", "sa", "rs")
-#: Matrix-free multigrid-CG on stencils (:mod:`~.mfsolve`), from zero or from nested iteration; a failed check falls
-#: back to :data:`AMG_METHODS` in order.
+#: Multigrid-CG on stencils (:mod:`~.mfsolve`) from zero or from full multigrid; a failed check falls back.
 STENCIL_METHODS = ("mf", "fmg")
-#: The solve every caller gets unless it names another (``physics.solver.method``'s default): multigrid-CG on
-#: stencils from full multigrid, the fastest at both grids (bench/solver.py), with labels within the label tolerance of
-#: the geometric-multigrid solve.
+#: The first method unless a caller names another (``physics.solver.method``): the fastest (bench/solver.py).
 DEFAULT_METHOD = "fmg"
 #: Smoothers of the SA tentative prolongator (:func:`build_hierarchy`); the single-source solve uses the first.
 PROLONGATIONS = ("jacobi", "energy")
