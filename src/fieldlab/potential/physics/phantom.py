@@ -133,13 +133,16 @@ def tissue_fractions(p: LimbParams, grid: tuple[int, int, int], subsamples: int)
     zc, yc, xc = voxel_axes(grid, p.box_m)
     xs = (xc[:, None] + sub[None, :] * Lx / W).ravel()  # (W * n,)
     ys = (yc[:, None] + sub[None, :] * Ly / H).ravel()
-    frac = np.zeros((len(TISSUES), D, H, W))
+    labels = len(TISSUES)
+    frac = np.zeros((labels, D, H, W))
+    # the voxel (h, w) of every sub-sample of a plane, times the number of labels: one bincount counts them all
+    voxel = (np.arange(H)[None, :, None, None, None] * W + np.arange(W)[None, None, None, :, None]) * labels
+    voxel = np.broadcast_to(voxel, (n, H, n, W, n)).ravel()
     for d in range(D):
         zs = zc[d] + sub * Lz / D
         lab = label_points(p, xs[None, None, :], ys[None, :, None], zs[:, None, None])  # (n, H n, W n)
-        lab = lab.reshape(n, H, n, W, n)
-        for k in range(len(TISSUES)):
-            frac[k, d] = (lab == k).mean(axis=(0, 2, 4))
+        counts = np.bincount(voxel + lab.ravel(), minlength=labels * H * W).reshape(H, W, labels)
+        frac[:, d] = np.moveaxis(counts, -1, 0) / float(n**3)  # count / n^3: the bytes of the mean of (lab == k)
     return frac
 
 
