@@ -119,7 +119,7 @@ def test_manufactured_solution_converges_at_second_order(method):
     assert np.all(np.abs(orders - 2.0) < 0.25), (errors, orders)
 
 
-@pytest.mark.parametrize("method", ["gmg", "sa", "mf"])
+@pytest.mark.parametrize("method", ["gmg", "sa", "mf", "fmg"])
 @pytest.mark.parametrize("channels", [MUSCLE, ROTATED], ids=["diagonal", "rotated"])
 def test_point_source_matches_anisotropic_formula(channels, method):
     """A bipole (poles 8 h apart along z) in a 64x32x32 box vs the sum over poles of
@@ -168,7 +168,7 @@ def bipole(shape, a, b):
     return f
 
 
-@pytest.mark.parametrize("method", ["gmg", "mf"])
+@pytest.mark.parametrize("method", ["gmg", "mf", "fmg"])
 def test_reciprocity_green(method):
     """Green's reciprocity: the work of bipole B in the field of bipole A equals that of A in the field of B,
     sum f_B u_A dV = sum f_A u_B dV (the FEM matrix is symmetric and the load is P^T f dV)."""
