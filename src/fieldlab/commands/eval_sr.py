@@ -26,9 +26,8 @@ def run(args: argparse.Namespace) -> int:
     backbone = args.backbone or cfg.model.backbone
     ckpt = Path(args.checkpoint or Path(cfg.log.root) / backbone / "checkpoints" / "best.pt")
     rivals = args.rivals or cfg.eval.rivals_file
-    result = run_eval(
-        cfg, ckpt, args.metrics, args.figures, backbone=backbone, rivals_file=rivals
-    )  # another backbone's: an error
+    # another backbone's checkpoint is an error; so is a rivals file made for another corpus, prior or mask
+    result = run_eval(cfg, ckpt, args.metrics, args.figures, backbone=backbone, rivals_file=rivals)
     keys = ("backbone", "ratio_x2_base")
     print(json.dumps({**{k: result[k] for k in keys}, "base": result["base"]["rel_l2"], "x2": result["x2"]["rel_l2"]}))
     return 0

@@ -15,6 +15,7 @@ spread is a drift of the machine between the stages, flagged in ``eval_sr.json: 
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -26,7 +27,13 @@ from fieldlab.config import Config
 from fieldlab.errors import InputError
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
 from fieldlab.potential.evaluation.classical.baselines import base_spacing, classical_front, prior_seconds
-from fieldlab.potential.evaluation.classical.cg import TwoGridSpec, rival_front, rival_name, training_spacing
+from fieldlab.potential.evaluation.classical.cg import (
+    STENCIL_RIVAL,
+    TwoGridSpec,
+    rival_front,
+    rival_name,
+    training_spacing,
+)
 from fieldlab.potential.models.scaling import FieldScaler
 
 #: Version of the rivals file's layout.
@@ -138,7 +145,7 @@ def classical_rivals(cfg: Config) -> dict[str, Any]:
         for name, point in split_front(cfg, ds, key).items():
             baselines.setdefault(name, {})[key] = point
         if key != "ood":
-            cost = _prior_cost(ds, prior, cfg)
+            cost = prior_cost(ds, prior, cfg)
             for name, point in split_rivals(cfg, ds, cost).items():
                 baselines.setdefault(name, {})[key] = point
     mask = _mask_identity(cfg, ref)
@@ -163,15 +170,10 @@ def _mask_identity(cfg: Config, reference: list[float]) -> dict[str, Any]:
     }
 
 
-def _prior_cost(ds: PotentialDataset, prior: Any, cfg: Config) -> Callable[[int], float]:
-    cache: dict[int, float] = {}
-
-    def cost(i: int) -> float:
-        if i not in cache:
-            cache[i] = prior_seconds(ds.sample(i), prior, cfg)
-        return cache[i]
-
-    return cost
+def prior_cost(ds: PotentialDataset, prior: Any, cfg: Config) -> Callable[[int], float]:
+    """Seconds of sample ``i``'s prior, timed once in the caller's process and charged to every predictor (and warm
+    rival) that uses it."""
+    return functools.lru_cache(maxsize=None)(lambda i: prior_seconds(ds.sample(i), prior, cfg))
 
 
 def read_rivals(
@@ -212,13 +214,13 @@ def yardstick_check(cfg: Config, ds: PotentialDataset, key: str, cached: dict[st
     larger of the two runs' relative spreads (at least 10 %), ``drift`` whether the ratio lies outside ``1 +- allowed``.
     """
     k = int(cfg.eval.yardstick_iterations)
-    name = rival_name("mf", False, k)
+    name = rival_name(STENCIL_RIVAL, False, k)
     then = cached.get(name, {}).get(key)
     if then is None:
         raise InputError(f"rivals file: no {name} point on split {key}; expected eval.rival_methods to hold mf")
     masks = [ds[i]["mask"][0].numpy().astype(bool) for i in range(len(ds))]
     samples = [ds.sample(i) for i in range(len(ds))]
-    now = rival_front(samples, masks, (k,), ("mf",), cfg.eval.rival_repeats, restricted_methods=())[name]
+    now = rival_front(samples, masks, (k,), (STENCIL_RIVAL,), cfg.eval.rival_repeats, restricted_methods=())[name]
     ratio = now["seconds"] / then["seconds"]
     allowed = max(0.1, then["seconds_spread"] / then["seconds"], now["seconds_spread"] / now["seconds"])
     return {

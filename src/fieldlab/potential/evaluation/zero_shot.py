@@ -42,7 +42,6 @@ forward and prior seconds) goes to ``per_sample.json`` beside the figures.
 
 from __future__ import annotations
 
-import functools
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -56,9 +55,10 @@ from fieldlab.config import Config
 from fieldlab.core.device import select_device
 from fieldlab.potential import metrics
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
-from fieldlab.potential.evaluation.classical.baselines import base_spacing, prior_seconds
+from fieldlab.potential.evaluation.classical.baselines import base_spacing
 from fieldlab.potential.evaluation.front import default_points, split_fronts, spread
 from fieldlab.potential.evaluation.rivals import (
+    prior_cost,
     read_rivals,
     rival_splits,
     split_front,
@@ -290,10 +290,6 @@ def evaluate_sr(
             point = front_point(start_rows, {n: r["start_seconds"] for n, r in rows_s.items()})
             twogrid_front.setdefault(f"restricted_pv_{base_spacing(cfg) * 1e3:g}mm", {})["x2"] = point
 
-    def prior_cost(ds: PotentialDataset) -> Callable[[int], float]:
-        """Seconds of sample ``i``'s prior, timed once in this run and charged to every predictor that uses it."""
-        return functools.lru_cache(maxsize=None)(lambda i: prior_seconds(ds.sample(i), prior, cfg))
-
     def refined(
         ds: PotentialDataset, key: str, cost: Callable[[int], float], grid: tuple[int, int, int] | None
     ) -> None:
@@ -309,7 +305,7 @@ def evaluate_sr(
 
     for key, split in zip(("base", "x2"), cfg.eval.splits, strict=True):
         ds = PotentialDataset(split_files(cfg.data.root, split), **kw)
-        cost = prior_cost(ds)
+        cost = prior_cost(ds, prior, cfg)
         rows, seconds = evaluate_split(model, ds, device, None, figures, n_fig, f"{backbone}_{key}", reps, cost, est)
         out[key], samples[key] = summarise(rows, seconds), rows
         timed = solver_seconds(cfg.data.root, split)
@@ -336,7 +332,7 @@ def evaluate_sr(
             twogrid_front.setdefault(name, {})[key] = point
     if cfg.data.n_ood > 0:  # the out-of-distribution split, at the base grid
         ds = PotentialDataset(split_files(cfg.data.root, "ood"), **kw)
-        cost = prior_cost(ds)
+        cost = prior_cost(ds, prior, cfg)
         rows, seconds = evaluate_split(model, ds, device, None, figures, n_fig, f"{backbone}_ood", reps, cost, est)
         out["ood"], samples["ood"] = ood_summary(rows, seconds, ood_shifts(cfg.data.root)), rows
         if sweeps:

@@ -114,7 +114,7 @@ def cg_curve(
     ml = system.hierarchy(method, prolongation=prolongation)
     x0 = np.zeros(system.b.size - 1)
     if start is not None:
-        corners = start_corners(start, system)
+        corners = start_corners(start, system.nodes, system.mask)
         x0 = corners[1:] - corners[0]  # corner 0 is pinned at zero; a constant is no error (gauge)
     recorder = _cg_iterates(ml, system.b[1:], x0, max(counts))
     return timed_curve(counts, recorder, lambda x: system.centres(np.concatenate([[0.0], x])), t0)

@@ -61,15 +61,14 @@ def sample_system(sample: PotentialSample) -> System:
     return build_system(sigma, source, tuple(float(v) for v in sample.spacing))  # type: ignore[arg-type]
 
 
-def start_corners(start: np.ndarray, system: System) -> np.ndarray:
-    """A warm start ``(D, H, W)`` at voxel centres moved to the corners of ``system``
-    (:func:`~fieldlab.potential.physics.fem.transfer.centres_to_corners`); refused unless it is finite in tissue on
-    the sample's grid."""
+def start_corners(start: np.ndarray, nodes: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """A warm start ``(D, H, W)`` at voxel centres moved to the active corners ``nodes`` of a sample with tissue
+    ``mask`` (:func:`~fieldlab.potential.physics.fem.transfer.centres_to_corners`); refused unless it is finite in
+    tissue on the sample's grid."""
     start = np.asarray(start, dtype=np.float64)
-    mask = system.mask
     if start.shape != mask.shape or not np.all(np.isfinite(start[mask])):
         raise InputError(f"start has shape {start.shape}: expected finite values on the sample's grid {mask.shape}")
-    return centres_to_corners(start, system.nodes, mask)
+    return centres_to_corners(start, nodes, mask)
 
 
 class Recorder:

@@ -19,11 +19,11 @@ import time
 import numpy as np
 
 from fieldlab.errors import InputError
-from fieldlab.potential.evaluation.classical.curve import Curve, Recorder, step_counts, timed_curve
+from fieldlab.potential.evaluation.classical.curve import Curve, Recorder, start_corners, step_counts, timed_curve
 from fieldlab.potential.physics.fem.mfsolve import Hierarchy, pcg, pinned_system
 from fieldlab.potential.physics.fem.solver import check_inputs, element_matrices
 from fieldlab.potential.physics.fem.stencil_solve import nested
-from fieldlab.potential.physics.fem.transfer import centres_to_corners, corners_to_centres, gauge
+from fieldlab.potential.physics.fem.transfer import corners_to_centres, gauge
 from fieldlab.potential.schema import PotentialSample
 
 
@@ -68,10 +68,7 @@ def mf_cg_curve(sample: PotentialSample, iterations: tuple[int, ...], start: np.
     hierarchy = Hierarchy(op)
     x = op.layout.zeros()
     if start is not None:
-        start = np.asarray(start, dtype=np.float64)
-        if start.shape != mask.shape or not np.all(np.isfinite(start[mask])):
-            raise InputError(f"start has shape {start.shape}: expected finite values on the sample's grid {mask.shape}")
-        corners = centres_to_corners(start, nodes, mask)
+        corners = start_corners(start, nodes, mask)
         x[packed] = corners - corners[0]  # the pinned corner at zero: a constant is no error (gauge)
     recorder = Recorder()
     pcg(hierarchy, b, x, 0.0, max(counts), lambda v, _rnorm: recorder(v))

@@ -199,7 +199,7 @@ def twogrid_curve(
     t0 = time.perf_counter()
     system = sample_system(sample)
     tg = TwoGrid(system.A, system.nodes, system.corner_shape, factor, smoothing)
-    x = np.zeros(system.b.size) if start is None else start_corners(start, system)
+    x = np.zeros(system.b.size) if start is None else start_corners(start, system.nodes, system.mask)
     recorder = Recorder()
     for _ in range(max(counts)):
         recorder(tg.cycle(x, system.b))
