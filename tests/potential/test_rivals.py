@@ -93,7 +93,7 @@ def test_bad_input_is_one_error():
     tissue = np.any(sigma != 0, axis=-1)
     with pytest.raises(InputError, match=r"rival iterations = \[0\]"):
         rivals.cg_curve(sample, (0,))
-    with pytest.raises(InputError, match=r"expected methods of mf, gmg, sa_jacobi, sa_energy"):
+    with pytest.raises(InputError, match=r"expected methods of mf, fmg, gmg, sa_jacobi, sa_energy"):
         rivals.rival_front([sample], [tissue], (1,), ("amg",), 1)
     with pytest.raises(InputError, match="start has shape"):
         rivals.cg_curve(sample, (1,), start=u[:-1])

@@ -15,7 +15,13 @@ from fieldlab.config import DataConfig, PhantomConfig, PhysicsConfig, SourceConf
 from fieldlab.core.checkpoint import save_checkpoint
 from fieldlab.errors import InputError
 from fieldlab.potential.data.loader import PotentialDataset, split_files
-from fieldlab.potential.data.subgrid_inputs import coarse_start, fold_factor
+from fieldlab.potential.data.subgrid_inputs import (
+    channels_of,
+    coarse_start,
+    fold_factor,
+    folded_channels,
+    sample_tensors,
+)
 from fieldlab.potential.evaluation import zero_shot as evaluate
 from fieldlab.potential.models.fold import depth_to_space, space_to_depth
 from fieldlab.potential.models.scaling import FieldScaler
@@ -119,6 +125,38 @@ def test_checkpoint_round_trip_and_foreign_checkpoint(tmp_path):
         load_subgrid(tmp_path / "missing.pt")
 
 
+def test_folded_channels_are_the_channels_folded():
+    """The compiled path of prediction equals the training path (channels of the sample's tensors, then the
+    fold), with air, a tilted (off-diagonal) tensor and a start, to float32 rounding."""
+    fine = box_sample(16)
+    rng = np.random.default_rng(0)
+    sigma = fine.sigma.copy()
+    sigma[..., 3:] = 0.05 * rng.standard_normal((*sigma.shape[:3], 3))
+    mask = np.asarray(fine.mask, dtype=bool).copy()
+    mask[:, 0, :] = False
+    sigma[~mask] = 0.0
+    sample = PotentialSample(sigma, fine.source, mask, fine.tissue, fine.u, fine.spacing, fine.source_point,
+                             fine.source_index)  # fmt: skip
+    start = rng.standard_normal(mask.shape)
+    want = space_to_depth(channels_of(sample_tensors(sample, start, 2.5), 0.1), 2)
+    got = folded_channels(sample, start, 2.5, 0.1, 2)
+    assert got.shape == want.shape == (1, 72, 8, 4, 4) and got.dtype == torch.float32
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=1e-6)
+
+
+def test_bfloat16_forward_pass_stays_close_to_float32():
+    """``subgrid.precision: bfloat16`` runs the same weights with bfloat16 matmuls: the correction agrees with the
+    float32 one to bfloat16's resolution (8 bits of mantissa), relative to its size."""
+    torch.manual_seed(0)
+    model = SubgridCorrector(2, 4, 2, 2).eval()
+    torch.nn.init.normal_(model.net.head.weight, std=0.1)
+    x = torch.randn(1, 72, 8, 4, 4)
+    a = TrainedSubgrid(model, (8, 4, 4), 1e-6, 0.1, 0, "float32").correction(x)
+    b = TrainedSubgrid(model, (8, 4, 4), 1e-6, 0.1, 0, "bfloat16").correction(x)
+    assert a.dtype == b.dtype == torch.float32 and not torch.equal(a, b)
+    assert float((a - b).norm() / a.norm()) < 3e-2
+
+
 # ---- on a small FEM corpus with fine labels ------------------------------------------------------------------------
 PHYSICS = PhysicsConfig(
     phantom=PhantomConfig(radius_m=(0.04, 0.042), subsamples=2),
@@ -211,7 +249,7 @@ def test_eval_sr_scores_the_corrector_and_predict_runs_it(run, capsys):
     out = evaluate.evaluate_sr(cfg, ckpt, None, with_front=False)
     assert out["default"]["x2"]["name"] == "subgrid_unet" and out["default"]["x2"]["from"] == "x2_subgrid"
     assert out["default"]["x2"]["rel_l2"] == out["x2_subgrid"]["rel_l2"]
-    trained = load_subgrid(Path(cfg.subgrid.root) / "checkpoints" / "best.pt")
+    trained = load_subgrid(Path(cfg.subgrid.root) / "checkpoints" / "best.pt", precision=cfg.subgrid.precision)
     ds = PotentialDataset(split_files(root, "test_2x"), FieldScaler(1.0, 1.0), singularity_radius=1.0,
                           reference_spacing=base_spacing(root))  # fmt: skip
     s, mask = ds.sample(0), ds[0]["mask"][0].numpy().astype(bool)

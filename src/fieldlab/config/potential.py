@@ -286,10 +286,10 @@ class EvalConfig:
     )
     # preconditioners of that rival (potential/rivals.py): mf (multigrid-CG on stencils, the corpus's solver),
     # geometric MG on the assembled matrix, pyamg SA with Jacobi / energy prolongation
-    rival_methods: tuple[Literal["mf", "gmg", "sa_jacobi", "sa_energy"], ...] = ("mf", "gmg", "sa_energy")
+    rival_methods: tuple[Literal["mf", "fmg", "gmg", "sa_jacobi", "sa_energy"], ...] = ("mf", "fmg", "gmg", "sa_energy")
     rival_repeats: int = spec(3, ge=1, doc="timed runs of each rival per sample, interleaved; the median is reported")
     # the preconditioners of that rival at 2x (SA's set-up on the 1 mm system costs ~4x gmg's and is dominated)
-    rival_methods_x2: tuple[Literal["mf", "gmg", "sa_jacobi", "sa_energy"], ...] = ("mf", "gmg")
+    rival_methods_x2: tuple[Literal["mf", "fmg", "gmg", "sa_jacobi", "sa_energy"], ...] = ("mf", "fmg", "gmg")
     nested_iterations: tuple[int, ...] = spec(
         (0, 1, 2, 3),
         ge=0,
@@ -314,7 +314,8 @@ class SubgridConfig:
 
     enabled: bool = False  # train it (train_subgrid), score it in eval_sr at 2x (x2_subgrid) and make it the 2x default
     root: str = "experiments/subgrid"
-    start_tol: float = spec(1e-4, gt=0, lt=1, doc="relative residual of the coarse start's multigrid-CG solve")
+    start_tol: float = spec(1e-2, gt=0, lt=1, doc="relative residual of the coarse start's multigrid-CG solve")
+    precision: Literal["auto", "float32", "bfloat16"] = "auto"  # of the forward pass at prediction (core.device)
     sigma_ref: float = spec(0.1, gt=0, doc="S/m; inputs use log(sigma / sigma_ref)")
     base: int = spec(16, ge=1, doc="UNet channels at the first level")
     depth: int = spec(3, ge=1, le=6)

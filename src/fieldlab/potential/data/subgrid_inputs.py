@@ -26,12 +26,14 @@ on the source's amplitude and the corrector's output, times ``s``, is in volts.
 
 from __future__ import annotations
 
+import numba
 import numpy as np
 import torch
 
 from fieldlab.errors import InputError
 from fieldlab.potential.physics.fem.coarse import coarse_fem_prior
 from fieldlab.potential.physics.fem.solver import DEFAULT_METHOD
+from fieldlab.potential.physics.fem.stencil import split
 from fieldlab.potential.schema import PotentialSample, refinement
 
 #: Off-diagonal channels (xy, xz, yz) and the diagonal pair each is normalised by.
@@ -115,3 +117,59 @@ def sample_tensors(sample: PotentialSample, start: np.ndarray, scale: float) -> 
 def channels_of(item: dict[str, torch.Tensor], sigma_ref: float) -> torch.Tensor:
     """The corrector's input ``(1, 9, D, H, W)`` of one item of :func:`sample_tensors` (augmented or not)."""
     return fine_channels(item["sigma"][None], item["tissue"][None], item["f"][None], item["prior"][None], sigma_ref)
+
+
+@numba.njit(cache=True, nogil=True)
+def _folded(sigma, mask, source, share_scale, start, start_scale, sigma_ref, r, out, c0, c1):  # pragma: no cover
+    """Coarse planes ``c0 <= c < c1`` of :func:`folded_channels`."""
+    _, _, Hc, Wc = out.shape
+    r3 = r * r * r
+    for c in range(c0, c1):
+        for dz in range(r):
+            z = c * r + dz
+            for dy in range(r):
+                for b in range(Hc):
+                    y = b * r + dy
+                    for dx in range(r):
+                        q = (dz * r + dy) * r + dx
+                        for a in range(Wc):  # innermost: contiguous writes
+                            x = a * r + dx
+                            if mask[z, y, x]:
+                                d0 = max(np.float64(sigma[z, y, x, 0]), 1e-12)
+                                d1 = max(np.float64(sigma[z, y, x, 1]), 1e-12)
+                                d2 = max(np.float64(sigma[z, y, x, 2]), 1e-12)
+                                out[q, c, b, a] = np.log(d0 / sigma_ref)
+                                out[r3 + q, c, b, a] = np.log(d1 / sigma_ref)
+                                out[2 * r3 + q, c, b, a] = np.log(d2 / sigma_ref)
+                                out[3 * r3 + q, c, b, a] = sigma[z, y, x, 3] / np.sqrt(d0 * d1)
+                                out[4 * r3 + q, c, b, a] = sigma[z, y, x, 4] / np.sqrt(d0 * d2)
+                                out[5 * r3 + q, c, b, a] = sigma[z, y, x, 5] / np.sqrt(d1 * d2)
+                                out[6 * r3 + q, c, b, a] = 0.0
+                            else:
+                                for k in range(6):
+                                    out[k * r3 + q, c, b, a] = 0.0
+                                out[6 * r3 + q, c, b, a] = 1.0
+                            out[7 * r3 + q, c, b, a] = source[z, y, x] * share_scale
+                            out[8 * r3 + q, c, b, a] = start[z, y, x] / start_scale
+
+
+def folded_channels(
+    sample: PotentialSample, start: np.ndarray, scale: float, sigma_ref: float, factor: int
+) -> torch.Tensor:
+    """The corrector's input already folded onto the training grid, ``(1, 9 r^3, D/r, H/r, W/r)`` float32: the
+    channels of :func:`channels_of` of the unaugmented sample, then
+    :func:`~fieldlab.potential.models.fold.space_to_depth`, in one compiled pass over the fine arrays (the path of
+    prediction; training augments first and goes through :func:`channels_of`)."""
+    spacing = tuple(float(v) for v in sample.spacing)
+    source = np.ascontiguousarray(sample.source)
+    charge = float(np.prod(spacing))
+    injected = float(np.sum(source, where=source > 0, dtype=np.float64)) * charge
+    if injected <= 0:
+        raise InputError("source: no positive current injected; expected a bipole")
+    D, H, W = sample.mask.shape
+    r = int(factor)
+    out = np.empty((9 * r**3, D // r, H // r, W // r), dtype=np.float32)
+    mask = np.ascontiguousarray(sample.mask, dtype=np.bool_)
+    args = (np.ascontiguousarray(sample.sigma), mask, source, charge / injected, np.ascontiguousarray(start))
+    split(_folded, mask.size, 0, D // r, *args, float(scale), float(sigma_ref), r, out)
+    return torch.from_numpy(out)[None]

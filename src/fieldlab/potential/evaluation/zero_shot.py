@@ -268,7 +268,7 @@ def evaluate_sr(
     sweeps, twogrid = cfg.eval.refine_sweeps, cfg.eval.twogrid_sweeps
     twogrid_name = twogrid_prefix(prior)
     twogrid_front: dict[str, dict[str, Any]] = {}
-    subgrid = load_subgrid(subgrid_checkpoint(cfg), device) if cfg.subgrid.enabled else None
+    subgrid = load_subgrid(subgrid_checkpoint(cfg), device, cfg.subgrid.precision) if cfg.subgrid.enabled else None
     plain = {**kw, "prior_cache": None, "prior_core_m": None}  # the corrector takes no prior: masks only
     rivals = None
     if rivals_file is not None:

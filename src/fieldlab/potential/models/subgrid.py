@@ -41,5 +41,8 @@ class SubgridCorrector(nn.Module):
         nn.init.zeros_(self.net.head.bias)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        r = self.factor
-        return depth_to_space(self.net(nn.functional.gelu(self.lift(space_to_depth(x, r)))), r)
+        return self.folded(space_to_depth(x, self.factor))
+
+    def folded(self, xf: torch.Tensor) -> torch.Tensor:
+        """The correction from the fine channels already folded, ``(N, 9 r^3, D, H, W)``."""
+        return depth_to_space(self.net(nn.functional.gelu(self.lift(xf))), self.factor)

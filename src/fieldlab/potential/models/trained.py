@@ -17,6 +17,7 @@ from torch import nn
 
 from fieldlab.config import Config, ModelConfig, config_from_dict
 from fieldlab.core.checkpoint import load_checkpoint
+from fieldlab.core.device import autocast_dtype
 from fieldlab.errors import InputError
 from fieldlab.potential.models.scaling import FieldScaler
 from fieldlab.potential.models.subgrid import SubgridCorrector
@@ -98,6 +99,14 @@ class TrainedSubgrid:
     start_tol: float
     sigma_ref: float
     epoch: int
+    precision: str = "float32"  # of the forward pass (core.device.autocast_dtype): how it runs, not what it is
+
+    def correction(self, xf: torch.Tensor) -> torch.Tensor:
+        """The network's output ``(N, 1, D r, H r, W r)`` float32 for the folded fine channels ``xf``
+        (:meth:`SubgridCorrector.folded`), at :attr:`precision`."""
+        dtype = autocast_dtype(self.precision, xf.device)
+        with torch.no_grad(), torch.autocast(xf.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+            return self.model.folded(xf).float()
 
     def checkpoint(self) -> dict[str, Any]:
         """The checkpoint dict (``fieldlab.core.checkpoint`` layout)."""
@@ -111,8 +120,9 @@ class TrainedSubgrid:
         }
 
 
-def load_subgrid(path: str | Path, device: torch.device | str = "cpu") -> TrainedSubgrid:
-    """Read a sub-grid checkpoint; a missing file or one of another model is an :class:`InputError` naming it."""
+def load_subgrid(path: str | Path, device: torch.device | str = "cpu", precision: str = "float32") -> TrainedSubgrid:
+    """Read a sub-grid checkpoint, to run at ``precision`` (``subgrid.precision``); a missing file or one of another
+    model is an :class:`InputError` naming it."""
     ckpt = load_checkpoint(path, map_location=device)
     if ckpt["backbone"] != BACKBONE:
         raise InputError(f"{path}: a {ckpt['backbone']!r} checkpoint; expected a sub-grid corrector ({BACKBONE!r})")
@@ -125,6 +135,7 @@ def load_subgrid(path: str | Path, device: torch.device | str = "cpu") -> Traine
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise InputError(f"{path}: not a complete sub-grid checkpoint ({exc.__class__.__name__}: {exc})") from None
     out.model.to(device).eval()
+    out.precision = precision
     return out
 
 

@@ -151,7 +151,7 @@ def _subgrid_for(cfg: Config, samples: list[PotentialSample], grid: tuple[int, i
     if not cfg.subgrid.enabled or not any(is_finer(s, grid) for s in samples):
         return None
     path = subgrid_checkpoint(cfg)
-    corrector = load_subgrid(path, device)
+    corrector = load_subgrid(path, device, cfg.subgrid.precision)
     if tuple(corrector.grid) != tuple(grid):
         raise InputError(
             f"{path}: the sub-grid corrector folds onto {corrector.grid}, the operator was trained on {tuple(grid)}; "

@@ -218,6 +218,8 @@ def restricted_cg_curve(
 RIVAL_METHODS = {"gmg": ("gmg", "jacobi"), "sa_jacobi": ("sa", "jacobi"), "sa_energy": ("sa", "energy")}
 #: ``eval.rival_methods`` entry of multigrid-CG on stencils (:func:`~.stencil_rivals.mf_cg_curve`), the corpus's solver.
 STENCIL_RIVAL = "mf"
+#: ``eval.rival_methods`` entry of the same from full multigrid (cold only: full multigrid is its own start).
+FMG_RIVAL = "fmg"
 
 
 @dataclass(frozen=True)
@@ -331,11 +333,11 @@ def rival_front(
     InputError
         An unknown method, ``repeats < 1`` or no samples.
     """
-    unknown = [m for m in (*methods, *restricted_methods) if m not in (*RIVAL_METHODS, STENCIL_RIVAL)]
+    unknown = [m for m in (*methods, *restricted_methods) if m not in (*RIVAL_METHODS, STENCIL_RIVAL, FMG_RIVAL)]
     if unknown or repeats < 1 or not samples:
         raise InputError(
             f"eval.rival_methods = {list(methods)}, repeats {repeats}, {len(samples)} sample(s): expected methods of "
-            f"{', '.join((STENCIL_RIVAL, *RIVAL_METHODS))}, repeats >= 1 and at least one sample"
+            f"{', '.join((STENCIL_RIVAL, FMG_RIVAL, *RIVAL_METHODS))}, repeats >= 1 and at least one sample"
         )
     counts = _counts(iterations) if iterations else ()  # no iterations: no CG points, cold or restricted
     variants: list[list[Variant]] = []
@@ -347,9 +349,12 @@ def rival_front(
         for start, cost in starts:
             warm = start is not None
             for m in methods if counts else ():
-                names = tuple(rival_name(m, warm, k) for k in counts)
-                if m == STENCIL_RIVAL:
-                    run = _bind(mf_cg_curve, sample, counts, start=start)
+                if m == FMG_RIVAL and warm:
+                    continue
+                steps = (0, *counts) if m == FMG_RIVAL else counts  # full multigrid alone: cg_fmg_k0
+                names = tuple(rival_name(m, warm, k) for k in steps)
+                if m in (STENCIL_RIVAL, FMG_RIVAL):
+                    run = _bind(mf_cg_curve, sample, steps, start=start, full_multigrid=m == FMG_RIVAL)
                 else:
                     run = _bind(cg_curve, sample, counts, *RIVAL_METHODS[m], start=start)
                 runs.append(Variant(names, run, cost))
@@ -361,7 +366,7 @@ def rival_front(
                 runs.append(Variant(names, run, cost))
         h = None if training_grid is None else training_spacing(sample, training_grid)
         for m in restricted_methods if h is not None and counts else ():
-            if m == STENCIL_RIVAL:
+            if m in (STENCIL_RIVAL, FMG_RIVAL):
                 continue  # on stencils, the route through the training grid is nested iteration
             names = tuple(restricted_name(m, h, k) for k in counts)  # type: ignore[arg-type]
             runs.append(Variant(names, _bind(restricted_cg_curve, sample, h, counts, *RIVAL_METHODS[m])))

@@ -98,14 +98,20 @@ class Recorder:
 
 
 def timed_curve(
-    counts: tuple[int, ...], recorder: Recorder, to_field: Callable[[np.ndarray], np.ndarray], t0: float
+    counts: tuple[int, ...],
+    recorder: Recorder,
+    to_field: Callable[[np.ndarray], np.ndarray],
+    t0: float,
+    recorded_start: bool = False,
 ) -> Curve:
     """The curve of ``counts`` from a run's ``recorder``: point ``k`` is ``to_field`` of the ``k``-th iterate, its
-    seconds the clock at step ``k`` since ``t0`` plus the time of one ``to_field`` (the last measured)."""
+    seconds the clock at step ``k`` since ``t0`` plus the time of one ``to_field`` (the last measured). With
+    ``recorded_start`` the recorder's first record is the start (count 0) and iterate ``k`` its ``k``-th record."""
     fields, mapping = [], 0.0
+    shift = 0 if recorded_start else 1
     for k in counts:
         t = time.perf_counter()
-        fields.append(to_field(recorder.iterates[k - 1]))
+        fields.append(to_field(recorder.iterates[k - shift]))
         mapping = time.perf_counter() - t
-    seconds = tuple(recorder.clock[k - 1] - t0 + mapping for k in counts)
+    seconds = tuple(recorder.clock[k - shift] - t0 + mapping for k in counts)
     return Curve(counts, seconds, tuple(fields))

@@ -6,6 +6,7 @@ the solver's checks, the stencil and its load, the levels, the start, the iterat
 
 - ``cg_mf[_warm]_k<k>`` (:func:`mf_cg_curve`): CG from zero, or from a guess at voxel centres (a prior, whose own
   cost the caller adds), stopped after ``k`` iterations, as :func:`~.cg.cg_curve` on the assembled system;
+  ``cg_fmg_k<k>`` the same from full multigrid on the Galerkin levels (the corpus's ``fmg`` solver stopped early);
 - ``nested_<N>mm_k<k>`` (:func:`nested_curve`): the sample restricted to cells of ``N`` mm (the training grid at 2x),
   solved there, prolonged to the fine corners and improved by ``k`` CG iterations on the sample's own 1 mm system
   (:func:`~fieldlab.potential.physics.fem.stencil_solve.nested`), ``k = 0`` the prolonged coarse solve alone: the
@@ -44,8 +45,15 @@ def _arrays(sample: PotentialSample) -> tuple[np.ndarray, np.ndarray, tuple[floa
     return np.asarray(sample.sigma, np.float64), np.asarray(sample.source, np.float64), spacing  # type: ignore[return-value]
 
 
-def mf_cg_curve(sample: PotentialSample, iterations: tuple[int, ...], start: np.ndarray | None = None) -> Curve:
-    """Multigrid-CG on stencils on ``sample``'s own system, its potential after each count of ``iterations``.
+def mf_cg_curve(
+    sample: PotentialSample,
+    iterations: tuple[int, ...],
+    start: np.ndarray | None = None,
+    full_multigrid: bool = False,
+) -> Curve:
+    """Multigrid-CG on stencils on ``sample``'s own system, its potential after each count of ``iterations``; from
+    ``start`` (voxel centres), from full multigrid on the Galerkin levels (``full_multigrid``: the corpus's ``fmg``
+    solver stopped early) or from zero.
 
     Examples
     --------
@@ -60,20 +68,28 @@ def mf_cg_curve(sample: PotentialSample, iterations: tuple[int, ...], start: np.
     >>> [bool(np.linalg.norm(v - u) < 1e-3 * np.linalg.norm(u)) for v in c.fields]  # 1 iteration is not enough
     [False, True]
     """
-    counts = step_counts(iterations, "rival iterations", "CG iteration")
+    if full_multigrid and 0 in iterations:  # full multigrid alone is a point of its curve
+        counts = (0, *step_counts([k for k in iterations if k != 0] or [1], "rival iterations", "CG iteration"))
+    else:
+        counts = step_counts(iterations, "rival iterations", "CG iteration")
     t0 = time.perf_counter()
     sigma, source, spacing = _arrays(sample)
     mask = check_inputs(sigma, source, spacing)
     op, b, nodes, packed, _, _ = pinned_system(sigma, source, mask, element_matrices(spacing), spacing)
     hierarchy = Hierarchy(op)
-    x = op.layout.zeros()
-    if start is not None:
+    x = hierarchy.nested(b) if full_multigrid else op.layout.zeros()
+    if full_multigrid:
+        x[packed[0]] = 0.0  # the pinned corner
+    elif start is not None:
         corners = start_corners(start, nodes, mask)
         x[packed] = corners - corners[0]  # the pinned corner at zero: a constant is no error (gauge)
     recorder = Recorder()
+    if full_multigrid:
+        recorder(x)
     pcg(hierarchy, b, x, 0.0, max(counts), lambda v, _rnorm: recorder(v))
-    recorder.complete(max(counts), x)
-    return timed_curve(counts, recorder, lambda v: gauge(corners_to_centres(v[packed], nodes, mask), mask), t0)
+    recorder.complete(max(counts) + int(full_multigrid), x)
+    to_field = lambda v: gauge(corners_to_centres(v[packed], nodes, mask), mask)  # noqa: E731
+    return timed_curve(counts, recorder, to_field, t0, recorded_start=full_multigrid)
 
 
 def nested_curve(sample: PotentialSample, h: float, iterations: tuple[int, ...]) -> Curve:

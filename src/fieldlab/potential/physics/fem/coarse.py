@@ -49,6 +49,7 @@ import numpy as np
 from scipy import ndimage
 
 from fieldlab.errors import ConfigError, InputError
+from fieldlab.potential.physics.fem.blocks import block_sums
 from fieldlab.potential.physics.fem.solver import DEFAULT_METHOD, SolveInfo, solve_corners
 from fieldlab.potential.physics.fem.transfer import prolong
 from fieldlab.potential.schema import PotentialSample, refinement
@@ -130,14 +131,6 @@ def coarse_grid(
     return CoarseGrid(tuple(int(c) for c in n_c), factor, (dx, dy, dz))  # type: ignore[arg-type]
 
 
-def block_sum(a: np.ndarray, factor: tuple[int, int, int]) -> np.ndarray:
-    """Sums over ``factor`` blocks of the first three axes: ``(D, H, W, ...) -> (D/rd, H/rh, W/rw, ...)``."""
-    D, H, W = a.shape[:3]
-    rd, rh, rw = factor
-    # (D, H, W, ...) -> (D/rd, rd, H/rh, rh, W/rw, rw, ...): each block's voxels on axes 1, 3, 5
-    return a.reshape(D // rd, rd, H // rh, rh, W // rw, rw, *a.shape[3:]).sum(axis=(1, 3, 5))
-
-
 def restrict(
     sigma: np.ndarray,
     source: np.ndarray,
@@ -163,20 +156,18 @@ def restrict(
         More than ``AIR_CURRENT_RTOL`` of the current lands in coarse air.
     """
     grid = coarse_grid(tuple(mask.shape), spacing, coarse_spacing_m)  # type: ignore[arg-type]
-    m = np.asarray(mask, dtype=bool)
-    count = block_sum(m.astype(np.float64), grid.factor)
+    count, sums, current = block_sums(sigma, source, mask, grid.factor)
     fraction = count / float(np.prod(grid.factor))
     tissue = fraction > 0 if partial_volume else fraction >= 0.5
     labels, n_parts = ndimage.label(tissue, structure=np.ones((3, 3, 3), dtype=bool))
     if n_parts > 1:  # keep the largest 26-connected component
         sizes = np.bincount(labels.ravel())[1:]
         tissue = labels == 1 + int(np.argmax(sizes))
-    sums = block_sum(np.where(m[..., None], np.asarray(sigma, dtype=np.float64), 0.0), grid.factor)
     coarse_sigma = np.where(tissue[..., None], sums / np.maximum(count, 1.0)[..., None], 0.0)
     if partial_volume:
         coarse_sigma *= fraction[..., None]
     dV = float(np.prod(np.asarray(spacing, dtype=np.float64)))
-    current = block_sum(np.asarray(source, dtype=np.float64), grid.factor) * dV  # I_C in A
+    current *= dV  # I_C in A
     moved = _move_air_current(current, tissue, coarse_spacing_m)
     cell_volume = float(np.prod(grid.spacing))
     return CoarseProblem(coarse_sigma, current / cell_volume, fraction, tissue, grid, moved)

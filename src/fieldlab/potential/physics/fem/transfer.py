@@ -4,7 +4,8 @@ The finite-element solution lives on voxel corners; the corpus, the models and e
 Each transfer is written once here: :func:`corners_to_centres` (the Q1 field at a centre is the mean of its eight
 corners), its approximate inverse :func:`centres_to_corners` (the start of the hybrid's sweeps, the rivals' warm
 starts and the error estimate), trilinear interpolation of coarse corners at fine centres (:func:`corner_weights`,
-:func:`interpolate_corners`, :func:`prolong`) and the corpus gauge (:func:`gauge`: zero mean over tissue, zero in air).
+:func:`interpolate_corners`; :func:`prolong` with the compiled kernel of :mod:`~.blocks`) and the corpus gauge
+(:func:`gauge`: zero mean over tissue, zero in air).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import numpy as np
 from scipy import ndimage
 
 from fieldlab.potential.physics.fem.assembly import CORNERS
+from fieldlab.potential.physics.fem.blocks import WEIGHT_MIN, prolong_values
 
 #: Correction sweeps of the centre-to-corner transfer.
 SWEEPS = 2
@@ -117,9 +119,8 @@ def prolong(phi: np.ndarray, active: np.ndarray, factor: tuple[int, int, int], m
     Returns a ``(D, H, W)`` float64 field in the corpus gauge: zero mean over ``mask``, zero elsewhere. Weights are
     renormalised over the active corners; a tissue voxel with none takes the value of the nearest one that has some.
     """
-    weight = trilinear(active.astype(np.float64), factor)
-    value = trilinear(np.where(active, phi, 0.0), factor)
-    return fill_and_gauge(value, weight, mask)
+    out = prolong_values(phi, active, factor)
+    return fill_undefined(out, np.isnan(out), mask)
 
 
 def gauge(u: np.ndarray, tissue: np.ndarray) -> np.ndarray:
@@ -143,11 +144,17 @@ def fill_and_gauge(value: np.ndarray, weight: np.ndarray, mask: np.ndarray) -> n
     ``value`` and ``weight`` are the interpolated ``phi * active`` and ``active``; the result is zero-mean over
     ``mask`` and zero outside it.
     """
-    defined = weight > 1e-9
+    defined = weight > WEIGHT_MIN
     out = np.where(defined, value / np.where(defined, weight, 1.0), 0.0)
+    return fill_undefined(out, ~defined, mask)
+
+
+def fill_undefined(out: np.ndarray, undefined: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``out`` (in place) with each ``mask`` voxel where it is ``undefined`` set to the nearest defined value, in the
+    corpus gauge (zero mean over ``mask``, zero outside it)."""
     tissue = np.asarray(mask, dtype=bool)
-    orphans = tissue & ~defined
+    orphans = tissue & undefined
     if orphans.any():
-        nearest = ndimage.distance_transform_edt(~defined, return_distances=False, return_indices=True)
+        nearest = ndimage.distance_transform_edt(undefined, return_distances=False, return_indices=True)
         out[orphans] = out[tuple(ix[orphans] for ix in nearest)]
     return gauge(out, tissue)
