@@ -45,8 +45,8 @@ def test_a_warm_stencil_start_at_the_solution_starts_near_it():
 def test_full_multigrid_rival_starts_near_the_solution_and_runs_cold_only():
     """``cg_fmg_k0`` is full multigrid alone: on a smooth layered limb it is already within a few percent of the
     1e-12 solution (nested iteration over the Galerkin levels, to the discretisation error of each), under half
-    the error of one cold CG iteration, and CG from it falls below 1e-6 in 12 iterations; a prior gives it no warm variant
-    (full multigrid is its own start)."""
+    the error of one cold CG iteration, and CG from it falls below 1e-6 in 12 iterations; a prior gives it no warm
+    variant (full multigrid is its own start)."""
     sigma, f, u = layered_limb((32, 16, 16))
     tissue = np.any(sigma != 0, axis=-1)
     sample = as_sample(sigma, f, u)
