@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -187,7 +188,7 @@ loss: {{singularity_radius: 1}}
 log: {{root: {tmp / "experiments"}, progress: false}}
 eval: {{figures: 0, error_estimate: false, rival_iterations: [], refine_sweeps: 4, rival_repeats: 1}}
 subgrid: {{enabled: true, root: {tmp / "subgrid"}, base: 4, depth: 2, groups: 2, epochs: 30, lr: 3.0e-3,
-           augment: false, start_tol: 1.0e-8, grad_clip: 0.0}}
+           augment: false, start_tol: 1.0e-8, grad_clip: 0.0, precision: float32, stop_patience: 30}}
 """
     )
     cfg = load_config(params)
@@ -238,6 +239,41 @@ def test_training_learns_the_fine_correction(run):
     assert got == pytest.approx(summary["best_val_rel_l2"], rel=1e-4)  # the checkpoint is the model validated
     start = rel(coarse_start(s, 2, cfg.subgrid.start_tol)[mask], truth)
     assert got < 0.95 * start, f"corrector {got:.4g} vs its start {start:.4g} on the unseen limb"
+
+
+_OPENED: list[str] | None = None
+
+
+def _record_opens(event: str, args: tuple) -> None:
+    if _OPENED is not None and event == "open" and isinstance(args[0], (str, bytes, Path)):
+        _OPENED.append(str(args[0]))
+
+
+def test_training_reads_no_test_limb_and_ends_on_a_plateau(run, tmp_path):
+    """Every file the training opens is recorded (an audit hook on ``open``): it reads train_2x/ and val_2x/ and
+    not one file of test/, test_2x/ or ood*/, which the same corpus holds. With a learning rate far too high the
+    validation error never improves after the first epoch: the rate halves after ``patience`` epochs and training
+    ends ``stop_patience`` epochs after the best, long before ``epochs``."""
+    global _OPENED
+    _, root, params, _ = run
+    assert any((root / "test_2x").iterdir())
+    cfg = load_config(params, [
+        f"subgrid.root={tmp_path / 'sg'}", "subgrid.epochs=40", "subgrid.lr=3.0", "subgrid.patience=1",
+        "subgrid.stop_patience=3",
+    ])  # fmt: skip
+    sys.addaudithook(_record_opens)  # hooks stay for the process; this one records only while _OPENED is a list
+    _OPENED = []
+    try:
+        summary = run_subgrid_training(cfg, tmp_path / "sg", tmp_path / "m.json", tmp_path / "h.csv")
+    finally:
+        opened, _OPENED = _OPENED, None
+    corpus = [Path(p).resolve() for p in opened if Path(p).resolve().is_relative_to(root.resolve())]
+    splits = {p.relative_to(root.resolve()).parts[0] for p in corpus if p.suffix == ".npz"}
+    assert splits == {"train_2x", "val_2x"}, splits
+    history = list(csv.DictReader((tmp_path / "h.csv").open()))
+    assert summary["stopped_early"] and len(history) == summary["best_epoch"] + 3 < 40
+    lrs = [float(h["lr"]) for h in history]
+    assert lrs[0] == 3.0 and min(lrs) < lrs[0]
 
 
 def test_eval_sr_scores_the_corrector_and_predict_runs_it(run, capsys):

@@ -320,11 +320,14 @@ class SubgridConfig:
     base: int = spec(16, ge=1, doc="UNet channels at the first level")
     depth: int = spec(3, ge=1, le=6)
     groups: int = spec(4, ge=1)
-    epochs: int = spec(20, ge=1)
+    epochs: int = spec(20, ge=1, doc="at most this many epochs (training ends earlier on a plateau: stop_patience)")
     lr: float = spec(2e-3, gt=0)
+    patience: int = spec(2, ge=1, doc="epochs without a new best validation error before the learning rate halves")
+    stop_patience: int = spec(6, ge=1, doc="epochs without a new best validation error that end training")
     weight_decay: float = spec(0.0, ge=0)
     grad_clip: float = spec(1.0, ge=0, doc="max global gradient norm; 0 = off")
     augment: bool = True  # each item under a random exact symmetry of the box (data/symmetry.py)
+    max_train_samples: int = spec(0, ge=0, doc="train on the first N fine limbs only (a learning curve); 0 = all")
 
 
 # ---- checks across sections ----------------------------------------------------------------------------------------

@@ -8,8 +8,15 @@ after the corpus gauge:
     L = sum_m (c - <c>_tissue - t)^2 / sum_m (u / s)^2
 
 so it is the metric eval_sr reports, squared. Items go through a random exact symmetry of the box each step
-(:mod:`fieldlab.potential.data.symmetry`: reflections, x <-> y, sign). AdamW, cosine learning rate to 1 %, gradient
-clipping; the checkpoint kept is the epoch with the lowest validation error.
+(:mod:`fieldlab.potential.data.symmetry`: reflections, x <-> y, sign). AdamW and gradient clipping; the learning rate
+halves after ``subgrid.patience`` epochs without a new best validation error, and training ends after
+``subgrid.stop_patience`` such epochs (or at ``subgrid.epochs``): it runs until validation stops improving, and the
+checkpoint kept is the epoch with the lowest validation error. The forward pass runs at ``subgrid.precision``
+(bfloat16 autocast where native: a step at 2x costs 0.27 s instead of 0.69 s on 2 cores), the loss and the weights
+in float32.
+
+No test limb is read: the fine items come from ``train_2x/`` and ``val_2x/`` only (tested by opening every file
+the training opens).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import numpy as np
 import torch
 
 from fieldlab.config import Config
+from fieldlab.core.device import autocast_dtype
 from fieldlab.errors import InputError
 from fieldlab.potential.data.loader import PotentialDataset, split_files
 from fieldlab.potential.data.subgrid_inputs import channels_of, coarse_start, fold_factor, sample_tensors, start_scale
@@ -64,9 +72,11 @@ def loss_mask_of(cfg: Config, sample: Any, reference_spacing: list[float], where
     return ds.build_item(sample, where=where)["mask"]
 
 
-def fine_items(cfg: Config, split: str) -> list[FineItem]:
-    """Every sample of ``data.root/<split>`` as a :class:`FineItem`; an empty or missing split is an error."""
+def fine_items(cfg: Config, split: str, limit: int = 0) -> list[FineItem]:
+    """Every sample of ``data.root/<split>`` (the first ``limit``; 0: all) as a :class:`FineItem`; an empty or
+    missing split is an error."""
     files = split_files(cfg.data.root, split)
+    files = files[:limit] if limit > 0 else files
     if not files:
         raise InputError(
             f"{Path(cfg.data.root) / split}: no fine samples; expected data.n_train_2x and data.n_val_2x >= 1 "
@@ -89,9 +99,15 @@ def fine_items(cfg: Config, split: str) -> list[FineItem]:
     return items
 
 
-def item_loss(model: SubgridCorrector, t: dict[str, torch.Tensor], sigma_ref: float) -> torch.Tensor:
-    """Squared relative L2 of the corrected field over the item's mask (module notes)."""
-    c = model(channels_of(t, sigma_ref))[0]
+def item_loss(
+    model: SubgridCorrector, t: dict[str, torch.Tensor], sigma_ref: float, dtype: torch.dtype | None = None
+) -> torch.Tensor:
+    """Squared relative L2 of the corrected field over the item's mask (module notes); the forward pass autocast to
+    ``dtype`` (``None``: float32)."""
+    x = channels_of(t, sigma_ref)
+    with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+        c = model(x)[0]
+    c = c.float()
     tissue = t["tissue"].to(c.dtype)
     c = c - (c * tissue).sum() / tissue.sum()  # the corpus gauge of start + s c (the start is gauged already)
     m = t["mask"].to(c.dtype)
@@ -111,18 +127,19 @@ def run_subgrid_training(
     sc = cfg.subgrid
     generator = seed_everything(cfg.seed)
     t0 = time.perf_counter()
-    train, val = fine_items(cfg, TRAIN_SPLIT), fine_items(cfg, VAL_SPLIT)
+    train = fine_items(cfg, TRAIN_SPLIT, sc.max_train_samples)
+    val = fine_items(cfg, VAL_SPLIT)
     prepare_s = time.perf_counter() - t0
     factor = fold_factor(tuple(train[0].tensors["tissue"].shape[1:]), cfg.data.grid)
     model = SubgridCorrector(factor, sc.base, sc.depth, sc.groups)
+    dtype = autocast_dtype(sc.precision, "cpu")
     opt = torch.optim.AdamW(model.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
-    steps = sc.epochs * len(train)
-    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda k: 0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * k / steps)))
+    sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=sc.patience - 1, threshold=0.0)
 
     def validate() -> float:
         model.eval()
         with torch.no_grad():
-            err = float(np.mean([math.sqrt(float(item_loss(model, v.tensors, sc.sigma_ref))) for v in val]))
+            err = float(np.mean([math.sqrt(float(item_loss(model, v.tensors, sc.sigma_ref, dtype))) for v in val]))
         model.train()
         return err
 
@@ -133,23 +150,27 @@ def run_subgrid_training(
             t = train[i].tensors
             if sc.augment:
                 t = apply_symmetry(t, Symmetry.random(allow_swap=can_swap_xy(t), generator=generator))
-            loss = item_loss(model, t, sc.sigma_ref)
+            loss = item_loss(model, t, sc.sigma_ref, dtype)
             opt.zero_grad(set_to_none=True)
             loss.backward()
             if sc.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), sc.grad_clip)
             opt.step()
-            sched.step()
             losses.append(math.sqrt(float(loss.detach())))
+        lr = opt.param_groups[0]["lr"]
         val_err = validate()
+        sched.step(val_err)
         history.append(
-            {"epoch": epoch, "train_rel_l2": float(np.mean(losses)), "val_rel_l2": val_err,
+            {"epoch": epoch, "train_rel_l2": float(np.mean(losses)), "val_rel_l2": val_err, "lr": lr,
              "seconds": time.perf_counter() - e0}
         )  # fmt: skip
         print(f"subgrid epoch {epoch}/{sc.epochs}: train {history[-1]['train_rel_l2']:.5f} val {val_err:.5f}")
         if val_err < best:
             best, best_epoch = val_err, epoch
             best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        if epoch - best_epoch >= sc.stop_patience:
+            print(f"subgrid: no better validation error for {sc.stop_patience} epochs; training ends")
+            break
     model.load_state_dict(best_state)  # type: ignore[arg-type]
     trained = TrainedSubgrid(model, cfg.data.grid, sc.start_tol, sc.sigma_ref, best_epoch)
     save_checkpoint(Path(out_dir) / "checkpoints" / "best.pt", trained.checkpoint())
@@ -157,6 +178,9 @@ def run_subgrid_training(
         "best_val_rel_l2": best,
         "best_epoch": best_epoch,
         "val_start_rel_l2": float(np.mean([v.start_error for v in val])),
+        "epochs_run": len(history),
+        "stopped_early": len(history) < sc.epochs,
+        "precision": "float32" if dtype is None else "bfloat16",
         "train_samples": len(train),
         "val_samples": len(val),
         "factor": factor,
