@@ -152,8 +152,8 @@ def test_bfloat16_forward_pass_stays_close_to_float32():
     model = SubgridCorrector(2, 4, 2, 2).eval()
     torch.nn.init.normal_(model.net.head.weight, std=0.1)
     x = torch.randn(1, 72, 8, 4, 4)
-    a = TrainedSubgrid(model, (8, 4, 4), 1e-6, 0.1, 0, "float32").correction(x)
-    b = TrainedSubgrid(model, (8, 4, 4), 1e-6, 0.1, 0, "bfloat16").correction(x)
+    a = TrainedSubgrid(model, (8, 4, 4), 1e-6, 0.1, 0, "float32").correction(x)[0]
+    b = TrainedSubgrid(model, (8, 4, 4), 1e-6, 0.1, 0, "bfloat16").correction(x)[0]
     assert a.dtype == b.dtype == torch.float32 and not torch.equal(a, b)
     assert float((a - b).norm() / a.norm()) < 3e-2
 

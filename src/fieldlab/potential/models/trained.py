@@ -100,22 +100,38 @@ class TrainedSubgrid:
     sigma_ref: float
     epoch: int
     precision: str = "float32"  # of the forward pass (core.device.autocast_dtype): how it runs, not what it is
+    estimate_scale: float | None = None  # the error head's calibration on the validation limbs (None: no head)
 
-    def correction(self, xf: torch.Tensor) -> torch.Tensor:
-        """The network's output ``(N, 1, D r, H r, W r)`` float32 for the folded fine channels ``xf``
-        (:meth:`SubgridCorrector.folded`), at :attr:`precision`."""
+    def correction(self, xf: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The correction ``(N, 1, D r, H r, W r)`` float32 for the folded fine channels ``xf``
+        (:meth:`SubgridCorrector.folded`) at :attr:`precision`, and the error head's magnitude (``None`` without
+        one)."""
         dtype = autocast_dtype(self.precision, xf.device)
         with torch.no_grad(), torch.autocast(xf.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-            return self.model.folded(xf).float()
+            if self.model.error_head:
+                c, a = self.model.with_error(xf)
+                return c.float(), a.float()
+            return self.model.folded(xf).float(), None
 
     def checkpoint(self) -> dict[str, Any]:
         """The checkpoint dict (``fieldlab.core.checkpoint`` layout)."""
         m = self.model
         return {
             "model": m.state_dict(),
-            "model_config": {"factor": m.factor, "base": m.base, "depth": m.depth, "groups": m.groups},
+            "model_config": {
+                "factor": m.factor,
+                "base": m.base,
+                "depth": m.depth,
+                "groups": m.groups,
+                "error_head": m.error_head,
+            },
             "backbone": BACKBONE,
-            "transforms": {"grid": list(self.grid), "start_tol": self.start_tol, "sigma_ref": self.sigma_ref},
+            "transforms": {
+                "grid": list(self.grid),
+                "start_tol": self.start_tol,
+                "sigma_ref": self.sigma_ref,
+                "estimate_scale": self.estimate_scale,
+            },
             "epoch": int(self.epoch),
         }
 
@@ -128,10 +144,21 @@ def load_subgrid(path: str | Path, device: torch.device | str = "cpu", precision
         raise InputError(f"{path}: a {ckpt['backbone']!r} checkpoint; expected a sub-grid corrector ({BACKBONE!r})")
     try:
         mc, tr = ckpt["model_config"], ckpt["transforms"]
-        model = SubgridCorrector(int(mc["factor"]), int(mc["base"]), int(mc["depth"]), int(mc["groups"]))
+        head = bool(mc.get("error_head", False))  # a checkpoint from before the head has none
+        model = SubgridCorrector(int(mc["factor"]), int(mc["base"]), int(mc["depth"]), int(mc["groups"]), head)
         model.load_state_dict(ckpt["model"])
         grid = tuple(int(n) for n in tr["grid"])
-        out = TrainedSubgrid(model, grid, float(tr["start_tol"]), float(tr["sigma_ref"]), int(ckpt["epoch"]))  # type: ignore[arg-type]
+        scale = tr.get("estimate_scale")
+        if head != (scale is not None):
+            raise ValueError(f"error_head {head} with estimate_scale {scale}: expected a calibration with a head only")
+        out = TrainedSubgrid(
+            model,
+            grid,
+            float(tr["start_tol"]),
+            float(tr["sigma_ref"]),
+            int(ckpt["epoch"]),  # type: ignore[arg-type]
+            estimate_scale=None if scale is None else float(scale),
+        )
     except (KeyError, TypeError, ValueError, RuntimeError) as exc:
         raise InputError(f"{path}: not a complete sub-grid checkpoint ({exc.__class__.__name__}: {exc})") from None
     out.model.to(device).eval()

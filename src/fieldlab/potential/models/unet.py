@@ -68,6 +68,10 @@ class UNet3d(nn.Module):
 
     def forward(self, x: torch.Tensor, modulate: Modulate | None = None) -> torch.Tensor:
         """``(B, C_in, D, H, W) -> (B, C_out, D, H, W)`` for any D, H, W >= 1."""
+        return self.head(self.features(x, modulate))
+
+    def features(self, x: torch.Tensor, modulate: Modulate | None = None) -> torch.Tensor:
+        """The last decoder level's ``base`` channels, the input of the 1x1x1 ``head``, ``(B, base, D, H, W)``."""
         d, h, w = x.shape[-3:]
         m = 2 ** (self.depth - 1)
         pad = [(-n) % m for n in (d, h, w)]
@@ -80,4 +84,4 @@ class UNet3d(nn.Module):
             x = modulate(x)
         for k in reversed(range(self.depth - 1)):
             x = self.merge[k](torch.cat([skips[k], self.up[k](x)], dim=1))
-        return self.head(x)[..., :d, :h, :w]
+        return x[..., :d, :h, :w]

@@ -38,6 +38,7 @@ from fieldlab.potential.data.loader import PotentialDataset, split_files
 from fieldlab.potential.data.subgrid_inputs import channels_of, coarse_start, fold_factor, sample_tensors, start_scale
 from fieldlab.potential.data.symmetry import Symmetry, apply_symmetry, can_swap_xy
 from fieldlab.potential.metrics import field_relative_l2
+from fieldlab.potential.models.fold import space_to_depth
 from fieldlab.potential.models.scaling import FieldScaler
 from fieldlab.potential.models.subgrid import SubgridCorrector
 from fieldlab.potential.models.trained import TrainedSubgrid
@@ -101,18 +102,44 @@ def fine_items(cfg: Config, split: str, limit: int = 0) -> list[FineItem]:
 
 def item_loss(
     model: SubgridCorrector, t: dict[str, torch.Tensor], sigma_ref: float, dtype: torch.dtype | None = None
-) -> torch.Tensor:
-    """Squared relative L2 of the corrected field over the item's mask (module notes); the forward pass autocast to
-    ``dtype`` (``None``: float32)."""
-    x = channels_of(t, sigma_ref)
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Squared relative L2 of the corrected field over the item's mask (module notes), and with an error head its
+    loss: ``sum_m (a - |c - t|)^2 / sum_m (u / s)^2`` on the magnitude ``a`` (the target detached); the forward
+    pass autocast to ``dtype`` (``None``: float32)."""
+    x = space_to_depth(channels_of(t, sigma_ref), model.factor)
     with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-        c = model(x)[0]
-    c = c.float()
+        c, a = model.with_error(x) if model.error_head else (model.folded(x), None)
+    c = c.float()[0]
     tissue = t["tissue"].to(c.dtype)
     c = c - (c * tissue).sum() / tissue.sum()  # the corpus gauge of start + s c (the start is gauged already)
     m = t["mask"].to(c.dtype)
     u = t["prior"] + t["phi"]  # u / s
-    return ((c - t["phi"]) ** 2 * m).sum() / ((u**2) * m).sum()
+    norm = ((u**2) * m).sum()
+    loss = ((c - t["phi"]) ** 2 * m).sum() / norm
+    if a is None:
+        return loss, None
+    return loss, ((a.float()[0] - (c - t["phi"]).abs().detach()) ** 2 * m).sum() / norm
+
+
+def calibrate(model: SubgridCorrector, val: list[FineItem], sigma_ref: float, dtype: torch.dtype | None) -> float:
+    """The error head's calibration: the median over ``val`` of the true relative error over the head's estimate
+    ``||a||_m / ||start + c||_m`` (as :func:`~fieldlab.potential.prediction.subgrid.head_estimate` computes it)."""
+    ratios = []
+    model.eval()
+    with torch.no_grad():
+        for v in val:
+            t = v.tensors
+            x = space_to_depth(channels_of(t, sigma_ref), model.factor)
+            with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
+                c, a = model.with_error(x)
+            c, a = c.float()[0], a.float()[0]
+            tissue = t["tissue"].to(c.dtype)
+            c = c - (c * tissue).sum() / tissue.sum()
+            m = t["mask"].bool()
+            pred = (t["prior"] + c)[m]
+            true = float((c - t["phi"])[m].norm() / pred.norm())
+            ratios.append(true / float(a[m].norm() / pred.norm()))
+    return float(np.median(ratios))
 
 
 def run_subgrid_training(
@@ -131,7 +158,7 @@ def run_subgrid_training(
     val = fine_items(cfg, VAL_SPLIT)
     prepare_s = time.perf_counter() - t0
     factor = fold_factor(tuple(train[0].tensors["tissue"].shape[1:]), cfg.data.grid)
-    model = SubgridCorrector(factor, sc.base, sc.depth, sc.groups)
+    model = SubgridCorrector(factor, sc.base, sc.depth, sc.groups, sc.error_head)
     dtype = autocast_dtype(sc.precision, "cpu")
     opt = torch.optim.AdamW(model.parameters(), lr=sc.lr, weight_decay=sc.weight_decay)
     sched = torch.optim.lr_scheduler.ReduceLROnPlateau(opt, factor=0.5, patience=sc.patience - 1, threshold=0.0)
@@ -139,7 +166,7 @@ def run_subgrid_training(
     def validate() -> float:
         model.eval()
         with torch.no_grad():
-            err = float(np.mean([math.sqrt(float(item_loss(model, v.tensors, sc.sigma_ref, dtype))) for v in val]))
+            err = float(np.mean([math.sqrt(float(item_loss(model, v.tensors, sc.sigma_ref, dtype)[0])) for v in val]))
         model.train()
         return err
 
@@ -150,9 +177,9 @@ def run_subgrid_training(
             t = train[i].tensors
             if sc.augment:
                 t = apply_symmetry(t, Symmetry.random(allow_swap=can_swap_xy(t), generator=generator))
-            loss = item_loss(model, t, sc.sigma_ref, dtype)
+            loss, head_loss = item_loss(model, t, sc.sigma_ref, dtype)
             opt.zero_grad(set_to_none=True)
-            loss.backward()
+            (loss if head_loss is None else loss + head_loss).backward()
             if sc.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), sc.grad_clip)
             opt.step()
@@ -172,12 +199,14 @@ def run_subgrid_training(
             print(f"subgrid: no better validation error for {sc.stop_patience} epochs; training ends")
             break
     model.load_state_dict(best_state)  # type: ignore[arg-type]
-    trained = TrainedSubgrid(model, cfg.data.grid, sc.start_tol, sc.sigma_ref, best_epoch)
+    scale = calibrate(model, val, sc.sigma_ref, dtype) if sc.error_head else None
+    trained = TrainedSubgrid(model, cfg.data.grid, sc.start_tol, sc.sigma_ref, best_epoch, estimate_scale=scale)
     save_checkpoint(Path(out_dir) / "checkpoints" / "best.pt", trained.checkpoint())
     summary = {
         "best_val_rel_l2": best,
         "best_epoch": best_epoch,
         "val_start_rel_l2": float(np.mean([v.start_error for v in val])),
+        "estimate_scale": scale,
         "epochs_run": len(history),
         "stopped_early": len(history) < sc.epochs,
         "precision": "float32" if dtype is None else "bfloat16",
