@@ -14,6 +14,7 @@ run it alone on the machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 import tempfile
@@ -76,7 +77,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory() as tmp:
             cfg = load_config(args.params, [*args.overrides, f"subgrid.max_train_samples={n}", f"subgrid.root={tmp}"])
             t0 = time.perf_counter()
-            summary = run_subgrid_training(cfg, tmp, Path(tmp) / "m.json", Path(tmp) / "h.csv")
+            with contextlib.redirect_stdout(sys.stderr):  # the epochs' lines; stdout is the JSON
+                summary = run_subgrid_training(cfg, tmp, Path(tmp) / "m.json", Path(tmp) / "h.csv")
             seconds = time.perf_counter() - t0
             trained = load_subgrid(Path(tmp) / "checkpoints" / "best.pt", precision=cfg.subgrid.precision)
             out[str(n)] = {

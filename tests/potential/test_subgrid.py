@@ -188,7 +188,8 @@ loss: {{singularity_radius: 1}}
 log: {{root: {tmp / "experiments"}, progress: false}}
 eval: {{figures: 0, error_estimate: false, rival_iterations: [], refine_sweeps: 4, rival_repeats: 1}}
 subgrid: {{enabled: true, root: {tmp / "subgrid"}, base: 4, depth: 2, groups: 2, epochs: 30, lr: 3.0e-3,
-           augment: false, start_tol: 1.0e-8, grad_clip: 0.0, precision: float32, stop_patience: 30}}
+           augment: false, start_tol: 1.0e-8, grad_clip: 0.0, precision: float32, stop_patience: 30,
+           steps_per_epoch: 0}}
 """
     )
     cfg = load_config(params)

@@ -328,6 +328,7 @@ class SubgridConfig:
     grad_clip: float = spec(1.0, ge=0, doc="max global gradient norm; 0 = off")
     augment: bool = True  # each item under a random exact symmetry of the box (data/symmetry.py)
     max_train_samples: int = spec(0, ge=0, doc="train on the first N fine limbs only (a learning curve); 0 = all")
+    steps_per_epoch: int = spec(80, ge=0, doc="training steps between validations; 0 = one pass over the limbs")
     error_head: bool = True  # a second head estimating the corrector's own error (models/subgrid.py)
 
 

@@ -8,9 +8,11 @@ after the corpus gauge:
     L = sum_m (c - <c>_tissue - t)^2 / sum_m (u / s)^2
 
 so it is the metric eval_sr reports, squared. Items go through a random exact symmetry of the box each step
-(:mod:`fieldlab.potential.data.symmetry`: reflections, x <-> y, sign). AdamW and gradient clipping; the learning rate
-halves after ``subgrid.patience`` epochs without a new best validation error, and training ends after
-``subgrid.stop_patience`` such epochs (or at ``subgrid.epochs``): it runs until validation stops improving, and the
+(:mod:`fieldlab.potential.data.symmetry`: reflections, x <-> y, sign). An epoch is ``subgrid.steps_per_epoch`` steps
+drawn from successive shuffled passes (one pass with 0), so the schedule counts the same steps whatever the number of
+limbs (a learning curve compares like with like). AdamW and gradient clipping; the learning rate halves after
+``subgrid.patience`` epochs without a new best validation error, and training ends after ``subgrid.stop_patience``
+such epochs (or at ``subgrid.epochs``): it runs until validation stops improving, and the
 checkpoint kept is the epoch with the lowest validation error. The forward pass runs at ``subgrid.precision``
 (bfloat16 autocast where native: a step at 2x costs 0.27 s instead of 0.69 s on 2 cores), the loss and the weights
 in float32.
@@ -170,10 +172,21 @@ def run_subgrid_training(
         model.train()
         return err
 
+    steps = sc.steps_per_epoch or len(train)
+    queue: list[int] = []
+
+    def order(n: int) -> list[int]:
+        """The next ``n`` items: successive shuffled passes over the training limbs."""
+        while len(queue) < n:
+            queue.extend(torch.randperm(len(train), generator=generator).tolist())
+        taken = queue[:n]
+        del queue[:n]
+        return taken
+
     best, best_state, best_epoch, history = math.inf, None, 0, []
     for epoch in range(1, sc.epochs + 1):
         e0, losses = time.perf_counter(), []
-        for i in torch.randperm(len(train), generator=generator).tolist():
+        for i in order(steps):
             t = train[i].tensors
             if sc.augment:
                 t = apply_symmetry(t, Symmetry.random(allow_swap=can_swap_xy(t), generator=generator))
