@@ -28,7 +28,8 @@ def main() -> int:
         cfg = load_config(args.params, args.overrides)
         ckpt = Path(cfg.log.root) / cfg.model.backbone / "checkpoints" / "best.pt"
         rivals = cfg.eval.rivals_file  # the eval_rivals stage's output, checked against this run
-        run_eval(cfg, ckpt, "metrics/eval_sr.json", "plots/eval_sr", backbone=cfg.model.backbone, rivals_file=rivals)
+        metrics = cfg.eval.metrics_file  # fieldlab predict reads its 2x verdict there
+        run_eval(cfg, ckpt, metrics, "plots/eval_sr", backbone=cfg.model.backbone, rivals_file=rivals)
         return 0
 
     return guarded(run)

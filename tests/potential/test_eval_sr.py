@@ -88,7 +88,7 @@ def test_zero_model_has_relative_error_one_at_both_resolutions(root, tmp_path):
     twins = ["free_space_sgs128", "free_space_sgs32", "free_space_sgs64"]
     rivals = [
         f"cg_{m}{w}_k{k}" for m in ("mf", "gmg", "sa_energy") for w in ("", "_warm") for k in (1, 2, 3, 4, 5, 6, 8)
-    ]
+    ] + [f"cg_fmg_k{k}" for k in (0, 1, 2, 3, 4, 5, 6, 8)]  # full multigrid: cold only, and alone (k0)
     assert sorted(out["baselines"]) == sorted(twins + rivals)
     assert set(out["baselines"]["free_space_sgs32"]) == {"base", "x2"}
     assert set(out["baselines"]["cg_gmg_warm_k2"]) == {"base", "x2"}

@@ -296,6 +296,7 @@ class EvalConfig:
         doc="nested iteration at 2x: the training-grid solve prolonged, then these fine CG iterations",
     )
     rivals_file: str = "data/rivals/rivals.json"  # the eval_rivals stage's output (keep in sync with dvc.yaml)
+    metrics_file: str = "metrics/eval_sr.json"  # the eval_sr stage's output, whose 2x verdict predict follows
     yardstick_iterations: int = spec(
         2,
         ge=1,

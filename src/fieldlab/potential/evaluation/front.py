@@ -7,7 +7,7 @@ each split and ``eval_sr.json: default`` the default predictor's points (:func:`
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -160,3 +160,62 @@ def default_points(out: dict[str, Any], backbone: str, prior_kind: str, sweeps: 
                 "from": source,
             }
     return points
+
+
+def clearly_dominates(q: Mapping[str, float], p: Mapping[str, float]) -> bool:
+    """Whether point ``q`` is faster than ``p`` beyond the larger spread of the two and more accurate:
+    ``t_q (1 + max(s_p, s_q)) < t_p`` and ``e_q < e_p`` (a tie within the spread is no verdict).
+
+    Examples
+    --------
+    >>> clearly_dominates({"rel_l2": 0.001, "seconds": 0.3}, {"rel_l2": 0.004, "seconds": 0.5, "seconds_spread": 0.2})
+    True
+    >>> clearly_dominates({"rel_l2": 0.001, "seconds": 0.45}, {"rel_l2": 0.004, "seconds": 0.5, "seconds_spread": 0.2})
+    False
+    """
+    s = max(float(p.get("seconds_spread", 0.0)), float(q.get("seconds_spread", 0.0)))
+    return q["seconds"] * (1 + s) < p["seconds"] and q["rel_l2"] < p["rel_l2"]
+
+
+def replaced_default(
+    out: dict[str, Any], split: str, learned: str, name: str, routes: Callable[[str], bool]
+) -> dict[str, Any]:
+    """The default predictor of ``split`` given the learned summary ``learned`` (called ``name``): that predictor
+    unless a classical point that ``routes`` accepts (one ``fieldlab predict`` can run) clearly dominates it
+    (:func:`clearly_dominates`), then the fastest such point. Either way ``verdict`` says which and why, and
+    ``dominated_by`` lists every classical point that clearly dominates the learned one.
+
+    Examples
+    --------
+    >>> out = {"x2_subgrid": {"rel_l2": 0.004, "rel_l2_max": 0.006, "seconds_per_sample": 0.25},
+    ...        "baselines": {"cg_fmg_k0": {"x2": {"rel_l2": 0.002, "rel_l2_max": 0.003, "seconds": 0.4}}}}
+    >>> replaced_default(out, "x2", "x2_subgrid", "subgrid_unet", lambda n: True)["name"]
+    'subgrid_unet'
+    >>> out["baselines"]["cg_fmg_k0"]["x2"]["seconds"] = 0.2
+    >>> d = replaced_default(out, "x2", "x2_subgrid", "subgrid_unet", lambda n: True)
+    >>> d["name"], d["from"], d["replaces"]
+    ('cg_fmg_k0', 'baselines', 'subgrid_unet')
+    """
+    points = split_points(out)[split]
+    mine = points[learned]
+    beaters = sorted(
+        (n for n in out.get("baselines", {}) if n in points and clearly_dominates(points[n], mine)),
+        key=lambda n: (points[n]["seconds"], n),
+    )
+    runnable = [n for n in beaters if routes(n)]
+    s = out[learned]
+    here = f"{name} ({s['rel_l2']:.3g} rel L2 in {s['seconds_per_sample']:.3g} s)"
+    if not runnable:
+        verdict = f"{here} is the default: no classical route is both faster beyond the spread and more accurate" + (
+            f" (dominated by {', '.join(beaters)}, none a route fieldlab predict runs)" if beaters else ""
+        )
+        return {"name": name, "rel_l2": s["rel_l2"], "rel_l2_max": s["rel_l2_max"],
+                "seconds_per_sample": s["seconds_per_sample"], "from": learned, "dominated_by": beaters,
+                "verdict": verdict}  # fmt: skip
+    best = runnable[0]
+    b = out["baselines"][best][split]
+    verdict = (f"{here} is dominated by the classical route {best} ({b['rel_l2']:.3g} in {b['seconds']:.3g} s): "
+               f"the default is {best}, and fieldlab predict runs it")  # fmt: skip
+    return {"name": best, "rel_l2": b["rel_l2"], "rel_l2_max": b.get("rel_l2_max", b["rel_l2"]),
+            "seconds_per_sample": b["seconds"], "from": "baselines", "replaces": name, "dominated_by": beaters,
+            "verdict": verdict}  # fmt: skip

@@ -1,8 +1,11 @@
 """The sub-grid corrector scored on a fine split, timed as every predictor of eval_sr is timed.
 
 Each sample's seconds are the median of ``repeats`` calls of :func:`~.predict.predict_subgrid` (everything from
-the sample's arrays on: restriction, the coarse solve, prolongation, channels, forward pass), after one untimed
-warm-up call on the first sample; errors are measured on the evaluation's loss masks, in volts.
+the sample's arrays on: restriction, the coarse solve, prolongation, channels, forward pass with the error head),
+after one untimed warm-up call on the first sample; errors are measured on the evaluation's loss masks, in volts.
+The error estimate is the error head's (:func:`~fieldlab.potential.prediction.subgrid.head_estimate`: its seconds
+are the norms; the head's layers are in every prediction's seconds), or, for a corrector without one, the
+residual estimate of the sample's own FEM system.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ from fieldlab.potential.evaluation.front import spread
 from fieldlab.potential.metrics import field_r2, field_relative_l2
 from fieldlab.potential.models.trained import TrainedSubgrid
 from fieldlab.potential.physics.fem.estimate import estimate_error
-from fieldlab.potential.prediction.subgrid import predict_subgrid
+from fieldlab.potential.prediction.subgrid import head_estimate, predict_subgrid, predict_with_error
 
 
 def subgrid_split(
@@ -45,7 +48,7 @@ def subgrid_split(
             start = coarse_start(sample, trained.model.factor, trained.start_tol)
             start_times.append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            u = predict_subgrid(trained, sample, device)
+            u, magnitude = predict_with_error(trained, sample, device)  # the head runs in every prediction
             times.append(time.perf_counter() - t0)
         truth = np.asarray(sample.u, dtype=np.float64)
         tissue = np.asarray(sample.mask, dtype=bool)
@@ -59,7 +62,11 @@ def subgrid_split(
             "seconds": float(np.median(times)),
             "seconds_spread": spread(times),
         }
-        if estimate:
+        if estimate and magnitude is not None:  # the error head: its norm, calibrated on the validation limbs
+            t0 = time.perf_counter()
+            value = head_estimate(trained, u, magnitude, mask)
+            rows[name].update(estimate_rel_l2=value, estimate_seconds=time.perf_counter() - t0)
+        elif estimate:
             est = estimate_error(u, sample.sigma, sample.source, tuple(sample.spacing), mask)
             rows[name].update(estimate_rel_l2=est.rel_l2, estimate_seconds=est.seconds)
         seconds[name] = rows[name]["seconds"]

@@ -56,7 +56,7 @@ from fieldlab.core.device import select_device
 from fieldlab.potential import metrics
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
 from fieldlab.potential.evaluation.classical.baselines import base_spacing
-from fieldlab.potential.evaluation.front import default_points, split_fronts, spread
+from fieldlab.potential.evaluation.front import default_points, replaced_default, split_fronts, spread
 from fieldlab.potential.evaluation.rivals import (
     prior_cost,
     read_rivals,
@@ -85,6 +85,7 @@ from fieldlab.potential.models.trained import (
     subgrid_checkpoint,
 )
 from fieldlab.potential.physics.fem.estimate import estimate_error
+from fieldlab.potential.prediction.classical import classical_route
 from fieldlab.potential.prediction.default import predict_default
 from fieldlab.potential.prediction.subgrid import NAME as SUBGRID_NAME
 from fieldlab.potential.prediction.sweeps import Refiner, refine_prior, timed
@@ -363,10 +364,9 @@ def evaluate_sr(
         out["baselines"] = front
     out["front"] = split_fronts(out)
     out["default"] = default_points(out, backbone, prior.kind, sweeps)
-    if "x2_subgrid" in out:  # subgrid.enabled: the corrector is the default predictor at 2x
-        s = out["x2_subgrid"]
-        keys = ("rel_l2", "rel_l2_max", "seconds_per_sample")
-        out["default"]["x2"] = {"name": SUBGRID_NAME, **{k: s[k] for k in keys}, "from": "x2_subgrid"}
+    if "x2_subgrid" in out:  # subgrid.enabled: the corrector, unless a classical route clearly dominates it
+        routes = lambda n: classical_route(n) is not None  # noqa: E731
+        out["default"]["x2"] = replaced_default(out, "x2", "x2_subgrid", SUBGRID_NAME, routes)
     out["samples"] = samples
     return out
 

@@ -7,9 +7,10 @@ folder as it was. The prediction is the evaluation's default predictor (:mod:`fi
 the training grid the operator and ``eval.refine_sweeps`` sweeps of the sample's own FEM system; on a finer grid
 the operator on the training grid, swept on the sample restricted to it, prolonged), with the checkpoint's prior
 computed for the user's file here (never read from a cache of another corpus). With ``subgrid.enabled`` a finer
-sample goes to the run's sub-grid corrector instead (``<subgrid.root>/checkpoints/best.pt``,
-:mod:`fieldlab.potential.prediction.subgrid`), the 2x default of eval_sr. Each output ``<out>/<name>.npz``
-(written atomically) holds:
+sample goes to the run's 2x default of eval_sr: the sub-grid corrector (``<subgrid.root>/checkpoints/best.pt``,
+:mod:`fieldlab.potential.prediction.subgrid`, with its error head's estimate), or the classical route that clearly
+dominates it when the run's ``eval.metrics_file`` says so (:mod:`fieldlab.potential.prediction.classical`). Each
+output ``<out>/<name>.npz`` (written atomically) holds:
 
 ================== =========== ===========================================================================
 key                shape       meaning
@@ -18,7 +19,8 @@ phi                (D, H, W)   the default predictor's potential in volts (corpu
 predictor          ()          its name, as ``eval_sr.json: default.<split>.name``
 rel_l2_estimate    ()          estimated ``||phi - u||_mask / ||u||_mask`` against the sample's own FEM
                                potential (:func:`~fieldlab.potential.physics.fem.estimate.estimate_error`)
-error_estimate     (D, H, W)   the estimated error field ``phi - u`` in volts (corpus gauge), zero in air
+error_estimate     (D, H, W)   the estimated error field ``phi - u`` in volts (corpus gauge), zero in air; for
+                               the sub-grid corrector its error head's estimated magnitude ``|phi - u|``
 loss_mask          (D, H, W)   the voxels of the norm (the evaluation's loss mask), bool
 seconds            ()          ``prior_seconds + predict_seconds``: what the prediction costs from the arrays on
 prior_seconds      ()          the checkpoint's prior for this sample (coarse solve or analytic), s
@@ -34,6 +36,7 @@ of it; its ``u`` is read by neither the model nor the estimate (a placeholder of
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -58,9 +61,10 @@ from fieldlab.potential.models.trained import (
 )
 from fieldlab.potential.physics.corpus import validate_raw_file
 from fieldlab.potential.physics.fem.estimate import estimate_error
+from fieldlab.potential.prediction.classical import classical_route, run_route
 from fieldlab.potential.prediction.default import is_finer, predict_default, predictor_name
 from fieldlab.potential.prediction.subgrid import NAME as SUBGRID_NAME
-from fieldlab.potential.prediction.subgrid import predict_subgrid
+from fieldlab.potential.prediction.subgrid import head_estimate, predict_with_error
 from fieldlab.potential.schema import PotentialSample
 
 
@@ -127,9 +131,14 @@ def predict_files(
     ]
     name = ckpt["backbone"]
     corrector = _subgrid_for(cfg, samples, grid, dev)
+    route = x2_route(cfg) if corrector is not None else None
     results = []
     for p, item, sample, (_, prior_s) in zip(paths, items, samples, priors, strict=True):
-        if corrector is not None and is_finer(sample, grid):  # the 2x default: the sub-grid corrector
+        if route is not None and is_finer(sample, grid):  # the 2x default: a classical route dominates the corrector
+            arrays = _predict_route_one(route, item, sample)
+            arrays["predictor"] = np.str_(route)
+            prior_s = 0.0
+        elif corrector is not None and is_finer(sample, grid):  # the 2x default: the sub-grid corrector
             arrays = _predict_subgrid_one(corrector, item, sample, dev)
             arrays["predictor"] = np.str_(SUBGRID_NAME)
             prior_s = 0.0  # it takes no prior of the operator's; its coarse start is in predict_seconds
@@ -143,6 +152,25 @@ def predict_files(
     for r in results:
         save_npz(r.out, **r.arrays)
     return results
+
+
+def x2_route(cfg: Config) -> str | None:
+    """The classical route that is the run's 2x default (``eval_sr.json: default.x2`` at ``eval.metrics_file``, when it
+    replaced the corrector: :func:`~fieldlab.potential.evaluation.front.replaced_default`), else ``None``: the
+    corrector. No metrics file (eval_sr not run yet) means the corrector; a file that names a route this version cannot
+    run is an error."""
+    path = Path(cfg.eval.metrics_file)
+    if not path.is_file():
+        return None
+    try:
+        default = json.loads(path.read_text())["default"]["x2"]
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise InputError(f"{path}: no default.x2 ({exc.__class__.__name__}); expected eval_sr's metrics") from None
+    if default.get("from") != "baselines":
+        return None
+    if classical_route(str(default.get("name"))) is None:
+        raise InputError(f"{path}: default.x2 is {default.get('name')!r}, not a classical route fieldlab predict runs")
+    return str(default["name"])
 
 
 def _subgrid_for(cfg: Config, samples: list[PotentialSample], grid: tuple[int, int, int], device) -> Any:
@@ -163,18 +191,47 @@ def _subgrid_for(cfg: Config, samples: list[PotentialSample], grid: tuple[int, i
 def _predict_subgrid_one(corrector: Any, item: dict[str, torch.Tensor], sample: PotentialSample, device) -> dict:
     """The sub-grid corrector's prediction of a fine sample (timed as eval_sr times it) and its error estimate."""
     t0 = time.perf_counter()
-    u = predict_subgrid(corrector, sample, device)
+    u, magnitude = predict_with_error(corrector, sample, device)
     predict_s = time.perf_counter() - t0
     mask = item["mask"][0].numpy().astype(bool)
-    spacing = tuple(float(v) for v in sample.spacing)
-    est = estimate_error(u, sample.sigma.astype(np.float64), sample.source.astype(np.float64), spacing, mask)  # type: ignore[arg-type]
+    if magnitude is None:
+        return _scored(u, predict_s, sample, mask)
+    t0 = time.perf_counter()
+    value = head_estimate(corrector, u, magnitude, mask)
+    estimate_s = time.perf_counter() - t0
+    return _scored(u, predict_s, sample, mask, (value, magnitude, estimate_s))
+
+
+def _predict_route_one(route: str, item: dict[str, torch.Tensor], sample: PotentialSample) -> dict:
+    """A classical route's potential of a fine sample (:mod:`~.classical`, the 2x default when one dominates the
+    corrector), timed as eval_sr timed it, and the residual estimate of its error."""
+    t0 = time.perf_counter()
+    u = run_route(route, sample)
+    predict_s = time.perf_counter() - t0
+    return _scored(u, predict_s, sample, item["mask"][0].numpy().astype(bool))
+
+
+def _scored(
+    u: np.ndarray,
+    predict_s: float,
+    sample: PotentialSample,
+    mask: np.ndarray,
+    head: tuple[float, np.ndarray, float] | None = None,
+) -> dict:
+    """The output arrays of a fine sample's prediction ``u``: the error head's estimate ``(value, magnitude,
+    seconds)`` when given, else the residual estimate of the sample's own FEM system, and the error against the
+    file's own ``u`` when it carries one."""
+    if head is None:
+        spacing = tuple(float(v) for v in sample.spacing)
+        est = estimate_error(u, sample.sigma.astype(np.float64), sample.source.astype(np.float64), spacing, mask)  # type: ignore[arg-type]
+        head = (est.rel_l2, est.error, est.seconds)
     out = {
         "phi": u.astype(np.float32),
-        "rel_l2_estimate": np.float64(est.rel_l2),
-        "error_estimate": est.error.astype(np.float32),
+        "rel_l2_estimate": np.float64(head[0]),
+        "error_estimate": head[1].astype(np.float32),
         "loss_mask": mask,
         "predict_seconds": np.float64(predict_s),
-        "estimate_seconds": np.float64(est.seconds),
+        "estimate_seconds": np.float64(head[2]),
     }
     truth = np.asarray(sample.u, dtype=np.float64)
     if np.any(truth[mask] != 0):  # the file carries a potential: score against it, as eval_sr does

@@ -138,9 +138,8 @@ def calibrate(model: SubgridCorrector, val: list[FineItem], sigma_ref: float, dt
             tissue = t["tissue"].to(c.dtype)
             c = c - (c * tissue).sum() / tissue.sum()
             m = t["mask"].bool()
-            pred = (t["prior"] + c)[m]
-            true = float((c - t["phi"])[m].norm() / pred.norm())
-            ratios.append(true / float(a[m].norm() / pred.norm()))
+            true = float((c - t["phi"])[m].norm() / (t["prior"] + t["phi"])[m].norm())  # the metric: over ||u||
+            ratios.append(true / float(a[m].norm() / (t["prior"] + c)[m].norm()))  # the estimate: over ||u_pred||
     return float(np.median(ratios))
 
 

@@ -21,10 +21,7 @@ import numpy as np
 
 from fieldlab.errors import InputError
 from fieldlab.potential.evaluation.classical.curve import Curve, Recorder, start_corners, step_counts, timed_curve
-from fieldlab.potential.physics.fem.mfsolve import Hierarchy, pcg, pinned_system
-from fieldlab.potential.physics.fem.solver import check_inputs, element_matrices
-from fieldlab.potential.physics.fem.stencil_solve import nested
-from fieldlab.potential.physics.fem.transfer import corners_to_centres, gauge
+from fieldlab.potential.physics.fem.stencil_solve import nested, stopped_cg
 from fieldlab.potential.schema import PotentialSample
 
 
@@ -74,21 +71,12 @@ def mf_cg_curve(
         counts = step_counts(iterations, "rival iterations", "CG iteration")
     t0 = time.perf_counter()
     sigma, source, spacing = _arrays(sample)
-    mask = check_inputs(sigma, source, spacing)
-    op, b, nodes, packed, _, _ = pinned_system(sigma, source, mask, element_matrices(spacing), spacing)
-    hierarchy = Hierarchy(op)
-    x = hierarchy.nested(b) if full_multigrid else op.layout.zeros()
-    if full_multigrid:
-        x[packed[0]] = 0.0  # the pinned corner
-    elif start is not None:
-        corners = start_corners(start, nodes, mask)
-        x[packed] = corners - corners[0]  # the pinned corner at zero: a constant is no error (gauge)
     recorder = Recorder()
-    if full_multigrid:
-        recorder(x)
-    pcg(hierarchy, b, x, 0.0, max(counts), lambda v, _rnorm: recorder(v))
+    warm = None if start is None or full_multigrid else (lambda nodes, mask: start_corners(start, nodes, mask))
+    x, to_field = stopped_cg(
+        sigma, source, spacing, max(counts), full_multigrid=full_multigrid, start=warm, record=recorder
+    )
     recorder.complete(max(counts) + int(full_multigrid), x)
-    to_field = lambda v: gauge(corners_to_centres(v[packed], nodes, mask), mask)  # noqa: E731
     return timed_curve(counts, recorder, to_field, t0, recorded_start=full_multigrid)
 
 
