@@ -14,7 +14,8 @@ wrote the fine volume several times (float64 copies of the tensors, a masked cop
 
 Each output value is written by one thread from a fixed sequence of additions: the same bytes on any number of
 threads. At 2x (192x96x96 -> 96x48x48) on 2 cores the sums take ~12 ms (the array expressions: 0.14 s) and the
-prolongation ~8 ms (0.10 s with the gauge), measured in ``bench/subgrid.py``.
+prolongation ~8 ms (0.10 s with the gauge; ``bench/subgrid.py`` measures both against the expressions they
+replaced).
 """
 
 from __future__ import annotations
