@@ -171,6 +171,25 @@ def test_headline_renders_the_default_and_its_classical_rivals(tmp_path):
     ]
 
 
+def test_headline_states_the_verdict_and_a_classical_default_on_the_front(tmp_path):
+    """A 2x default replaced by the classical route that dominates the learned one: its row says it is on the front
+    (its own point is a member) and the verdict the evaluation wrote is printed under the table."""
+    verdict = "subgrid_unet (0.004 rel L2 in 0.3 s) is dominated by the classical route cg_fmg_k0"
+    (tmp_path / "eval_sr.json").write_text(
+        json.dumps(
+            {
+                "default": {"x2": {"name": "cg_fmg_k0", "rel_l2": 0.002, "seconds_per_sample": 0.2,
+                                   "from": "baselines", "verdict": verdict}},
+                "front": {"x2": ["cg_fmg_k0"]},
+                "baselines": {"cg_fmg_k0": {"x2": {"rel_l2": 0.002, "seconds": 0.2}}},
+            }
+        )
+    )  # fmt: skip
+    text = render_headline(tmp_path)
+    assert "| 2x | **cg_fmg_k0** | 0.002 | 0.200 | 1.00x | yes |" in text
+    assert f"**Verdict at 2x** (`default.x2.verdict`): {verdict}." in text
+
+
 def test_headline_without_a_default_predictor_is_one_error_line(tmp_path):
     (tmp_path / "inr.json").write_text(json.dumps({"final_r2": 0.99}))
     readme = tmp_path / "README.md"

@@ -312,7 +312,8 @@ def render_headline(metrics_dir: str | Path) -> str:
     for grid, d in default.items():
         e, t = _get(d, "rel_l2"), _get(d, "seconds_per_sample")
         front = _get(ev, f"front.{grid}")
-        on_front = "–" if not isinstance(front, list) else ("yes" if _get(d, "from") in front else "no")
+        point = _get(d, "name") if _get(d, "from") == "baselines" else _get(d, "from")  # a classical default: its own
+        on_front = "–" if not isinstance(front, list) else ("yes" if point in front else "no")
         label = GRIDS.get(grid, grid)
         rows.append([label, f"**{_get(d, 'name')}**", fmt(e), fmt(t, ".3f"), "1.00x", on_front,
                      "the default predictor (`fieldlab predict`)"])  # fmt: skip
@@ -331,6 +332,10 @@ def render_headline(metrics_dir: str | Path) -> str:
         "",
         table(header, rows),
     ]
+    for grid, d in default.items():  # where a learned default is judged against the classical routes
+        verdict = _get(d, "verdict")
+        if isinstance(verdict, str):
+            out += ["", f"**Verdict at {GRIDS.get(grid, grid)}** (`default.{grid}.verdict`): {verdict}."]
     inr = _read(m / "inr.json")
     if inr is not None:
         out += [
