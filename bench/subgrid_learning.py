@@ -88,7 +88,7 @@ def main() -> None:
                 "train_seconds": seconds,
                 **{split: scores(cfg, trained, split) for split in ("test_2x", "ood_2x")},
             }
-        print(json.dumps({n: out[n]}), flush=True)
+        print(json.dumps({n: out[str(n)]}), file=sys.stderr, flush=True)  # each point as soon as it is measured
     print(json.dumps({"limbs": out}, indent=2))
 
 

@@ -36,6 +36,7 @@ from fieldlab.potential.models.trained import TrainedSubgrid, load_subgrid
 from fieldlab.potential.physics.corpus import generate_corpus
 from fieldlab.potential.physics.fem.solver import solve_potential
 from fieldlab.potential.physics.resolution import block_mean
+from fieldlab.potential.prediction.classical import classical_route
 from fieldlab.potential.prediction.files import predict_files
 from fieldlab.potential.prediction.subgrid import head_estimate, predict_subgrid, predict_with_error
 from fieldlab.potential.schema import PotentialSample, load_sample
@@ -294,7 +295,8 @@ def test_eval_sr_scores_the_corrector_and_predict_runs_it(run, capsys):
     out = evaluate.evaluate_sr(cfg, ckpt, None, with_front=False)
     d, point = out["default"]["x2"], out["x2_subgrid"]
     if d["from"] == "x2_subgrid":  # on the front against every classical route
-        assert d["name"] == "subgrid_unet" and d["rel_l2"] == point["rel_l2"] and not d["dominated_by"]
+        assert d["name"] == "subgrid_unet" and d["rel_l2"] == point["rel_l2"]
+        assert all(classical_route(n) is None for n in d["dominated_by"])  # beaten only by points that are no route
     else:  # on this small corpus a route may dominate it: then the default is the fastest such route
         b = out["baselines"][d["name"]]["x2"]
         assert d["replaces"] == "subgrid_unet" and d["name"] in d["dominated_by"]
