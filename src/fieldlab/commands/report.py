@@ -153,6 +153,10 @@ def operator_section(m: Path) -> str | None:
             fmt(_get(ev, "x2_subgrid.seconds_per_sample"), ".3f"),
             fmt(_get(ev, "ood_x2_subgrid.rel_l2")),
             fmt(_get(ev, "ratio_ood_x2_subgrid"), ".2f"),
+            f"{fmt(_get(sub, 'epochs_run'))} ({fmt(_get(sub, 'best_epoch'))})",
+            f"{fmt(_get(ev, 'x2_subgrid.estimate.spearman'), '.2f')} / "
+            f"{fmt(_get(ev, 'ood_x2_subgrid.estimate.spearman'), '.2f')}",
+            fmt(_get(ev, "x2_subgrid.estimate.seconds"), ".2g"),
         ]
         out += [
             "",
@@ -161,7 +165,7 @@ def operator_section(m: Path) -> str | None:
             "",
             table(
                 ["predictor", "fine train limbs", "best val", "its start", "2x rel L2", "max", "s / sample",
-                 "ood 2x rel L2", "ood / test"],
+                 "ood 2x rel L2", "ood / test", "epochs (best)", "estimate rho test / ood", "estimate s"],
                 [srow],
             ),
         ]  # fmt: skip
