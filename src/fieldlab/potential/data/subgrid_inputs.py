@@ -81,11 +81,16 @@ def start_scale(start: np.ndarray, tissue: np.ndarray) -> float:
 
 def current_share(source: np.ndarray, spacing: tuple[float, ...]) -> np.ndarray:
     """``f dV / sum_{f > 0} f dV``: each voxel's share of the injected current (dimensionless)."""
-    charge = np.asarray(source, dtype=np.float64) * float(np.prod(spacing))
-    injected = float(charge[charge > 0].sum())
+    return np.asarray(source, dtype=np.float64) * share_scale(source, spacing)
+
+
+def share_scale(source: np.ndarray, spacing: tuple[float, ...]) -> float:
+    """``dV / sum_{f > 0} f dV``, the factor from the source to each voxel's share of the injected current."""
+    dV = float(np.prod(spacing))
+    injected = float(np.sum(source, where=np.asarray(source) > 0, dtype=np.float64)) * dV
     if injected <= 0:
         raise InputError("source: no positive current injected; expected a bipole")
-    return charge / injected
+    return dV / injected
 
 
 def fine_channels(
@@ -162,14 +167,11 @@ def folded_channels(
     prediction; training augments first and goes through :func:`channels_of`)."""
     spacing = tuple(float(v) for v in sample.spacing)
     source = np.ascontiguousarray(sample.source)
-    charge = float(np.prod(spacing))
-    injected = float(np.sum(source, where=source > 0, dtype=np.float64)) * charge
-    if injected <= 0:
-        raise InputError("source: no positive current injected; expected a bipole")
+    scale_f = share_scale(source, spacing)
     D, H, W = sample.mask.shape
     r = int(factor)
     out = np.empty((9 * r**3, D // r, H // r, W // r), dtype=np.float32)
     mask = np.ascontiguousarray(sample.mask, dtype=np.bool_)
-    args = (np.ascontiguousarray(sample.sigma), mask, source, charge / injected, np.ascontiguousarray(start))
+    args = (np.ascontiguousarray(sample.sigma), mask, source, scale_f, np.ascontiguousarray(start))
     split(_folded, mask.size, 0, D // r, *args, float(scale), float(sigma_ref), r, out)
     return torch.from_numpy(out)[None]

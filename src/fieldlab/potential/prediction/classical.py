@@ -45,7 +45,7 @@ def classical_route(name: str) -> Callable[[PotentialSample], np.ndarray] | None
             return None  # zero iterations from zero is no solve
 
         def cg(sample: PotentialSample) -> np.ndarray:
-            sigma, source, spacing = _arrays(sample)
+            sigma, source, spacing = sample_arrays(sample)
             x, centres = stopped_cg(sigma, source, spacing, k, full_multigrid=fmg)
             return centres(x)
 
@@ -54,7 +54,7 @@ def classical_route(name: str) -> Callable[[PotentialSample], np.ndarray] | None
         h, k = float(m.group(1)) * 1e-3, int(m.group(2))
 
         def from_coarse(sample: PotentialSample) -> np.ndarray:
-            sigma, source, spacing = _arrays(sample)
+            sigma, source, spacing = sample_arrays(sample)
             return nested(sigma, source, spacing, h, steps=(k,)).fields[0]
 
         return from_coarse
@@ -70,7 +70,8 @@ def run_route(name: str, sample: PotentialSample) -> np.ndarray:
     return route(sample)
 
 
-def _arrays(sample: PotentialSample) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """The sample's arrays in float64 (a file holds float32) and its spacing."""
+def sample_arrays(sample: PotentialSample) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
+    """The sample's arrays in float64 (a file holds float32) and its spacing: the first thing a route (and each
+    classical rival of the evaluation) pays for."""
     spacing = tuple(float(v) for v in sample.spacing)
     return np.asarray(sample.sigma, np.float64), np.asarray(sample.source, np.float64), spacing  # type: ignore[return-value]

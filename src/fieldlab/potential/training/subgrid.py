@@ -102,25 +102,33 @@ def fine_items(cfg: Config, split: str, limit: int = 0) -> list[FineItem]:
     return items
 
 
-def item_loss(
+def corrected(
     model: SubgridCorrector, t: dict[str, torch.Tensor], sigma_ref: float, dtype: torch.dtype | None = None
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Squared relative L2 of the corrected field over the item's mask (module notes), and with an error head its
-    loss: ``sum_m (a - |c - t|)^2 / sum_m (u / s)^2`` on the magnitude ``a`` (the target detached); the forward
-    pass autocast to ``dtype`` (``None``: float32)."""
+    """The item's correction ``(1, D, H, W)`` in the corpus gauge and, with an error head, its magnitude, both
+    float32; the forward pass autocast to ``dtype`` (``None``: float32)."""
     x = space_to_depth(channels_of(t, sigma_ref), model.factor)
     with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
         c, a = model.with_error(x) if model.error_head else (model.folded(x), None)
     c = c.float()[0]
     tissue = t["tissue"].to(c.dtype)
     c = c - (c * tissue).sum() / tissue.sum()  # the corpus gauge of start + s c (the start is gauged already)
+    return c, None if a is None else a.float()[0]
+
+
+def item_loss(
+    model: SubgridCorrector, t: dict[str, torch.Tensor], sigma_ref: float, dtype: torch.dtype | None = None
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Squared relative L2 of the corrected field over the item's mask (module notes), and with an error head its
+    loss: ``sum_m (a - |c - t|)^2 / sum_m (u / s)^2`` on the magnitude ``a`` (the target detached)."""
+    c, a = corrected(model, t, sigma_ref, dtype)
     m = t["mask"].to(c.dtype)
     u = t["prior"] + t["phi"]  # u / s
     norm = ((u**2) * m).sum()
     loss = ((c - t["phi"]) ** 2 * m).sum() / norm
     if a is None:
         return loss, None
-    return loss, ((a.float()[0] - (c - t["phi"]).abs().detach()) ** 2 * m).sum() / norm
+    return loss, ((a - (c - t["phi"]).abs().detach()) ** 2 * m).sum() / norm
 
 
 def calibrate(model: SubgridCorrector, val: list[FineItem], sigma_ref: float, dtype: torch.dtype | None) -> float:
@@ -131,15 +139,10 @@ def calibrate(model: SubgridCorrector, val: list[FineItem], sigma_ref: float, dt
     with torch.no_grad():
         for v in val:
             t = v.tensors
-            x = space_to_depth(channels_of(t, sigma_ref), model.factor)
-            with torch.autocast(x.device.type, dtype=dtype or torch.float32, enabled=dtype is not None):
-                c, a = model.with_error(x)
-            c, a = c.float()[0], a.float()[0]
-            tissue = t["tissue"].to(c.dtype)
-            c = c - (c * tissue).sum() / tissue.sum()
+            c, a = corrected(model, t, sigma_ref, dtype)
             m = t["mask"].bool()
             true = float((c - t["phi"])[m].norm() / (t["prior"] + t["phi"])[m].norm())  # the metric: over ||u||
-            ratios.append(true / float(a[m].norm() / (t["prior"] + c)[m].norm()))  # the estimate: over ||u_pred||
+            ratios.append(true / float(a[m].norm() / (t["prior"] + c)[m].norm()))  # type: ignore[index]
     return float(np.median(ratios))
 
 

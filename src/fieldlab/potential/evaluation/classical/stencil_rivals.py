@@ -22,6 +22,7 @@ import numpy as np
 from fieldlab.errors import InputError
 from fieldlab.potential.evaluation.classical.curve import Curve, Recorder, start_corners, step_counts, timed_curve
 from fieldlab.potential.physics.fem.stencil_solve import nested, stopped_cg
+from fieldlab.potential.prediction.classical import sample_arrays
 from fieldlab.potential.schema import PotentialSample
 
 
@@ -34,12 +35,6 @@ def nested_name(h: float, k: int) -> str:
     'nested_2mm_k1'
     """
     return f"nested_{h * 1e3:g}mm_k{k}"
-
-
-def _arrays(sample: PotentialSample) -> tuple[np.ndarray, np.ndarray, tuple[float, float, float]]:
-    """The sample's arrays in float64 (a file holds float32) and its spacing, the first thing a rival pays for."""
-    spacing = tuple(float(v) for v in sample.spacing)
-    return np.asarray(sample.sigma, np.float64), np.asarray(sample.source, np.float64), spacing  # type: ignore[return-value]
 
 
 def mf_cg_curve(
@@ -70,7 +65,7 @@ def mf_cg_curve(
     else:
         counts = step_counts(iterations, "rival iterations", "CG iteration")
     t0 = time.perf_counter()
-    sigma, source, spacing = _arrays(sample)
+    sigma, source, spacing = sample_arrays(sample)
     recorder = Recorder()
     warm = None if start is None or full_multigrid else (lambda nodes, mask: start_corners(start, nodes, mask))
     x, to_field = stopped_cg(
@@ -95,7 +90,7 @@ def nested_curve(sample: PotentialSample, h: float, iterations: tuple[int, ...])
     if not counts or min(counts) < 0:
         raise InputError(f"eval.nested_iterations = {list(counts)}; expected CG iteration counts >= 0")
     t0 = time.perf_counter()
-    sigma, source, spacing = _arrays(sample)
+    sigma, source, spacing = sample_arrays(sample)
     convert = time.perf_counter() - t0
     run = nested(sigma, source, spacing, h, steps=counts, accel="cg")
     return Curve(run.steps, tuple(s + convert for s in run.seconds), tuple(run.fields))
