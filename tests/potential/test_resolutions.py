@@ -152,3 +152,23 @@ def test_fine_solutions_sit_between_base_and_reference_at_the_base_centres(solve
     print({k: round(v, 5) for k, v in err.items()})
     assert err["2x"] < err["1.5x"] < err["base"]
     assert err["aniso"] < err["base"]
+
+
+def test_prepare_writes_the_unseen_resolutions_as_solved_here(tmp_path):
+    """``data.test_resolutions``: the corpus's test_<name>/ files are the limbs of test/ solved on the named grid."""
+    from fieldlab.config import DataConfig
+    from fieldlab.core.io import load_npz
+    from fieldlab.potential.physics.corpus import generate_corpus
+
+    data = DataConfig(grid=BASE, n_train=1, n_val=1, n_test=2, test_2x=False, test_resolutions=("aniso",),
+                      n_test_resolutions=1)  # fmt: skip
+    manifest = generate_corpus(data, SMALL, seed=3, root=tmp_path, progress=False)
+    assert sorted(p.name for p in (tmp_path / "test_aniso").iterdir()) == ["0000.npz"]
+    assert manifest["summary"]["samples_fine"]["test_aniso"] == 1
+    written = load_npz(tmp_path / "test_aniso" / "0000.npz")
+    sample, _, _ = solve_resolution(3, "test", 0, BASE, "aniso", SMALL)
+    assert written["u"].shape == resolution_shape("aniso", BASE)
+    for key, value in sample.to_arrays().items():
+        np.testing.assert_array_equal(written[key], value, err_msg=key)
+    base = load_npz(tmp_path / "test" / "0000.npz")  # the same limb: its poles at the same physical points
+    np.testing.assert_allclose(written["source_point"], base["source_point"], atol=0.5 * 8e-3)

@@ -50,9 +50,10 @@ from fieldlab.potential.schema import PotentialSample, load_sample
 
 #: Every ``model.prior.kind``.
 PRIOR_KINDS = ("none", "free_space", "coarse_fem")
-#: Corpus splits the cache covers (those of :mod:`fieldlab.potential.physics.corpus`; test_2x and ood when present). Not
-#: imported from there: the corpus module pulls in torch (seeding), which the stage does not need.
-CACHE_SPLITS = ("train", "val", "test", "test_2x", "ood", "ood_2x")
+#: Corpus splits the cache covers (those of :mod:`fieldlab.potential.physics.corpus` that a model with a prior reads,
+#: when present: the fine training limbs for the operator across spacings, the unseen resolutions). Not imported from
+#: there: the corpus module pulls in torch (seeding), which the stage does not need.
+CACHE_SPLITS = ("train", "val", "test", "test_2x", "ood", "ood_2x", "train_2x", "val_2x", "test_1.5x", "test_aniso")
 #: Arrays of one cache file.
 CACHE_KEYS = ("prior", "seconds", "coarse_spacing_m", "sample_hash")
 
@@ -233,8 +234,9 @@ def remove_stale_staging(root: Path) -> list[Path]:
 
 
 def _summary(records: list[dict[str, Any]]) -> dict[str, Any]:
-    base = [r["seconds"] for r in records if "_2x/" not in r["file"]]
-    fine = [r["seconds"] for r in records if "_2x/" in r["file"]]
+    split = [Path(r["file"]).parent.name for r in records]
+    base = [r["seconds"] for r, s in zip(records, split, strict=True) if "_" not in s]  # train, val, test, ood
+    fine = [r["seconds"] for r, s in zip(records, split, strict=True) if s.endswith("_2x")]
     return {
         "samples": len(records),
         "seconds_mean": float(np.mean(base)) if base else None,

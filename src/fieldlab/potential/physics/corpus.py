@@ -8,6 +8,8 @@ Layout under ``root`` (default ``data/potential``)::
     train_2x/ val_2x/ ood_2x/                        the first ``data.n_train_2x`` / ``n_val_2x`` training and
                                                      validation limbs and (``data.ood_2x``) the ood limbs at 2x:
                                                      the fine labels of the sub-grid model (same limbs, same names)
+    test_1.5x/ test_aniso/                           the first ``data.n_test_resolutions`` test limbs at each of
+                                                     ``data.test_resolutions`` (:mod:`~.resolutions`), same names
     manifest.json                                    params, seed, per-sample residual, time, checksum, geometry
 
 Sample ``i`` of split ``s`` draws its limb from ``numpy_rng(seed, SPLIT_STREAM[s], i)``: the corpus is deterministic
@@ -50,7 +52,7 @@ SPLITS = ("train", "val", "test")
 #: Generator stream of each split (the out-of-distribution split ``ood`` included).
 SPLIT_STREAM = {"train": 0, "val": 1, "test": 2, "ood": 3}
 #: Every folder the corpus writes.
-FOLDERS = (*SPLITS, "test_2x", "ood", "train_2x", "val_2x", "ood_2x")
+FOLDERS = (*SPLITS, "test_2x", "ood", "train_2x", "val_2x", "ood_2x", "test_1.5x", "test_aniso")
 #: Refinement factor of the zero-shot evaluation grid.
 FACTOR_2X = 2
 #: Voxels (at base resolution) around each pole left out of the 1x-vs-2x agreement.
@@ -64,6 +66,7 @@ class Job:
     split: str
     index: int
     factor: int
+    resolution: str = ""  # a named resolution (physics.resolutions) instead of the factor: written to test_<name>/
 
 
 def sha256(path: Path) -> str:
@@ -130,13 +133,23 @@ def sample_name(limb_index: int, source_k: int, n_sources: int) -> str:
 def _run_job(args: tuple[Job, int, tuple[int, int, int], PhysicsConfig, str, int]) -> list[dict[str, Any]]:
     """One limb (all its sources, at its factor) solved and written atomically; its manifest records (a task)."""
     job, seed, grid, physics, root, n_sources = args
-    if job.split == "ood":
-        n_sources = 1  # one source per out-of-distribution limb
-    if n_sources == 1 and physics.solver.prolongation == "jacobi":  # the single-source path, unchanged
+    if job.split == "ood" or job.resolution:
+        n_sources = 1  # one source per out-of-distribution limb and per limb at a named resolution
+    if job.resolution:  # imported here: resolutions imports this module's split streams
+        from fieldlab.potential.physics.resolutions import solve_resolution
+
+        solved = [solve_resolution(seed, job.split, job.index, grid, job.resolution, physics)]
+    elif n_sources == 1 and physics.solver.prolongation == "jacobi":  # the single-source path, unchanged
         solved = [solve_sample(seed, job.split, job.index, grid, job.factor, physics)]
     else:
         solved = solve_limb(seed, job.split, job.index, grid, job.factor, physics, n_sources)
-    name = f"{job.split}_2x" if job.factor == FACTOR_2X else job.split
+    name = (
+        f"{job.split}_{job.resolution}"
+        if job.resolution
+        else f"{job.split}_2x"
+        if job.factor == FACTOR_2X
+        else job.split
+    )
     records = []
     for k, (sample, info, limb) in enumerate(solved):
         path = Path(root) / name / sample_name(job.index, k, n_sources)
@@ -201,6 +214,8 @@ def generate_corpus(
     jobs += [Job("train", i, FACTOR_2X) for i in range(min(data.n_train_2x, data.n_train))]
     jobs += [Job("val", i, FACTOR_2X) for i in range(min(data.n_val_2x, data.n_val))]
     jobs += [Job("ood", i, FACTOR_2X) for i in range(data.n_ood)] if data.ood_2x else []
+    n_res = min(data.n_test_resolutions, data.n_test)
+    jobs += [Job("test", i, 1, r) for r in data.test_resolutions for i in range(n_res)]
     jobs += [Job(s, i, 1) for s in SPLITS for i in range(counts[s])]
     jobs += [Job("ood", i, 1) for i in range(data.n_ood)]
     t0 = time.perf_counter()
@@ -218,7 +233,10 @@ def generate_corpus(
         "samples": len(base),
         "samples_2x": len(fine),
         "samples_ood": sum(r["split"] == "ood" for r in records),
-        "samples_fine": {n: sum(r["split"] == n for r in records) for n in ("train_2x", "val_2x", "ood_2x")},
+        "samples_fine": {
+            n: sum(r["split"] == n for r in records)
+            for n in ("train_2x", "val_2x", "ood_2x", *(f"test_{r}" for r in data.test_resolutions))
+        },
         "limbs": len({(r["split"], r["limb_index"]) for r in base}),
         "sources_per_limb": k,
         "seconds_total": time.perf_counter() - t0,
