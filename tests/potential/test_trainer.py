@@ -132,9 +132,9 @@ def test_non_finite_loss_stops_and_keeps_last_good_checkpoint(root, tmp_path):
 
 @pytest.mark.parametrize("zooms", [(1.0, 1.0), (1.0, 0.5)], ids=["one_spacing", "mixed_spacings"])
 def test_conditioner_is_trained_only_by_mixed_spacings(zooms, tmp_path):
-    """One optimiser step of the real model (FNO, FiLM on): with a batch of two spacings (the same grid over a
-    limb half the size) every conditioner parameter receives gradient; with one spacing, the reference, its first
-    layer's weight receives exactly none (log(dx / ref) = 0), which is why a one-spacing corpus never trains it."""
+    """One epoch of the real model (FNO, FiLM on): with two spacings (the same grid over a limb half the size; one
+    batch each) every conditioner parameter receives gradient; with one spacing, the reference, its first layer's
+    weight receives exactly none at any step (log(dx / ref) = 0), which is why a one-spacing corpus never trains it."""
     root = write_corpus(tmp_path / "potential", counts=(2, 1, 1))
     for i, zoom in enumerate(zooms):
         save_npz(root / "train" / f"{i:04d}.npz", **make_sample(np.random.default_rng(i), BASE_GRID, zoom=zoom))
@@ -154,11 +154,12 @@ def test_conditioner_is_trained_only_by_mixed_spacings(zooms, tmp_path):
         built.append(build_model(model_section, backbone))
         return built[-1]
 
-    def first_step(epoch, i, step):
-        if step == 1:
-            grads.update({n: p.grad.clone() for n, p in built[0].conditioner.named_parameters()})
+    def every_step(epoch, i, step):  # the sum of each entry's gradient magnitude over the epoch's steps
+        for n, p in built[0].conditioner.named_parameters():
+            grads[n] = grads.get(n, 0) + p.grad.abs()
 
-    train_operator(cfg, "fno", tmp_path / "out", model_factory=factory, step_hook=first_step)
+    summary = train_operator(cfg, "fno", tmp_path / "out", model_factory=factory, step_hook=every_step)
+    assert summary["steps"] == (1 if zooms[0] == zooms[1] else 2)  # a batch never mixes two spacings
     assert sorted(grads) == ["mlp.0.bias", "mlp.0.weight", "mlp.2.bias", "mlp.2.weight"]
     if zooms[0] == zooms[1]:
         assert float(grads["mlp.0.weight"].abs().max()) == 0.0

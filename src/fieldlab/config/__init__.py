@@ -41,6 +41,7 @@ from fieldlab.config.potential import (
     PriorConfig,
     SolverConfig,
     SourceConfig,
+    SpacingsConfig,
     SubgridConfig,
     TrainConfig,
     UNetConfig,
@@ -76,6 +77,7 @@ __all__ = [
     "PriorConfig",
     "SolverConfig",
     "SourceConfig",
+    "SpacingsConfig",
     "SubgridConfig",
     "TrainConfig",
     "UNetConfig",
@@ -106,6 +108,7 @@ class Config:
     log: LogConfig = field(default_factory=LogConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     subgrid: SubgridConfig = field(default_factory=SubgridConfig)
+    spacings: SpacingsConfig = field(default_factory=SpacingsConfig)
     mpm: MPMConfig = field(default_factory=MPMConfig)
     inr: INRConfig = field(default_factory=INRConfig)
     explore: ExploreConfig = field(default_factory=ExploreConfig)

@@ -38,6 +38,10 @@ class DataConfig:
     n_train_2x: int = spec(0, ge=0, doc="training limbs also solved at 2x (train_2x/); 0 = none")
     n_val_2x: int = spec(0, ge=0, doc="validation limbs also solved at 2x (val_2x/); 0 = none")
     ood_2x: bool = False
+    # Test limbs at resolutions no model trains on (physics/resolutions.py): the first n_test_resolutions test limbs,
+    # rasterised and solved afresh on each grid, in test_<name>/ (synthetic corpora only).
+    test_resolutions: tuple[Literal["1.5x", "aniso"], ...] = ()
+    n_test_resolutions: int = spec(5, ge=1, doc="test limbs solved at each of test_resolutions")
 
 
 @dataclass(frozen=True)
@@ -239,6 +243,7 @@ class TrainConfig:
     compile: bool = False
     max_train_samples: int = spec(0, ge=0, doc="use only the first N training samples; 0 = all")
     augment: bool = True  # random reflections, x <-> y swap and sign of each training item (exact symmetries)
+    conditioning_lr_factor: float = spec(1.0, gt=0, doc="the spacing FiLM's learning rate / lr (a new module)")
 
 
 @dataclass(frozen=True)
@@ -331,6 +336,26 @@ class SubgridConfig:
     max_train_samples: int = spec(0, ge=0, doc="train on the first N fine limbs only (a learning curve); 0 = all")
     steps_per_epoch: int = spec(80, ge=0, doc="training steps between validations; 0 = one pass over the limbs")
     error_head: bool = True  # a second head estimating the corrector's own error (models/subgrid.py)
+
+
+@dataclass(frozen=True)
+class SpacingsConfig:
+    """The operator trained across spacings (train_spacings): the seed model of ``backbone`` fine-tuned on base and
+    fine limbs, batches of one spacing each, with the spacing conditioning on or (the ablation) off."""
+
+    enabled: bool = False  # train it (train_spacings) and score it at every resolution in eval_sr (resolutions)
+    backbone: Literal["fno", "unet"] = "fno"  # its seed: <log.root>/<backbone>/checkpoints/best.pt
+    root: str = "experiments/spacings"
+    conditioning: bool = (
+        True  # the spacing FiLM (model.conditioning, new and near the identity) on; false: the ablation
+    )
+    base_limbs: int = spec(24, ge=0, doc="the first N limbs of train/ per epoch; 0 = all")
+    fine_limbs: int = spec(8, ge=1, doc="the first N limbs of train_2x/ per epoch")
+    val_fine_limbs: int = spec(4, ge=1, doc="the first N limbs of val_2x/ beside all of val/ for checkpoint selection")
+    epochs: int = spec(2, ge=1)
+    lr: float = spec(5e-4, gt=0, le=1)
+    min_lr_ratio: float = spec(0.1, ge=0, le=1, doc="final lr / lr (cosine over the run)")
+    film_lr_factor: float = spec(1.0, gt=0, doc="the new spacing FiLM's learning rate / lr")
 
 
 # ---- checks across sections ----------------------------------------------------------------------------------------

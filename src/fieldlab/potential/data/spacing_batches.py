@@ -41,6 +41,9 @@ class SpacingBatchSampler(torch.utils.data.Sampler[list[int]]):
         ``False``: the samples of each spacing in dataset order, the spacings in order of first appearance.
     drop_last
         Leave out the incomplete last batch of each spacing.
+    rank, world_size
+        Under DDP each rank takes every ``world_size``-th batch of the epoch's order from ``rank`` on; the order is
+        cut to a multiple of ``world_size`` so that every rank steps the same number of times.
 
     Examples
     --------
@@ -56,9 +59,14 @@ class SpacingBatchSampler(torch.utils.data.Sampler[list[int]]):
         seed: int = 0,
         shuffle: bool = True,
         drop_last: bool = False,
+        rank: int = 0,
+        world_size: int = 1,
     ) -> None:
         if batch_size < 1:
             raise InputError(f"batch_size = {batch_size}: expected at least 1")
+        if not 0 <= rank < world_size:
+            raise InputError(f"rank = {rank} of world_size = {world_size}: expected 0 <= rank < world_size")
+        self.rank, self.world_size = rank, world_size
         self.groups: dict[tuple[float, float, float], list[int]] = {}
         for i, spacing in enumerate(spacings):
             self.groups.setdefault(spacing_key(spacing), []).append(i)
@@ -73,7 +81,13 @@ class SpacingBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.epoch = epoch
 
     def batches(self) -> list[list[int]]:
-        """This epoch's batches, in order."""
+        """This epoch's batches of this rank, in order."""
+        out = self.all_batches()
+        out = out[: len(out) - len(out) % self.world_size]
+        return out[self.rank :: self.world_size]
+
+    def all_batches(self) -> list[list[int]]:
+        """This epoch's batches of every rank, in order."""
         g = torch.Generator().manual_seed(self.seed * 1_000_003 + self.epoch)
         out: list[list[int]] = []
         for members in self.groups.values():
@@ -91,4 +105,5 @@ class SpacingBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def __len__(self) -> int:
         n = self.batch_size
-        return sum(len(m) // n if self.drop_last else -(-len(m) // n) for m in self.groups.values())
+        total = sum(len(m) // n if self.drop_last else -(-len(m) // n) for m in self.groups.values())
+        return total // self.world_size

@@ -169,3 +169,8 @@ def load_subgrid(path: str | Path, device: torch.device | str = "cpu", precision
 def subgrid_checkpoint(cfg: Config) -> Path:
     """Where this run keeps the sub-grid corrector (``<subgrid.root>/checkpoints/best.pt``)."""
     return Path(cfg.subgrid.root) / "checkpoints" / "best.pt"
+
+
+def seed_checkpoint(cfg: Config) -> Path:
+    """The seed of the operator across spacings (``spacings.backbone``): its train stage's best checkpoint."""
+    return Path(cfg.log.root) / cfg.spacings.backbone / "checkpoints" / "best.pt"

@@ -35,7 +35,7 @@ from fieldlab.errors import FieldlabError
 from fieldlab.potential import metrics
 from fieldlab.potential.data.loader import to_device
 from fieldlab.potential.training.runlog import RunLog, write_history_csv
-from fieldlab.potential.training.runstate import Progress, TrainingRun, build_run, inner
+from fieldlab.potential.training.runstate import DataPlan, Progress, TrainingRun, build_run, inner
 
 ModelFactory = Callable[[ModelConfig, str], nn.Module]
 #: called after every optimiser step as ``hook(epoch, step_in_epoch, global_step)`` (tests use it to crash)
@@ -69,6 +69,9 @@ class OperatorTrainer:
         Builds the model from the ``model`` section; defaults to :func:`fieldlab.potential.models.wrapper.build_model`.
     step_hook
         Called after every optimiser step (:data:`StepHook`).
+    plan, start
+        The files to train and validate on and the warm start of a fresh run (:func:`~.runstate.build_run`);
+        default: ``train/`` and ``val/`` from a fresh initialisation.
     """
 
     def __init__(
@@ -79,7 +82,10 @@ class OperatorTrainer:
         history_csv: str | Path | None = None,
         model_factory: ModelFactory | None = None,
         step_hook: StepHook | None = None,
+        plan: DataPlan | None = None,
+        start: Callable[[nn.Module], dict[str, Any]] | None = None,
     ) -> None:
+        self.plan, self.start = plan, start
         self.cfg = cfg
         self.backbone = backbone
         self.out_dir = Path(out_dir)
@@ -136,7 +142,9 @@ class OperatorTrainer:
         """Set up (or resume), train epoch by epoch, then summarise."""
         generator = seed_everything(self.cfg.seed)
         ckpt = load_checkpoint(self.last_path) if resume and self.last_path.is_file() else None
-        run = build_run(self.cfg, self.backbone, self.model_factory, device, info, generator, ckpt)
+        run = build_run(
+            self.cfg, self.backbone, self.model_factory, device, info, generator, ckpt, self.plan, self.start
+        )
         progress = run.restore(ckpt) if ckpt else Progress()
         log = self._open_log(run, progress.step if ckpt else None) if info.is_main else None
 
@@ -261,6 +269,7 @@ class OperatorTrainer:
             "train_time_s": elapsed,
             "s_per_step": elapsed / max(1, step),
             "train_samples": len(run.loader.dataset),
+            "train_spacings": run.spacings,
             "world_size": run.info.world_size,
             "device": str(run.device),
             "amp": run.use_amp,

@@ -23,6 +23,7 @@ from fieldlab.core import ddp
 from fieldlab.core.checkpoint import rng_state, set_rng_state
 from fieldlab.core.seeding import worker_init_fn
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
+from fieldlab.potential.data.spacing_batches import SpacingBatchSampler, spacing_key
 from fieldlab.potential.models.scaling import FieldScaler
 from fieldlab.potential.training.schedule import build_scheduler
 
@@ -68,6 +69,8 @@ class TrainingRun:
     ref: list[float]  # the reference spacing (first training sample), metres
     grid: tuple[int, ...]  # (D, H, W) of a training sample
     use_amp: bool
+    spacings: list[list[float]] = field(default_factory=list)  # every (dx, dy, dz) trained on, first = ref
+    seed: dict[str, Any] | None = None  # the checkpoint a warm start began from (SeedStart.describe)
 
     def autocast(self) -> torch.autocast:
         """bf16 autocast where ``train.amp`` asks for it and the device supports it; a no-op otherwise."""
@@ -105,26 +108,57 @@ class TrainingRun:
             "train_time_s": progress.elapsed,
             "rng": rng_state(),
             "config": to_dict(self.cfg),
+            "train_spacings": [list(v) for v in self.spacings],
+            **({"seed_checkpoint": self.seed} if self.seed else {}),
         }
 
 
-def load_datasets(
-    cfg: Config, scaler: FieldScaler | None
-) -> tuple[PotentialDataset, PotentialDataset, FieldScaler, list[float]]:
-    """Train (augmented, first ``train.max_train_samples``) and val datasets, the scaler, the reference spacing."""
-    from fieldlab.potential.schema import load_sample
+@dataclass(frozen=True)
+class DataPlan:
+    """Which files a run trains and validates on. The reference spacing is the first training file's; with
+    ``scaler`` (a warm start) the field scaling is that one, else it is fitted on the training files of the
+    reference spacing."""
 
+    train: list[Any]
+    val: list[Any]
+    scaler: FieldScaler | None = None
+
+
+def base_plan(cfg: Config) -> DataPlan:
+    """``train/`` (its first ``train.max_train_samples``) and ``val/``: the seed model's one-spacing corpus."""
     train_files = split_files(cfg.data.root, "train")
     if cfg.train.max_train_samples:
         train_files = train_files[: cfg.train.max_train_samples]
-    val_files = split_files(cfg.data.root, "val")
-    first = load_sample(train_files[0])
-    if scaler is None:
-        scaler = FieldScaler.fit(load_sample(f) for f in train_files)
+    return DataPlan(train_files, split_files(cfg.data.root, "val"))
+
+
+def load_datasets(
+    cfg: Config, scaler: FieldScaler | None, plan: DataPlan | None = None
+) -> tuple[PotentialDataset, PotentialDataset, FieldScaler, list[float]]:
+    """Train (augmented) and val datasets of ``plan`` (default :func:`base_plan`), the scaler, the reference spacing."""
+    from fieldlab.potential.schema import load_sample
+
+    plan = base_plan(cfg) if plan is None else plan
+    first = load_sample(plan.train[0])
     ref = [float(s) for s in first.spacing]
+    scaler = scaler or plan.scaler
+    if scaler is None:
+        same = [f for f in plan.train if spacing_key(load_sample(f).spacing) == spacing_key(ref)]
+        scaler = FieldScaler.fit(load_sample(f) for f in same)
     kw = dataset_options(cfg, scaler, ref)
-    train_ds = PotentialDataset(train_files, **kw, augment=cfg.train.augment)
-    return train_ds, PotentialDataset(val_files, **kw), scaler, ref
+    train_ds = PotentialDataset(plan.train, **kw, augment=cfg.train.augment)
+    return train_ds, PotentialDataset(plan.val, **kw), scaler, ref
+
+
+def sample_spacings(ds: PotentialDataset) -> list[tuple[float, float, float]]:
+    """``(dx, dy, dz)`` of every sample of ``ds`` (read from its file), in order."""
+    import numpy as np
+
+    out = []
+    for f in ds.files:
+        with np.load(f) as z:
+            out.append(spacing_key(z["spacing"]))
+    return out
 
 
 def prepare_model(
@@ -144,6 +178,18 @@ def prepare_model(
     return model, n_params
 
 
+def param_groups(model: nn.Module, cfg: Config) -> list[dict[str, Any]]:
+    """The optimiser's groups: every weight at ``train.lr``, the spacing FiLM (``conditioner.*``) at
+    ``train.conditioning_lr_factor`` times it when that is not 1 (a module new to a warm-started model)."""
+    named = list(inner(model).named_parameters())
+    film = [p for n, p in named if n.startswith("conditioner.")]
+    factor = cfg.train.conditioning_lr_factor
+    if not film or factor == 1.0:
+        return [{"params": [p for _, p in named]}]
+    rest = [p for n, p in named if not n.startswith("conditioner.")]
+    return [{"params": rest}, {"params": film, "lr": cfg.train.lr * factor}]
+
+
 def build_run(
     cfg: Config,
     backbone: str,
@@ -152,31 +198,45 @@ def build_run(
     info: ddp.DistInfo,
     generator: torch.Generator,
     ckpt: dict[str, Any] | None,
+    plan: DataPlan | None = None,
+    start: Callable[[nn.Module], dict[str, Any]] | None = None,
 ) -> TrainingRun:
     """Datasets, model, loaders, optimiser and schedule, in the order of the module docstring.
 
     ``generator`` (from :func:`fieldlab.core.seeding.seed_everything`) drives the loader's workers; ``ckpt``, when
     resuming, supplies the scaler and the weights (optimiser, schedule and RNG follow in :meth:`TrainingRun.restore`).
+    ``plan`` chooses the files (default :func:`base_plan`); a training set of several spacings is batched one
+    spacing per batch (:class:`~fieldlab.potential.data.spacing_batches.SpacingBatchSampler`). ``start``, on a fresh
+    run, loads initial weights into the new model and returns what it began from (stored in every checkpoint).
     """
     scaler = FieldScaler.from_dict(ckpt["transforms"]) if ckpt else None
-    train_ds, val_ds, scaler, ref = load_datasets(cfg, scaler)
+    train_ds, val_ds, scaler, ref = load_datasets(cfg, scaler, plan)
     grid = tuple(train_ds.sample(0).shape)
-    model, n_params = prepare_model(model_factory(cfg.model, backbone), cfg, device, info, ckpt)
-    sampler = DistributedSampler(
-        train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=False
-    )
-    loader = DataLoader(
-        train_ds,
-        batch_size=cfg.train.batch_size,
-        sampler=sampler,
-        num_workers=cfg.train.workers,
-        worker_init_fn=worker_init_fn,
-        generator=generator,
-        pin_memory=device.type == "cuda",
-        persistent_workers=cfg.train.workers > 0,
-    )
+    fresh = model_factory(cfg.model, backbone)
+    seed = start(fresh) if start is not None and not ckpt else (ckpt or {}).get("seed_checkpoint")
+    model, n_params = prepare_model(fresh, cfg, device, info, ckpt)
+    spacings = sample_spacings(train_ds)
+    distinct = list(dict.fromkeys(spacings))
+    common = {
+        "num_workers": cfg.train.workers,
+        "worker_init_fn": worker_init_fn,
+        "generator": generator,
+        "pin_memory": device.type == "cuda",
+        "persistent_workers": cfg.train.workers > 0,
+    }
+    sampler: Any
+    if len(distinct) == 1:
+        sampler = DistributedSampler(
+            train_ds, num_replicas=info.world_size, rank=info.rank, shuffle=True, seed=cfg.seed, drop_last=False
+        )
+        loader = DataLoader(train_ds, batch_size=cfg.train.batch_size, sampler=sampler, **common)
+    else:
+        sampler = SpacingBatchSampler(
+            spacings, cfg.train.batch_size, seed=cfg.seed, rank=info.rank, world_size=info.world_size
+        )
+        loader = DataLoader(train_ds, batch_sampler=sampler, **common)
     val_loader = DataLoader(val_ds, batch_size=1, shuffle=False, num_workers=0)
-    opt = torch.optim.AdamW(model.parameters(), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
+    opt = torch.optim.AdamW(param_groups(model, cfg), lr=cfg.train.lr, weight_decay=cfg.train.weight_decay)
     sched = build_scheduler(opt, cfg.train, steps_per_epoch=len(loader))
     use_amp = cfg.train.amp and device.type == "cuda" and torch.cuda.is_bf16_supported()
     return TrainingRun(
@@ -195,4 +255,6 @@ def build_run(
         ref=ref,
         grid=grid,
         use_amp=use_amp,
+        spacings=[list(v) for v in distinct],
+        seed=seed,
     )
