@@ -190,6 +190,30 @@ def test_headline_states_the_verdict_and_a_classical_default_on_the_front(tmp_pa
     assert f"**Verdict at 2x** (`default.x2.verdict`): {verdict}." in text
 
 
+def test_headline_tables_every_resolution_and_states_each_unseen_target(tmp_path):
+    """The resolutions block: one row per grid with each predictor's rel L2 (seconds), the unseen grids marked, and a
+    line per unseen grid whose verdicts are those of the targets it states."""
+    e = lambda rel, s: {"rel_l2": rel, "rel_l2_max": rel, "seconds_per_sample": s}  # noqa: E731
+    res = {
+        "base": {"spacing_m": [0.002] * 3, "seen": True, "operator": e(0.016, 0.11), "front": ["operator"]},
+        "1.5x": {"spacing_m": [0.002 / 1.5] * 3, "seen": False, "operator": e(0.03, 0.4), "interpolated": e(0.025, 0.2),
+                 "front": ["interpolated"]},
+        "targets": {"1.5x": {"ratio_base": 1.875, "ratio_base_met": False, "gain_interpolated": -0.2,
+                             "gain_interpolated_met": False}},
+    }  # fmt: skip
+    default = {"base": {"name": "fno", "rel_l2": 0.016, "seconds_per_sample": 0.11, "from": "base"}}
+    (tmp_path / "eval_sr.json").write_text(json.dumps({"default": default, "resolutions": res}))
+    (tmp_path / "train_spacings.json").write_text(json.dumps({"conditioning": False}))
+    text = render_headline(tmp_path)
+    assert "conditioning off" in text
+    assert "| 1.5x | 1.33x1.33x1.33 | **no** | 0.03 (0.40) | – | 0.025 (0.20) | – | – | – | interpolated |" in text
+    assert "| base | 2x2x2 | yes | 0.016 (0.11) |" in text
+    assert (
+        "- 1.5x (unseen): zero shot / base 1.88 (target <= 1.2: missed); above the interpolation baseline by 20 %"
+        in text
+    )
+
+
 def test_headline_without_a_default_predictor_is_one_error_line(tmp_path):
     (tmp_path / "inr.json").write_text(json.dumps({"final_r2": 0.99}))
     readme = tmp_path / "README.md"

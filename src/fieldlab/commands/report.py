@@ -208,11 +208,62 @@ def operator_section(m: Path) -> str | None:
         ratio = fmt(_get(ev, "ratio_ood_base"), ".2f")
         out += ["", f"**Out of distribution** (`metrics/eval_sr.json: ood`, base grid; ood / base {ratio}{note})", ""]
         out.append(table(["limbs", "n", "rel L2", "max"], orows))
+    out += resolutions_table(ev, _read(m / "train_spacings.json"))
     solver = [_get(ev, "solver_seconds.base"), _get(ev, "solver_seconds.x2")]
     if any(s is not None for s in solver):
         s0, s1 = fmt(solver[0], ".2f"), fmt(solver[1], ".2f")
         out += ["", f"Full FEM solve per test sample (corpus manifest): {s0} s at base, {s1} s at 2x."]
     return "\n".join(out)
+
+
+#: The predictors of ``eval_sr.json: resolutions``, in table order.
+RESOLUTION_PREDICTORS = ("operator", "operator_seed", "interpolated", "hybrid", "prior_sweeps", "fem_base")
+
+
+def resolutions_table(ev: dict[str, Any] | None, spacings: dict[str, Any] | None) -> list[str]:
+    """The ``resolutions`` block of ``eval_sr.json``: rel L2 (seconds) per resolution and predictor, the front, and
+    the targets of each unseen resolution; nothing when the block is absent. ``spacings`` is
+    ``train_spacings.json`` (whether the operator's conditioning was on)."""
+    res = _get(ev, "resolutions")
+    if not isinstance(res, dict):
+        return []
+    cond = {True: "on", False: "off"}.get(_get(spacings, "conditioning"), "?")
+    names = [n for n in res if n != "targets"]
+    rows = []
+    for name in names:
+        b = res[name]
+        mm = "x".join(f"{v * 1e3:.3g}" for v in b["spacing_m"])
+        cells = [
+            "–"
+            if _get(b, p) is None
+            else f"{fmt(_get(b, f'{p}.rel_l2'))} ({fmt(_get(b, f'{p}.seconds_per_sample'), '.2f')})"
+            for p in RESOLUTION_PREDICTORS
+        ]
+        front = ", ".join(b.get("front", []))
+        rows.append([name, mm, "yes" if b["seen"] else "**no**", *cells, front])
+    header = ["grid", "dx x dy x dz mm", "trained on", *RESOLUTION_PREDICTORS, "on the front"]
+    out = [
+        "",
+        "**Across resolutions** (`metrics/eval_sr.json: resolutions`; rel L2 over the loss mask (seconds per sample) "
+        f"on the first test limbs of each grid; `operator`: trained on 2 mm and 1 mm, conditioning {cond}; "
+        "`operator_seed`: 2 mm only)",
+        "",
+        table(header, rows),
+    ]
+    targets = res.get("targets", {})
+    for name, t in targets.items():
+        gain = _get(t, "gain_interpolated")
+        out += [
+            "",
+            f"- {name} (unseen): zero shot / base {fmt(_get(t, 'ratio_base'), '.2f')} (target <= 1.2: "
+            f"{'met' if _get(t, 'ratio_base_met') else 'missed'})"
+            + ("" if gain is None else f"; {'below' if gain >= 0 else 'above'} the interpolation baseline by "
+               f"{abs(100 * gain):.0f} % (target: below by >= 20 %: "
+               f"{'met' if _get(t, 'gain_interpolated_met') else 'missed'})")
+            + ("" if _get(t, "hybrid_on_front") is None else
+               f"; hybrid on the front: {'yes' if _get(t, 'hybrid_on_front') else 'no'}"),
+        ]  # fmt: skip
+    return out
 
 
 def corpus_section(m: Path) -> str | None:
@@ -340,6 +391,7 @@ def render_headline(metrics_dir: str | Path) -> str:
         verdict = _get(d, "verdict")
         if isinstance(verdict, str):
             out += ["", f"**Verdict at {GRIDS.get(grid, grid)}** (`default.{grid}.verdict`): {verdict}."]
+    out += resolutions_table(ev, _read(m / "train_spacings.json"))
     inr = _read(m / "inr.json")
     if inr is not None:
         out += [

@@ -53,6 +53,7 @@ from torch import nn
 
 from fieldlab.config import Config
 from fieldlab.core.device import select_device
+from fieldlab.errors import InputError
 from fieldlab.potential import metrics
 from fieldlab.potential.data.loader import PotentialDataset, dataset_options, split_files
 from fieldlab.potential.evaluation.classical.baselines import base_spacing
@@ -367,8 +368,31 @@ def evaluate_sr(
     if "x2_subgrid" in out:  # subgrid.enabled: the corrector, unless a classical route clearly dominates it
         routes = lambda n: classical_route(n) is not None  # noqa: E731
         out["default"]["x2"] = replaced_default(out, "x2", "x2_subgrid", SUBGRID_NAME, routes)
+    if cfg.spacings.enabled:  # the operator across spacings at every resolution, seen and unseen
+        out["resolutions"] = spacing_resolutions(cfg, device)
     out["samples"] = samples
     return out
+
+
+def spacing_resolutions(cfg: Config, device: torch.device) -> dict[str, Any]:
+    """``resolutions``: the model of ``train_spacings`` and its one-spacing seed at every resolution of the corpus
+    (:mod:`~fieldlab.potential.evaluation.resolutions`), on the spacings model's scaling, masks and priors."""
+    from fieldlab.potential.evaluation.resolutions import evaluate_resolutions
+    from fieldlab.potential.models.trained import seed_checkpoint
+
+    path = Path(cfg.spacings.root) / "checkpoints" / "best.pt"
+    model, ckpt = load_trained(path, device, backbone=cfg.spacings.backbone)
+    seed_model, seed_ckpt = load_trained(seed_checkpoint(cfg), device, backbone=cfg.spacings.backbone)
+    if seed_ckpt["transforms"] != ckpt["transforms"]:
+        raise InputError(f"{path}: field scaling differs from its seed {seed_checkpoint(cfg)}; rerun train_spacings")
+    scaler, ref, _ = evaluation_inputs(ckpt, path)
+    prior = run_prior(checkpoint_model_config(ckpt, path).prior, cfg)
+    kw = {**dataset_options(cfg, scaler, ref, prior), "cache": False}
+
+    def dataset(files: list[Path]) -> PotentialDataset:
+        return PotentialDataset(files, **kw)
+
+    return evaluate_resolutions(cfg, model, seed_model, ckpt, dataset, lambda ds: prior_cost(ds, prior, cfg))
 
 
 def run_eval(
@@ -393,5 +417,9 @@ def run_eval(
         result = evaluate_sr(cfg, checkpoint, staging, backbone=backbone, rivals_file=rivals_file)
         write_json(Path(staging) / "per_sample.json", result.pop("samples"))
         write_front_plots(result, staging)
+        if "resolutions" in result:
+            from fieldlab.potential.evaluation.resolutions import write_resolution_plots
+
+            write_resolution_plots(result["resolutions"], staging)
     write_json(metrics_json, result)
     return result
