@@ -160,3 +160,20 @@ def test_float_noise_does_not_split_a_grid_and_bad_input_is_refused():
         SpacingBatchSampler([(BASE,) * 3], batch_size=0)
     with pytest.raises(InputError, match="positive"):
         SpacingBatchSampler([(BASE, 0.0, BASE)], batch_size=1)
+
+
+def test_the_anchored_film_is_the_identity_at_the_reference_and_acts_off_it():
+    """``model.conditioning.anchored``: whatever the FiLM's weights (far from the identity here), on the reference
+    grid the conditioned model is exactly its backbone without the FiLM; off it the FiLM changes the output."""
+    anchored_cfg = dataclasses.replace(CFG, conditioning=dataclasses.replace(CFG.conditioning, anchored=True))
+    torch.manual_seed(0)
+    m = PotentialModel(anchored_cfg).double()
+    torch.nn.init.normal_(m.conditioner.mlp[-1].weight, std=0.5)
+    torch.nn.init.normal_(m.conditioner.mlp[-1].bias, std=0.5)
+    bare = copy.deepcopy(m)
+    bare.conditioner = None
+    with torch.no_grad():
+        for dx, same in ((BASE, True), (FINE, False)):
+            b = batch(3, dx)
+            args = (b["sigma"], b["f"], b["coords"], b["spacing"])
+            assert torch.equal(m(*args), bare(*args)) is same, dx

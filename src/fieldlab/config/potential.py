@@ -176,6 +176,9 @@ class ConditioningConfig:
     enabled: bool = True
     hidden: int = spec(32, ge=1)
     reference_spacing: tuple[float, float, float] = spec((2e-3, 2e-3, 2e-3), gt=0, doc="m, (dx, dy, dz)")
+    # anchored: FiLM(s) - FiLM(0), exactly the identity at the reference spacing (false: a learned constant there,
+    # the conditioner of checkpoints that predate the key)
+    anchored: bool = False
 
 
 @dataclass(frozen=True)

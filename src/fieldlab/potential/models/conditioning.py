@@ -26,7 +26,9 @@ class SpacingConditioner(nn.Module):
     with ``gamma, beta`` one value per channel (broadcast over the grid). The log makes halving the spacing the
     same step at any scale; the reference spacing makes ``s = 0`` on the reference grid. ``W_2`` starts small
     (std 0.01) so the conditioner starts close to the identity and still passes gradients to ``W_1``. On the
-    reference grid ``s = 0``: there ``W_1`` receives no gradient and the FiLM is a learned constant.
+    reference grid ``s = 0``: there ``W_1`` receives no gradient and the FiLM is a learned constant. ``anchored``
+    subtracts the MLP's value at ``s = 0`` from both, so that on the reference grid the FiLM is exactly the identity
+    and the conditioned model is its backbone, whatever the conditioner learned: it acts only off the reference.
 
     Parameters
     ----------
@@ -36,6 +38,8 @@ class SpacingConditioner(nn.Module):
         Hidden width of the MLP.
     reference_spacing : tuple of float
         ``(dx, dy, dz)`` in metres.
+    anchored : bool, optional
+        ``(gamma, beta)(s) - (gamma, beta)(0)``: the identity at the reference spacing.
 
     Examples
     --------
@@ -44,9 +48,12 @@ class SpacingConditioner(nn.Module):
     torch.Size([2, 4, 3, 3, 3])
     """
 
-    def __init__(self, channels: int, hidden: int, reference_spacing: tuple[float, float, float]) -> None:
+    def __init__(
+        self, channels: int, hidden: int, reference_spacing: tuple[float, float, float], anchored: bool = False
+    ) -> None:
         super().__init__()
         self.channels = channels
+        self.anchored = anchored
         self.register_buffer("log_reference", torch.log(torch.tensor(reference_spacing, dtype=torch.float32)))
         self.mlp = nn.Sequential(nn.Linear(3, hidden), nn.GELU(), nn.Linear(hidden, 2 * channels))
         last = self.mlp[-1]
@@ -58,7 +65,10 @@ class SpacingConditioner(nn.Module):
         if spacing.ndim != 2 or spacing.shape[1] != 3:
             raise InputError(f"spacing has shape {tuple(spacing.shape)}: expected (B, 3) = (dx, dy, dz) in metres")
         s = torch.log(spacing.float()) - self.log_reference  # (B, 3)
-        gamma, beta = self.mlp(s).chunk(2, dim=1)  # (B, C) each
+        out = self.mlp(s)
+        if self.anchored:
+            out = out - self.mlp(torch.zeros_like(s[:1]))
+        gamma, beta = out.chunk(2, dim=1)  # (B, C) each
         return gamma[:, :, None, None, None], beta[:, :, None, None, None]
 
     def forward(self, h: torch.Tensor, spacing: torch.Tensor) -> torch.Tensor:

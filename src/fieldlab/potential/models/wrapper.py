@@ -84,7 +84,9 @@ class PotentialModel(nn.Module):
         self.backbone = BACKBONES[name](cfg, in_channels, 1)
         c = cfg.conditioning
         self.conditioner = (
-            SpacingConditioner(self.backbone.latent_channels, c.hidden, c.reference_spacing) if c.enabled else None
+            SpacingConditioner(self.backbone.latent_channels, c.hidden, c.reference_spacing, c.anchored)
+            if c.enabled
+            else None
         )
 
     @staticmethod
