@@ -70,22 +70,31 @@ def test_the_block_starts_with_its_set_up_and_names_the_promised_commands():
 @pytest.mark.smoke
 def test_predict_on_a_2x_test_sample_reproduces_the_evaluation():
     """Before the block runs (it switches the workspace to the UNet): the README's predict command on a published
-    2x test sample gives the error eval_sr reported for that sample and its default predictor, to 1e-6."""
+    2x test sample gives the error eval_sr reported for that sample and its default predictor, to 1e-6; when the
+    default is a classical route, predict on every 2x test sample gives that route's mean error."""
     work = smoke_dir()
     setup = everyday_block(README.read_text())[0]
     metrics = json.loads((work / "metrics" / "eval_sr.json").read_text())
     per_sample = json.loads((work / "plots" / "eval_sr" / "per_sample.json").read_text())
     default = metrics["default"]["x2"]
-    name = sorted(per_sample[default["from"]])[0]
+    classical = default["from"] == "baselines"  # a route that clearly dominates the corrector (timing-dependent)
+    names = sorted(per_sample["x2"]) if classical else sorted(per_sample[default["from"]])[:1]
     ckpt = f"experiments/{metrics['backbone']}/checkpoints/best.pt"
-    sample = work / "data" / "potential" / "test_2x" / f"{name}.npz"
+    samples = [work / "data" / "potential" / "test_2x" / f"{name}.npz" for name in names]
     out = work / "predict-check"
-    proc = new_shell(setup, f"fieldlab predict --checkpoint {ckpt} {sample} --out {out}", work)
+    args = " ".join(str(s) for s in samples)
+    proc = new_shell(setup, f"fieldlab predict --checkpoint {ckpt} {args} --out {out}", work)
     assert proc.returncode == 0, proc.stderr
-    assert proc.stdout.strip().startswith(f"{sample}: {default['name']} ")
-    with np.load(out / f"{name}.npz") as npz:
-        got = float(npz["rel_l2"])
-    assert got == pytest.approx(per_sample[default["from"]][name]["rel_l2"], rel=1e-6, abs=0)
+    assert proc.stdout.strip().startswith(f"{samples[0]}: {default['name']} ")
+    got = []
+    for name in names:
+        with np.load(out / f"{name}.npz") as npz:
+            got.append(float(npz["rel_l2"]))
+    if classical:  # the route's own point: the mean over the split's samples
+        want = metrics["baselines"][default["name"]]["x2"]["rel_l2"]
+        assert float(np.mean(got)) == pytest.approx(want, rel=1e-6, abs=0)
+    else:
+        assert got[0] == pytest.approx(per_sample[default["from"]][names[0]]["rel_l2"], rel=1e-6, abs=0)
     shutil.rmtree(out)
 
 
